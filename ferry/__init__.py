@@ -1,0 +1,3 @@
+"""Ferry: live volume migration for QEMU/KVM clouds."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""HTTP only: routing, request parsing, views and error bodies. Policy lives in services."""

@@ -1,0 +1,33 @@
+"""The FastAPI application: routers, error handlers, microversion middleware, life cycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ferry import __version__
+from ferry.api import compute, errors, identity, versions, volume
+from ferry.services.app import Ferry
+
+
+def create_app(ferry: Ferry) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ferry.start()
+        try:
+            yield
+        finally:
+            await ferry.stop()
+
+    app = FastAPI(title="Ferry", version=__version__, lifespan=lifespan,
+                  description="Live volume migration for QEMU/KVM clouds, OpenStack-compatible.")
+    app.state.ferry = ferry
+    errors.install(app)
+    app.middleware("http")(versions.microversions)
+    app.include_router(versions.router)
+    app.include_router(identity.router)
+    app.include_router(volume.router)
+    app.include_router(compute.router)
+    return app

@@ -1,0 +1,34 @@
+"""Request dependencies: the assembled control plane and the caller's context from X-Auth-Token."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fastapi import Request
+
+from ferry.domain.errors import Forbidden, Unauthorized
+from ferry.services.app import Ferry
+from ferry.services.context import RequestContext
+
+
+def ferry(request: Request) -> Ferry:
+    app: Ferry = request.app.state.ferry
+    return app
+
+
+def context(request: Request) -> RequestContext:
+    token = request.headers.get("X-Auth-Token")
+    if not token:
+        raise Unauthorized("The request you have made requires authentication.")
+    return ferry(request).identity.validate(token).context
+
+
+def project_context(request: Request, project_id: str) -> RequestContext:
+    """Context for `/…/{project_id}/…` URLs: the path must name the token's project (admins may
+    act in any existing project)."""
+    ctx = context(request)
+    if project_id == ctx.project_id:
+        return ctx
+    if ctx.is_admin and ferry(request).identity.project_exists(project_id):
+        return replace(ctx, project_id=project_id)
+    raise Forbidden(f"Token is scoped to project {ctx.project_id}, not {project_id}.")

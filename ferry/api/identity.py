@@ -1,0 +1,119 @@
+"""Keystone v3 subset: password tokens with a service catalog."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from ferry.api import deps
+from ferry.api.errors import json_body
+from ferry.api.versions import base_url
+from ferry.domain.clock import iso_z
+from ferry.domain.errors import BadRequest, Unauthorized
+from ferry.services.app import Ferry
+from ferry.services.identity import IssuedToken, looks_like_id
+
+router = APIRouter(prefix="/identity/v3")
+DOMAIN = {"id": "default", "name": "Default"}
+
+
+def _catalog(request: Request, project_id: str) -> list[dict[str, Any]]:
+    base = base_url(request)
+    services = [
+        ("identity", "keystone", f"{base}/identity"),
+        ("block-storage", "cinder", f"{base}/volume/v3/{project_id}"),
+        ("volumev3", "cinderv3", f"{base}/volume/v3/{project_id}"),
+        ("compute", "nova", f"{base}/compute/v2.1"),
+    ]
+    out = []
+    for stype, name, url in services:
+        sid = hashlib.sha1(stype.encode()).hexdigest()[:32]
+        endpoints = [{"id": f"{sid[:24]}{i:08x}", "interface": iface, "region": "RegionOne",
+                      "region_id": "RegionOne", "url": url}
+                     for i, iface in enumerate(("public", "internal", "admin"))]
+        out.append({"id": sid, "type": stype, "name": name, "endpoints": endpoints})
+    return out
+
+
+def _token_body(request: Request, issued: IssuedToken) -> dict[str, Any]:
+    ctx = issued.context
+    return {"token": {
+        "methods": ["password"],
+        "user": {"id": ctx.user_id, "name": ctx.user_name, "domain": DOMAIN, "password_expires_at": None},
+        "project": {"id": ctx.project_id, "name": ctx.project_name, "domain": DOMAIN},
+        "roles": [{"id": r, "name": r} for r in sorted(ctx.roles)],
+        "is_domain": False,
+        "audit_ids": [hashlib.sha256(issued.token.encode()).hexdigest()[:22]],
+        "issued_at": iso_z(issued.issued_at),
+        "expires_at": iso_z(issued.expires_at),
+        "catalog": _catalog(request, ctx.project_id),
+    }}
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"Invalid input: {what} must be a non-empty string.")
+    return value
+
+
+def _credentials(body: dict[str, Any]) -> tuple[str, str, str, bool]:
+    auth = body.get("auth")
+    if not isinstance(auth, dict):
+        raise BadRequest("Invalid input: missing 'auth' object.")
+    identity = auth.get("identity") or {}
+    if not isinstance(identity, dict) or "password" not in (identity.get("methods") or []):
+        raise BadRequest("Invalid input: only the password method is supported.")
+    user = (identity.get("password") or {}).get("user")
+    if not isinstance(user, dict):
+        raise BadRequest("Invalid input: missing auth.identity.password.user.")
+    name = _str(user.get("name") or user.get("id"), "user name")
+    password = _str(user.get("password"), "password")
+    scope = auth.get("scope")
+    project = scope.get("project") if isinstance(scope, dict) else None
+    if not isinstance(project, dict):
+        raise BadRequest("Invalid input: Ferry issues project-scoped tokens only; give auth.scope.project.")
+    if project.get("id"):
+        return name, password, _str(project["id"], "project id"), True
+    return name, password, _str(project.get("name"), "project name"), False
+
+
+@router.post("/auth/tokens", status_code=201)
+async def issue_token(request: Request, app: Ferry = Depends(deps.ferry)) -> JSONResponse:
+    user, password, project, by_id = _credentials(await json_body(request))
+    issued = app.identity.authenticate(user, password, project, by_id and looks_like_id(project))
+    return JSONResponse(_token_body(request, issued), status_code=201,
+                        headers={"X-Subject-Token": issued.token})
+
+
+@router.get("/auth/tokens")
+def check_token(request: Request, app: Ferry = Depends(deps.ferry)) -> JSONResponse:
+    deps.context(request)
+    subject = request.headers.get("X-Subject-Token")
+    if not subject:
+        raise Unauthorized("Missing X-Subject-Token.")
+    issued = app.identity.validate(subject)
+    return JSONResponse(_token_body(request, issued), headers={"X-Subject-Token": subject})
+
+
+@router.head("/auth/tokens", status_code=200)
+def head_token(request: Request, app: Ferry = Depends(deps.ferry)) -> Response:
+    check_token(request, app)
+    return Response(status_code=200)
+
+
+@router.delete("/auth/tokens", status_code=204)
+def revoke_token(request: Request, app: Ferry = Depends(deps.ferry)) -> Response:
+    deps.context(request)
+    subject = request.headers.get("X-Subject-Token")
+    if subject:
+        app.identity.revoke(subject)
+    return Response(status_code=204)
+
+
+@router.get("/auth/catalog")
+def catalog(request: Request) -> dict[str, Any]:
+    ctx = deps.context(request)
+    return {"catalog": _catalog(request, ctx.project_id)}

@@ -1,0 +1,118 @@
+"""Version discovery documents and microversion headers for identity, block storage and compute."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from ferry.api.errors import error_response
+
+VOLUME_MIN, VOLUME_MAX = "3.0", "3.27"
+COMPUTE_MIN, COMPUTE_MAX = "2.1", "2.1"
+UPDATED = "2026-11-01T00:00:00Z"
+
+router = APIRouter()
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _identity_version(request: Request) -> dict[str, Any]:
+    return {"id": "v3.14", "status": "stable", "updated": UPDATED,
+            "links": [{"rel": "self", "href": f"{base_url(request)}/identity/v3/"}],
+            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]}
+
+
+def _volume_version(request: Request) -> dict[str, Any]:
+    return {"id": "v3.0", "status": "CURRENT", "version": VOLUME_MAX, "min_version": VOLUME_MIN,
+            "updated": UPDATED, "links": [{"rel": "self", "href": f"{base_url(request)}/volume/v3/"}],
+            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.volume+json;version=3"}]}
+
+
+def _compute_version(request: Request) -> dict[str, Any]:
+    return {"id": "v2.1", "status": "CURRENT", "version": COMPUTE_MAX, "min_version": COMPUTE_MIN,
+            "updated": UPDATED, "links": [{"rel": "self", "href": f"{base_url(request)}/compute/v2.1/"}],
+            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}]}
+
+
+@router.get("/identity", include_in_schema=False)
+@router.get("/identity/", include_in_schema=False)
+def identity_versions(request: Request) -> dict[str, Any]:
+    return {"versions": {"values": [_identity_version(request)]}}
+
+
+@router.get("/identity/v3", include_in_schema=False)
+@router.get("/identity/v3/", include_in_schema=False)
+def identity_v3(request: Request) -> dict[str, Any]:
+    return {"version": _identity_version(request)}
+
+
+@router.get("/volume", include_in_schema=False)
+@router.get("/volume/", include_in_schema=False)
+@router.get("/volume/v3", include_in_schema=False)
+@router.get("/volume/v3/", include_in_schema=False)
+def volume_versions(request: Request) -> dict[str, Any]:
+    return {"versions": [_volume_version(request)]}
+
+
+@router.get("/compute", include_in_schema=False)
+@router.get("/compute/", include_in_schema=False)
+def compute_versions(request: Request) -> dict[str, Any]:
+    return {"versions": [_compute_version(request)]}
+
+
+@router.get("/compute/v2.1", include_in_schema=False)
+@router.get("/compute/v2.1/", include_in_schema=False)
+def compute_v21(request: Request) -> dict[str, Any]:
+    return {"version": _compute_version(request)}
+
+
+def _parse(v: str) -> tuple[int, int] | None:
+    m = re.fullmatch(r"(\d+)\.(\d+)", v.strip())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _negotiate(requested: str | None, lo: str, hi: str) -> str | None:
+    """The version to serve, or None when the request asks for one we do not have."""
+    if not requested:
+        return lo
+    if requested.strip() == "latest":
+        return hi
+    want = _parse(requested)
+    if want is None or not (_parse(lo) or (0, 0)) <= want <= (_parse(hi) or (0, 0)):
+        return None
+    return f"{want[0]}.{want[1]}"
+
+
+def _requested(request: Request, service: str, legacy: str | None) -> str | None:
+    header = request.headers.get("OpenStack-API-Version", "")
+    for part in header.split(","):
+        name, _, ver = part.strip().partition(" ")
+        if name.lower() == service:
+            return ver
+    return request.headers.get(legacy) if legacy else None
+
+
+async def microversions(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    path = request.url.path
+    if path.startswith("/volume/v3/"):
+        service, lo, hi, legacy = "volume", VOLUME_MIN, VOLUME_MAX, None
+    elif path.startswith("/compute/v2.1/"):
+        service, lo, hi, legacy = "compute", COMPUTE_MIN, COMPUTE_MAX, "X-OpenStack-Nova-API-Version"
+    else:
+        return await call_next(request)
+    asked = _requested(request, service, legacy)
+    version = _negotiate(asked, lo, hi)
+    if version is None:
+        return error_response(406, f"Version {asked} is not supported by the API. Minimum is {lo} and "
+                                   f"maximum is {hi}.")
+    response = await call_next(request)
+    response.headers["OpenStack-API-Version"] = f"{service} {version}"
+    response.headers["Vary"] = "OpenStack-API-Version"
+    if legacy:
+        response.headers[legacy] = version
+    return response

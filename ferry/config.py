@@ -1,0 +1,160 @@
+"""Ferry's configuration (`ferry.toml`): loading, defaults and writing the default file.
+
+The path comes from `--config`, else `FERRY_CONFIG`, else `./ferry.toml`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ferry.domain.errors import BadRequest
+from ferry.domain.model import BackendConfig, DiskFormat
+
+DEFAULT_PORT = 8776
+
+
+@dataclass(frozen=True)
+class HypervisorConfig:
+    driver: str = "qemu"
+    qemu: str = "qemu-system-x86_64"
+    accel: str = "tcg"
+    root_ports: int = 8
+
+
+@dataclass(frozen=True)
+class MigrationConfig:
+    stall_seconds: float = 3.0
+    """Switch the mirror to write-blocking when the remaining dirty bytes have not fallen for this long."""
+    ready_timeout_s: float = 3600.0
+    default_speed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    database_url: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = DEFAULT_PORT
+    host_name: str = "ferry"
+    token_lifetime_s: int = 3600
+    backends: tuple[BackendConfig, ...] = ()
+    hypervisor: HypervisorConfig = field(default_factory=HypervisorConfig)
+    migration: MigrationConfig = field(default_factory=MigrationConfig)
+    guest_dir: Path | None = None
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{self.listen_host}:{self.listen_port}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    def backend(self, name: str) -> BackendConfig:
+        for b in self.backends:
+            if b.name == name:
+                return b
+        raise BadRequest(f"Unknown backend {name!r}.")
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    return Path(explicit or os.environ.get("FERRY_CONFIG") or "ferry.toml")
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'ferry.db'}"
+
+
+def load(path: Path) -> Config:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadRequest(f"No configuration at {path}: run `ferry init` first.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise BadRequest(f"Invalid configuration {path}: {e}") from None
+    return from_dict(raw, base=path.parent)
+
+
+def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
+    data_dir = (base / raw.get("data_dir", ".")).resolve()
+    backends = tuple(_backend(b, base) for b in raw.get("backends", []))
+    names = [b.name for b in backends]
+    if len(set(names)) != len(names):
+        raise BadRequest("Backend names must be unique.")
+    host, _, port = str(raw.get("listen", f"127.0.0.1:{DEFAULT_PORT}")).rpartition(":")
+    guest = raw.get("guest_dir")
+    return Config(
+        data_dir=data_dir,
+        database_url=os.environ.get("FERRY_DATABASE_URL") or raw.get("database_url") or sqlite_url(data_dir),
+        listen_host=host or "127.0.0.1",
+        listen_port=int(port),
+        host_name=str(raw.get("host_name", "ferry")),
+        token_lifetime_s=int(raw.get("token_lifetime_s", 3600)),
+        backends=backends,
+        hypervisor=HypervisorConfig(**raw.get("hypervisor", {})),
+        migration=MigrationConfig(**raw.get("migration", {})),
+        guest_dir=(base / guest).resolve() if guest else None,
+    )
+
+
+def _backend(raw: dict[str, Any], base: Path) -> BackendConfig:
+    try:
+        b = BackendConfig(
+            name=str(raw["name"]),
+            path=str((base / raw["path"]).resolve()),
+            format=DiskFormat(raw.get("format", "qcow2")),
+            capacity_gib=int(raw.get("capacity_gib", 100)),
+            oversubscription=float(raw.get("oversubscription", 1.0)),
+            driver=str(raw.get("driver", "file")),
+            max_migrations=int(raw.get("max_migrations", 2)),
+        )
+    except (KeyError, ValueError) as e:
+        raise BadRequest(f"Invalid backend entry {raw!r}: {e}") from None
+    if b.driver != "file":
+        raise BadRequest(f"Backend {b.name}: unknown driver {b.driver!r} (supported: file).")
+    return b
+
+
+def default_config(data_dir: Path, port: int = DEFAULT_PORT) -> Config:
+    data_dir = data_dir.resolve()
+    return Config(
+        data_dir=data_dir,
+        database_url=sqlite_url(data_dir),
+        listen_port=port,
+        backends=(
+            BackendConfig("fast", str(data_dir / "backends" / "fast"), capacity_gib=100),
+            BackendConfig("bulk", str(data_dir / "backends" / "bulk"), capacity_gib=500),
+        ),
+    )
+
+
+def with_backends(cfg: Config, backends: tuple[BackendConfig, ...]) -> Config:
+    return replace(cfg, backends=backends)
+
+
+def dump(cfg: Config) -> str:
+    """Render a config as TOML (the subset Ferry reads)."""
+    lines = [
+        f'data_dir = "{cfg.data_dir}"',
+        f'database_url = "{cfg.database_url}"',
+        f'listen = "{cfg.listen_host}:{cfg.listen_port}"',
+        f'host_name = "{cfg.host_name}"',
+        f"token_lifetime_s = {cfg.token_lifetime_s}",
+    ]
+    if cfg.guest_dir:
+        lines.append(f'guest_dir = "{cfg.guest_dir}"')
+    h = cfg.hypervisor
+    lines += ["", "[hypervisor]", f'driver = "{h.driver}"', f'qemu = "{h.qemu}"', f'accel = "{h.accel}"',
+              f"root_ports = {h.root_ports}"]
+    m = cfg.migration
+    lines += ["", "[migration]", f"stall_seconds = {m.stall_seconds}", f"ready_timeout_s = {m.ready_timeout_s}",
+              f"default_speed = {m.default_speed}"]
+    for b in cfg.backends:
+        lines += ["", "[[backends]]", f'name = "{b.name}"', f'driver = "{b.driver}"', f'path = "{b.path}"',
+                  f'format = "{b.format.value}"', f"capacity_gib = {b.capacity_gib}",
+                  f"oversubscription = {b.oversubscription}", f"max_migrations = {b.max_migrations}"]
+    return "\n".join(lines) + "\n"

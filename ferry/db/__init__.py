@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, Alembic migrations, engine/session set-up."""

@@ -1,0 +1,188 @@
+"""SQLAlchemy models. One table per concept; the schema is owned by Alembic (`migrations/`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = String(36)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    domain_id: Mapped[str] = mapped_column(String(64), default="default")
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    domain_id: Mapped[str] = mapped_column(String(64), default="default")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class RoleAssignment(Base):
+    __tablename__ = "role_assignments"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    roles: Mapped[list[Any]] = mapped_column(JSON)
+    issued_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class VolumeType(Base):
+    __tablename__ = "volume_types"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra_specs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Volume(Base):
+    __tablename__ = "volumes"
+    __table_args__ = (Index("ix_volumes_project_created", "project_id", "created_at", "id"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    name: Mapped[str | None] = mapped_column(String(255), index=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    size_gib: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    volume_type_id: Mapped[str | None] = mapped_column(ForeignKey("volume_types.id"))
+    backend: Mapped[str] = mapped_column(String(255), index=True)
+    name_id: Mapped[str] = mapped_column(ID)
+    active_layer_id: Mapped[str] = mapped_column(ID)
+    migration_status: Mapped[str | None] = mapped_column(String(32))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    snapshot_id: Mapped[str | None] = mapped_column(ID)
+    source_volid: Mapped[str | None] = mapped_column(ID)
+    next_layer_position: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Snapshot(Base):
+    __tablename__ = "snapshots"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volumes.id"), index=True)
+    layer_id: Mapped[str] = mapped_column(ID)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    size_gib: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Image(Base):
+    __tablename__ = "images"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    kernel: Mapped[str | None] = mapped_column(Text)
+    initrd: Mapped[str | None] = mapped_column(Text)
+    cmdline: Mapped[str] = mapped_column(Text, default="")
+    disk: Mapped[str | None] = mapped_column(Text)
+    disk_format: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Flavor(Base):
+    __tablename__ = "flavors"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    ram_mb: Mapped[int] = mapped_column(Integer)
+    disk_gib: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Server(Base):
+    __tablename__ = "servers"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    task_state: Mapped[str | None] = mapped_column(String(32))
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id"))
+    flavor_id: Mapped[str] = mapped_column(ForeignKey("flavors.id"))
+    fault: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volumes.id"), unique=True)
+    server_id: Mapped[str] = mapped_column(ForeignKey("servers.id"), index=True)
+    project_id: Mapped[str] = mapped_column(ID, index=True)
+    device: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Migration(Base):
+    """One volume migration: its plan, where it is, and what each step created."""
+
+    __tablename__ = "migrations"
+    __table_args__ = (Index("ix_migrations_status", "status"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volumes.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    step: Mapped[str] = mapped_column(String(32))
+    prev_volume_status: Mapped[str] = mapped_column(String(32))
+    server_id: Mapped[str | None] = mapped_column(ID)
+    src_backend: Mapped[str] = mapped_column(String(255))
+    src_name_id: Mapped[str] = mapped_column(ID)
+    dst_backend: Mapped[str] = mapped_column(String(255), index=True)
+    dst_name_id: Mapped[str] = mapped_column(ID)
+    layers: Mapped[list[Any]] = mapped_column(JSON)
+    new_type_id: Mapped[str | None] = mapped_column(ID)
+    reserved_gib: Mapped[int] = mapped_column(Integer)
+    speed: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    rate: Mapped[float] = mapped_column(Float, default=0.0)
+    copy_mode: Mapped[str] = mapped_column(String(16), default="background")
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    pivot_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class MigrationEvent(Base):
+    """The step log: each step's intent is written before it acts, and its outcome after."""
+
+    __tablename__ = "migration_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    migration_id: Mapped[str] = mapped_column(ForeignKey("migrations.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    step: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,1 @@
+"""Pure domain: entities, states, rules and errors. No I/O, no drivers, no web framework."""

@@ -1,0 +1,57 @@
+"""Errors as values with codes. The API maps each to an OpenStack error body in one place."""
+
+from __future__ import annotations
+
+
+class FerryError(Exception):
+    """Base of every error Ferry reports to a caller."""
+
+    code = 500
+    kind = "computeFault"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(FerryError):
+    code = 400
+    kind = "badRequest"
+
+
+class Unauthorized(FerryError):
+    code = 401
+    kind = "unauthorized"
+
+
+class Forbidden(FerryError):
+    code = 403
+    kind = "forbidden"
+
+
+class NotFound(FerryError):
+    code = 404
+    kind = "itemNotFound"
+
+
+class Conflict(FerryError):
+    code = 409
+    kind = "conflictingRequest"
+
+
+class OverLimit(FerryError):
+    code = 413
+    kind = "overLimit"
+
+
+class DriverError(FerryError):
+    """A storage or hypervisor operation failed; the message says what and why."""
+
+    code = 500
+    kind = "computeFault"
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        if cause is not None:
+            message = f"{message}: {cause}"
+        super().__init__(message)
+        self.cause = cause

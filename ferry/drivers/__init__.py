@@ -1,0 +1,1 @@
+"""Drivers: the only code that touches files, processes and QEMU. They never decide policy."""

@@ -1,0 +1,1 @@
+"""Hypervisor drivers: one interface (`base.HypervisorDriver`), QEMU over QMP, and a fake."""

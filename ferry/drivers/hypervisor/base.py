@@ -1,0 +1,163 @@
+"""The contract between the compute/migration services and a hypervisor (cf. Nova virt/driver.py).
+
+One QEMU process per server. Disks are keyed by volume id: the device id is `disk-<volume id>`
+and its serial is the volume id. Methods raise `DriverError` (with the root cause) on failure and
+`NotFound` for an unknown server or disk. Services never build QMP; drivers never decide policy.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ferry.domain.model import DiskChain, LayerFile
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    server_id: str
+    vcpus: int
+    ram_mb: int
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str = ""
+    boot_disk: LayerFile | None = None
+    disks: tuple[DiskChain, ...] = ()
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    """One attached disk as the hypervisor reports it."""
+
+    volume_id: str
+    serial: str
+    files: tuple[str, ...]
+    """Image files of the device's chain, active first."""
+
+
+class JobStatus(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    READY = "ready"
+    STANDBY = "standby"
+    WAITING = "waiting"
+    PENDING = "pending"
+    ABORTING = "aborting"
+    CONCLUDED = "concluded"
+    NULL = "null"
+
+
+@dataclass(frozen=True)
+class MirrorStatus:
+    job_id: str
+    status: JobStatus
+    offset: int
+    length: int
+    ready: bool
+    actively_synced: bool
+    write_blocking: bool
+    error: str | None = None
+
+
+class HypervisorDriver(abc.ABC):
+    # -- life cycle --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def spawn(self, spec: ServerSpec) -> None:
+        """Start the server's process (in its own session, surviving the control plane) with
+        `spec.disks` attached, and connect to it."""
+
+    @abc.abstractmethod
+    async def reconnect(self, server_id: str) -> bool:
+        """Re-attach to a server started by an earlier control plane. False if it is dead."""
+
+    @abc.abstractmethod
+    async def is_running(self, server_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def stop(self, server_id: str) -> None:
+        """Stop the process (quit; kill after a grace period). Idempotent."""
+
+    @abc.abstractmethod
+    async def destroy(self, server_id: str) -> None:
+        """Stop and remove every runtime file of the server. Idempotent."""
+
+    @abc.abstractmethod
+    def console_path(self, server_id: str) -> str: ...
+
+    async def close(self) -> None:
+        """Drop every connection, leaving the servers running (control-plane shutdown)."""
+
+    # -- disks -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def attach_disk(self, server_id: str, chain: DiskChain) -> None:
+        """Hot-plug a virtio-blk disk with serial = volume id. Raises Conflict when no hotplug
+        slot is free."""
+
+    @abc.abstractmethod
+    async def detach_disk(self, server_id: str, volume_id: str) -> None:
+        """Unplug (waits for DEVICE_DELETED) and drop every node of the disk. Idempotent."""
+
+    @abc.abstractmethod
+    async def disks(self, server_id: str) -> list[DiskInfo]: ...
+
+    @abc.abstractmethod
+    async def snapshot_disk(self, server_id: str, volume_id: str, new_active: LayerFile) -> None:
+        """Live external snapshot: `new_active` (already created, backed by the current active
+        file) becomes the disk's active layer."""
+
+    @abc.abstractmethod
+    async def merge_layer(self, server_id: str, volume_id: str, layer: LayerFile) -> None:
+        """Live snapshot delete: stream read-only `layer` into the layer above it and drop it from
+        the chain (block-stream). The file itself is left for the caller to delete."""
+
+    # -- mirror ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def start_mirror(
+        self, server_id: str, volume_id: str, job_id: str, target: DiskChain, *, sync_top: bool, speed: int
+    ) -> None:
+        """Open `target` (explicit backing chain, discard/detect-zeroes unmap) and start a
+        `blockdev-mirror` of the disk's active layer onto it (auto-dismiss off, background copy).
+        Idempotent: an existing job with that id is left running."""
+
+    @abc.abstractmethod
+    async def mirror_status(self, server_id: str, job_id: str) -> MirrorStatus | None:
+        """Current state of the job, or None when QEMU has no such job."""
+
+    @abc.abstractmethod
+    async def wait_mirror(
+        self, server_id: str, job_id: str, until: Callable[[MirrorStatus], bool], timeout: float
+    ) -> MirrorStatus:
+        """Wait, driven by QMP job events, until `until(status)` holds or the job concludes.
+        Raises DriverError on timeout or when the server dies."""
+
+    @abc.abstractmethod
+    async def set_mirror_speed(self, server_id: str, job_id: str, speed: int) -> None: ...
+
+    @abc.abstractmethod
+    async def set_write_blocking(self, server_id: str, job_id: str) -> None:
+        """Switch the job to `copy-mode: write-blocking` so that it converges."""
+
+    @abc.abstractmethod
+    async def target_chain(self, server_id: str, job_id: str) -> tuple[str, ...]:
+        """Files of the mirror target's node chain as QEMU has it open, active first."""
+
+    @abc.abstractmethod
+    async def pivot(self, server_id: str, job_id: str) -> None:
+        """job-complete; wait until concluded; raise DriverError when the job ended with an
+        error; dismiss it. Afterwards the device runs on the target chain."""
+
+    @abc.abstractmethod
+    async def cancel_mirror(self, server_id: str, job_id: str, target: DiskChain) -> None:
+        """Cancel (force) and dismiss the job if it exists, then drop the target's nodes.
+        Idempotent; the guest stays on the source."""
+
+    @abc.abstractmethod
+    async def drop_files(self, server_id: str, files: tuple[LayerFile, ...]) -> None:
+        """Drop the block nodes of files no device uses any more (after a pivot). Idempotent."""
+
+    @abc.abstractmethod
+    async def serial(self, server_id: str, volume_id: str) -> str:
+        """The disk's serial as QEMU holds it (`qom-get`)."""

@@ -1,0 +1,1 @@
+"""Storage drivers: one interface (`base.StorageDriver`), one file/qcow2 implementation."""

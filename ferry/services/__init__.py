@@ -1,0 +1,1 @@
+"""Use cases and policy. Services talk to the database and drivers; they never build QMP or HTTP."""

@@ -1,0 +1,277 @@
+"""Compute use cases: servers as real hypervisor guests, volume attach/detach, live disk work.
+
+Invariant: every attached disk's serial is its volume id. Disks are keyed by volume id end to end.
+QEMU outlives the control plane; `reconcile` re-attaches to live servers at start.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.config import Config
+from ferry.db.models import Attachment, Flavor, Image, Server, Volume
+from ferry.domain.clock import utcnow
+from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
+from ferry.domain.ids import new_id
+from ferry.domain.model import DiskFormat, LayerFile
+from ferry.domain.servers import ServerStatus, device_name
+from ferry.domain.volumes import MIGRATION_BUSY, VolumeStatus
+from ferry.drivers.hypervisor.base import HypervisorDriver, ServerSpec
+from ferry.drivers.storage import qemu_img
+from ferry.services import policy
+from ferry.services.context import RequestContext
+from ferry.services.images import find_image
+from ferry.services.queries import attachment_of, get_owned, get_volume
+from ferry.services.storage import Backends
+from ferry.services.volumes import set_status
+
+log = logging.getLogger(__name__)
+
+
+class ComputeService:
+    def __init__(self, db: sessionmaker[Session], config: Config, backends: Backends,
+                 hypervisor: HypervisorDriver) -> None:
+        self.db = db
+        self.config = config
+        self.backends = backends
+        self.hv = hypervisor
+
+    # -- queries -----------------------------------------------------------------------
+    def get(self, ctx: RequestContext, server_id: str) -> Server:
+        policy.enforce(ctx, "server:get")
+        with self.db() as s:
+            return get_owned(s, Server, ctx, server_id, "Server")
+
+    def list(self, ctx: RequestContext, all_tenants: bool = False) -> list[Server]:
+        policy.enforce(ctx, "server:get")
+        stmt = select(Server).order_by(Server.created_at.desc())
+        if not (all_tenants and ctx.is_admin):
+            stmt = stmt.where(Server.project_id == ctx.project_id)
+        with self.db() as s:
+            return list(s.scalars(stmt))
+
+    def server_attachments(self, ctx: RequestContext, server_id: str) -> list[Attachment]:
+        with self.db() as s:
+            server = get_owned(s, Server, ctx, server_id, "Server")
+            return list(s.scalars(select(Attachment).where(Attachment.server_id == server.id)
+                                  .order_by(Attachment.device)))
+
+    def list_attachments(self, ctx: RequestContext) -> list[Attachment]:
+        policy.enforce(ctx, "attachment:get")
+        with self.db() as s:
+            stmt = select(Attachment).order_by(Attachment.created_at)
+            if not ctx.is_admin:
+                stmt = stmt.where(Attachment.project_id == ctx.project_id)
+            return list(s.scalars(stmt))
+
+    def get_attachment(self, ctx: RequestContext, attachment_id: str) -> Attachment:
+        policy.enforce(ctx, "attachment:get")
+        with self.db() as s:
+            att = s.get(Attachment, attachment_id)
+            if att is None or (att.project_id != ctx.project_id and not ctx.is_admin):
+                raise NotFound(f"Attachment {attachment_id} could not be found.")
+            return att
+
+    def volumes_attached(self, server_ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {sid: [] for sid in server_ids}
+        with self.db() as s:
+            for a in s.scalars(select(Attachment).where(Attachment.server_id.in_(server_ids))):
+                out[a.server_id].append(a.volume_id)
+        return out
+
+    # -- life cycle --------------------------------------------------------------------
+    async def create(self, ctx: RequestContext, name: str, image_ref: str, flavor_ref: str) -> Server:
+        policy.enforce(ctx, "server:create")
+        with self.db.begin() as s:
+            try:
+                image = find_image(s, image_ref)
+            except NotFound:
+                raise BadRequest(f"Image {image_ref} could not be found.") from None
+            flavor = s.get(Flavor, flavor_ref) or s.scalar(select(Flavor).where(Flavor.name == flavor_ref))
+            if flavor is None:
+                raise BadRequest(f"Flavor {flavor_ref} could not be found.")
+            now = utcnow()
+            server = Server(id=new_id(), project_id=ctx.project_id, user_id=ctx.user_id, name=name,
+                            status=ServerStatus.BUILD.value, task_state="spawning", image_id=image.id,
+                            flavor_id=flavor.id, created_at=now, updated_at=now)
+            s.add(server)
+        await self._boot(server.id)
+        return self.get(ctx, server.id)
+
+    async def _boot(self, server_id: str) -> None:
+        """Start the server's process with every attached volume plugged; ACTIVE or ERROR."""
+        try:
+            with self.db() as s:
+                spec = self._spec(s, server_id)
+            await self.hv.spawn(spec)
+            self._set(server_id, ServerStatus.ACTIVE, fault=None)
+        except FerryError as e:
+            log.error("server %s failed to boot: %s", server_id, e)
+            self._set(server_id, ServerStatus.ERROR, fault=e.message)
+            raise
+
+    def _spec(self, s: Session, server_id: str) -> ServerSpec:
+        server = s.get(Server, server_id)
+        assert server is not None
+        image = s.get(Image, server.image_id)
+        flavor = s.get(Flavor, server.flavor_id)
+        if image is None or flavor is None:
+            raise BadRequest(f"Server {server_id}: its image or flavor no longer exists.")
+        disks = []
+        for att in s.scalars(select(Attachment).where(Attachment.server_id == server_id)):
+            vol = s.get(Volume, att.volume_id)
+            assert vol is not None
+            disks.append(self.backends.disk_chain(vol.id, self.backends.location(s, vol)))
+        boot = None
+        if image.disk:
+            boot = LayerFile(str(self.config.run_dir / "disks" / f"{server_id}.qcow2"), DiskFormat.QCOW2)
+        return ServerSpec(server_id=server_id, vcpus=flavor.vcpus, ram_mb=flavor.ram_mb, kernel=image.kernel,
+                          initrd=image.initrd, cmdline=image.cmdline, boot_disk=boot, disks=tuple(disks))
+
+    def _set(self, server_id: str, status: ServerStatus, fault: str | None = None, task: str | None = None) -> None:
+        with self.db.begin() as s:
+            s.execute(update(Server).where(Server.id == server_id)
+                      .values(status=status.value, task_state=task, fault=fault, updated_at=utcnow()))
+
+    def _claim(self, ctx: RequestContext, server_id: str, task: str, *, expect: tuple[ServerStatus, ...]) -> Server:
+        """Take the server's task slot (one life-cycle action at a time) if its status allows."""
+        policy.enforce(ctx, "server:action")
+        with self.db.begin() as s:
+            server = get_owned(s, Server, ctx, server_id, "Server")
+            busy = s.scalar(select(Volume.id).join(Attachment, Attachment.volume_id == Volume.id)
+                            .where(Attachment.server_id == server.id, Volume.migration_status.in_(MIGRATION_BUSY)))
+            if busy and task != "deleting":
+                raise Conflict(f"Server {server.id}: volume {busy} is being migrated; try when it is done.")
+            res = s.execute(update(Server).where(Server.id == server.id, Server.task_state.is_(None),
+                                                 Server.status.in_([e.value for e in expect]))
+                            .values(task_state=task, updated_at=utcnow()))
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                raise Conflict(f"Cannot {task.rstrip('ing')} server {server.id} while it is {server.status}"
+                               f"{' (' + server.task_state + ')' if server.task_state else ''}.")
+            return server
+
+    async def stop(self, ctx: RequestContext, server_id: str) -> None:
+        self._claim(ctx, server_id, "powering-off", expect=(ServerStatus.ACTIVE, ServerStatus.ERROR))
+        await self.hv.stop(server_id)
+        self._set(server_id, ServerStatus.SHUTOFF)
+
+    async def start(self, ctx: RequestContext, server_id: str) -> None:
+        self._claim(ctx, server_id, "powering-on", expect=(ServerStatus.SHUTOFF,))
+        await self._boot(server_id)
+
+    async def reboot(self, ctx: RequestContext, server_id: str, kind: str) -> None:
+        if kind not in ("HARD", "SOFT"):
+            raise BadRequest("reboot type must be HARD or SOFT.")
+        self._claim(ctx, server_id, "rebooting", expect=(ServerStatus.ACTIVE, ServerStatus.ERROR,
+                                                          ServerStatus.SHUTOFF))
+        # A SOFT reboot of a guest without ACPI support is a HARD one: restart the process.
+        await self.hv.stop(server_id)
+        await self._boot(server_id)
+
+    async def delete(self, ctx: RequestContext, server_id: str) -> None:
+        policy.enforce(ctx, "server:delete")
+        self._claim(ctx, server_id, "deleting", expect=tuple(ServerStatus))
+        with self.db.begin() as s:
+            busy = s.scalar(select(Volume.id).join(Attachment, Attachment.volume_id == Volume.id)
+                            .where(Attachment.server_id == server_id, Volume.migration_status.in_(MIGRATION_BUSY)))
+            if busy:
+                s.execute(update(Server).where(Server.id == server_id).values(task_state=None))
+                raise Conflict(f"Server {server_id}: volume {busy} is being migrated; delete it when done.")
+        await self.hv.destroy(server_id)
+        with self.db.begin() as s:
+            vols = list(s.scalars(select(Attachment.volume_id).where(Attachment.server_id == server_id)))
+            s.execute(delete(Attachment).where(Attachment.server_id == server_id))
+            if vols:
+                s.execute(update(Volume).where(Volume.id.in_(vols))
+                          .values(status=VolumeStatus.AVAILABLE.value, updated_at=utcnow()))
+            s.execute(delete(Server).where(Server.id == server_id))
+        (self.config.run_dir / "disks" / f"{server_id}.qcow2").unlink(missing_ok=True)
+
+    async def prepare_boot_disk(self, server_id: str, image: Image) -> None:
+        if image.disk:
+            disk = self.config.run_dir / "disks" / f"{server_id}.qcow2"
+            disk.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            await qemu_img.create(disk, "qcow2", size=None, backing=Path(image.disk),
+                                  backing_format=image.disk_format or "qcow2")
+
+    # -- volumes -----------------------------------------------------------------------
+    async def attach(self, ctx: RequestContext, server_id: str, volume_id: str) -> Attachment:
+        policy.enforce(ctx, "server:attach_volume")
+        with self.db.begin() as s:
+            server = get_owned(s, Server, ctx, server_id, "Server")
+            vol = get_volume(s, ctx, volume_id)
+            if vol.project_id != server.project_id:
+                raise NotFound(f"Volume {volume_id} could not be found.")
+            if server.status != ServerStatus.ACTIVE.value or server.task_state:
+                raise Conflict(f"Server {server.id} is {server.status}: volumes attach to ACTIVE servers.")
+            if attachment_of(s, vol.id) is not None:
+                raise Conflict(f"Volume {vol.id} is already attached.")
+            set_status(s, vol.id, VolumeStatus.ATTACHING.value, expect=(VolumeStatus.AVAILABLE.value,),
+                       what="attach")
+            used = set(s.scalars(select(Attachment.device).where(Attachment.server_id == server.id)))
+            att = Attachment(id=new_id(), volume_id=vol.id, server_id=server.id, project_id=vol.project_id,
+                             device=device_name(used), status="attaching", created_at=utcnow())
+            s.add(att)
+            chain = self.backends.disk_chain(vol.id, self.backends.location(s, vol))
+        try:
+            await self.hv.attach_disk(server_id, chain)
+        except FerryError:
+            with self.db.begin() as s:
+                s.execute(delete(Attachment).where(Attachment.id == att.id))
+                s.execute(update(Volume).where(Volume.id == volume_id)
+                          .values(status=VolumeStatus.AVAILABLE.value))
+            raise
+        with self.db.begin() as s:
+            s.execute(update(Attachment).where(Attachment.id == att.id).values(status="attached"))
+            s.execute(update(Volume).where(Volume.id == volume_id)
+                      .values(status=VolumeStatus.IN_USE.value, updated_at=utcnow()))
+        att.status = "attached"
+        return att
+
+    async def detach(self, ctx: RequestContext, server_id: str, volume_id: str) -> None:
+        policy.enforce(ctx, "server:detach_volume")
+        with self.db.begin() as s:
+            server = get_owned(s, Server, ctx, server_id, "Server")
+            att = attachment_of(s, volume_id) if volume_id else None
+            if att is None or att.server_id != server.id:
+                raise NotFound(f"Volume {volume_id} is not attached to server {server.id}.")
+            set_status(s, volume_id, VolumeStatus.DETACHING.value, expect=(VolumeStatus.IN_USE.value,),
+                       what="detach")
+            running = server.status == ServerStatus.ACTIVE.value
+        try:
+            if running:
+                await self.hv.detach_disk(server_id, volume_id)
+        except FerryError:
+            with self.db.begin() as s:
+                s.execute(update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.IN_USE.value))
+            raise
+        with self.db.begin() as s:
+            s.execute(delete(Attachment).where(Attachment.id == att.id))
+            s.execute(update(Volume).where(Volume.id == volume_id)
+                      .values(status=VolumeStatus.AVAILABLE.value, updated_at=utcnow()))
+
+    # -- live disk work for snapshots (LiveDisks) ---------------------------------------
+    async def live_snapshot(self, server_id: str, volume_id: str, new_active: LayerFile) -> None:
+        await self.hv.snapshot_disk(server_id, volume_id, new_active)
+
+    async def live_merge(self, server_id: str, volume_id: str, layer: LayerFile) -> None:
+        await self.hv.merge_layer(server_id, volume_id, layer)
+
+    # -- restart -----------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        """Re-attach to every server whose process outlived the previous control plane."""
+        with self.db() as s:
+            servers = list(s.scalars(select(Server)))
+        for server in servers:
+            if server.status in (ServerStatus.SHUTOFF.value, ServerStatus.ERROR.value):
+                continue
+            alive = await self.hv.reconnect(server.id)
+            if alive:
+                self._set(server.id, ServerStatus.ACTIVE)
+            else:
+                log.warning("server %s: its process is gone; marking it SHUTOFF", server.id)
+                self._set(server.id, ServerStatus.SHUTOFF, fault="process not running at control-plane start")

@@ -1,0 +1,91 @@
+"""Images (what a server boots) and flavors (its size)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.db.models import Flavor, Image
+from ferry.domain.clock import utcnow
+from ferry.domain.errors import BadRequest, Conflict, NotFound
+from ferry.domain.ids import is_uuid, new_id
+from ferry.services import policy
+from ferry.services.context import RequestContext
+
+TEST_GUEST = "ferry-test-guest"
+
+
+class ImageService:
+    def __init__(self, db: sessionmaker[Session]) -> None:
+        self.db = db
+
+    def register(self, ctx: RequestContext, name: str, *, kernel: str | None = None, initrd: str | None = None,
+                 cmdline: str = "", disk: str | None = None, disk_format: str | None = None) -> Image:
+        policy.enforce(ctx, "image:manage")
+        return register_image(self.db, name, kernel=kernel, initrd=initrd, cmdline=cmdline, disk=disk,
+                              disk_format=disk_format)
+
+    def list(self, ctx: RequestContext) -> list[Image]:
+        policy.enforce(ctx, "image:get")
+        with self.db() as s:
+            return list(s.scalars(select(Image).order_by(Image.name)))
+
+    def get(self, ctx: RequestContext, ref: str) -> Image:
+        policy.enforce(ctx, "image:get")
+        with self.db() as s:
+            return find_image(s, ref)
+
+    def delete(self, ctx: RequestContext, ref: str) -> None:
+        policy.enforce(ctx, "image:manage")
+        with self.db.begin() as s:
+            s.delete(find_image(s, ref))
+
+    def flavors(self, ctx: RequestContext) -> list[Flavor]:
+        policy.enforce(ctx, "flavor:get")
+        with self.db() as s:
+            return list(s.scalars(select(Flavor).order_by(Flavor.ram_mb)))
+
+    def flavor(self, ctx: RequestContext, ref: str) -> Flavor:
+        policy.enforce(ctx, "flavor:get")
+        with self.db() as s:
+            f = s.get(Flavor, ref) or s.scalar(select(Flavor).where(Flavor.name == ref))
+            if f is None:
+                raise NotFound(f"Flavor {ref} could not be found.")
+            return f
+
+
+def find_image(s: Session, ref: str) -> Image:
+    img = s.get(Image, ref) if is_uuid(ref) else None
+    img = img or s.scalar(select(Image).where(Image.name == ref))
+    if img is None:
+        raise NotFound(f"Image {ref} could not be found.")
+    return img
+
+
+def register_image(db: sessionmaker[Session], name: str, *, kernel: str | None = None,
+                   initrd: str | None = None, cmdline: str = "", disk: str | None = None,
+                   disk_format: str | None = None) -> Image:
+    if not name.strip():
+        raise BadRequest("Image name must not be empty.")
+    if bool(kernel) == bool(disk):
+        raise BadRequest("Give either a kernel (with an optional initrd) or a disk.")
+    for path in (kernel, initrd, disk):
+        if path and not Path(path).is_file():
+            raise BadRequest(f"Image file {path} does not exist.")
+    if disk and disk_format not in ("qcow2", "raw"):
+        raise BadRequest("disk_format must be qcow2 or raw.")
+    try:
+        with db.begin() as s:
+            img = Image(id=new_id(), name=name, kernel=_abs(kernel), initrd=_abs(initrd), cmdline=cmdline,
+                        disk=_abs(disk), disk_format=disk_format, created_at=utcnow())
+            s.add(img)
+        return img
+    except IntegrityError:
+        raise Conflict(f"Image {name!r} already exists.") from None
+
+
+def _abs(path: str | None) -> str | None:
+    return str(Path(path).resolve()) if path else None

@@ -1,0 +1,67 @@
+"""Policy: one readable table of action → rule, enforced by services (never by routers).
+
+Rules:
+- `reader`: any role on the project (reader, member, admin, service).
+- `member`: may change the project's resources (member, admin or service).
+- `admin`: the admin role.
+- `service`: the service role (internal calls between Ferry's own services).
+Project ownership (a caller only sees its own project's resources unless admin) is checked by the
+services when they load a resource: another project's resource is reported as not found.
+"""
+
+from __future__ import annotations
+
+from ferry.domain.errors import Forbidden
+from ferry.services.context import RequestContext
+
+RULES: dict[str, str] = {
+    "volume:get": "reader",
+    "volume:get_all": "reader",
+    "volume:get_all_tenants": "admin",
+    "volume:create": "member",
+    "volume:update": "member",
+    "volume:delete": "member",
+    "volume:extend": "member",
+    "volume:admin_fields": "admin",
+    "volume:migrate": "admin",
+    "volume:retype": "member",
+    "volume:migration_get": "reader",
+    "volume:migration_cancel": "admin",
+    "volume:migration_set_speed": "admin",
+    "volume:migrate_completion": "service",
+    "snapshot:get": "reader",
+    "snapshot:create": "member",
+    "snapshot:update": "member",
+    "snapshot:delete": "member",
+    "type:get": "reader",
+    "type:manage": "admin",
+    "backend:get_pools": "admin",
+    "attachment:get": "reader",
+    "server:get": "reader",
+    "server:create": "member",
+    "server:delete": "member",
+    "server:action": "member",
+    "server:attach_volume": "member",
+    "server:detach_volume": "member",
+    "server:swap_volume": "service",
+    "image:get": "reader",
+    "image:manage": "admin",
+    "flavor:get": "reader",
+    "doctor:run": "admin",
+}
+
+_CHECKS = {
+    "reader": lambda c: bool(c.roles & {"reader", "member", "admin", "service"}),
+    "member": lambda c: c.can_write,
+    "admin": lambda c: c.is_admin,
+    "service": lambda c: c.is_service,
+}
+
+
+def allowed(ctx: RequestContext, action: str) -> bool:
+    return bool(_CHECKS[RULES[action]](ctx))
+
+
+def enforce(ctx: RequestContext, action: str) -> None:
+    if not allowed(ctx, action):
+        raise Forbidden(f"Policy does not allow {action} to be performed.")

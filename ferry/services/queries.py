@@ -1,0 +1,89 @@
+"""Loading resources with project isolation, and keyset pagination shared by every list call."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session
+
+from ferry.db.models import Attachment, Server, Snapshot, Volume, VolumeType
+from ferry.domain.errors import BadRequest, NotFound
+from ferry.domain.ids import is_uuid
+from ferry.services.context import RequestContext
+
+T = TypeVar("T", Volume, Snapshot, Server)
+MAX_LIMIT = 1000
+
+
+def get_owned(s: Session, model: type[T], ctx: RequestContext, ident: str, what: str) -> T:
+    """Load a row of the caller's project (any project for admins). Others' rows are not found."""
+    row = s.get(model, ident) if is_uuid(ident) else None
+    if row is None or (row.project_id != ctx.project_id and not ctx.is_admin):
+        raise NotFound(f"{what} {ident} could not be found.")
+    return row
+
+
+def get_volume(s: Session, ctx: RequestContext, ident: str) -> Volume:
+    return get_owned(s, Volume, ctx, ident, "Volume")
+
+
+def get_type(s: Session, ref: str) -> VolumeType:
+    vt = s.get(VolumeType, ref) if is_uuid(ref) else None
+    if vt is None:
+        vt = s.scalar(select(VolumeType).where(VolumeType.name == ref))
+    if vt is None:
+        raise NotFound(f"Volume type {ref} could not be found.")
+    return vt
+
+
+def attachment_of(s: Session, volume_id: str) -> Attachment | None:
+    return s.scalar(select(Attachment).where(Attachment.volume_id == volume_id))
+
+
+SORT_KEYS = {"created_at", "updated_at", "name", "size", "status", "id"}
+
+
+def parse_sort(sort: str | None, sort_key: str | None, sort_dir: str | None) -> tuple[str, bool]:
+    """Return (column, descending). Accepts Cinder's `sort=key:dir` and `sort_key`/`sort_dir`."""
+    key, direction = "created_at", "desc"
+    if sort:
+        first = sort.split(",")[0]
+        key, _, d = first.partition(":")
+        direction = d or "desc"
+    elif sort_key:
+        key, direction = sort_key, sort_dir or "desc"
+    if key not in SORT_KEYS:
+        raise BadRequest(f"Invalid sort key {key!r}; use one of {', '.join(sorted(SORT_KEYS))}.")
+    if direction not in ("asc", "desc"):
+        raise BadRequest(f"Invalid sort direction {direction!r}; use asc or desc.")
+    return key, direction == "desc"
+
+
+def check_limit(limit: int | None) -> int | None:
+    if limit is None:
+        return None
+    if limit < 0:
+        raise BadRequest("limit must be a non-negative integer.")
+    return min(limit, MAX_LIMIT)
+
+
+def paginate(
+    s: Session, stmt: Select[Any], model: Any, key: str, desc: bool, marker: str | None, limit: int | None
+) -> Select[Any]:
+    """Keyset pagination on (key, id): no OFFSET scans, stable under inserts."""
+    col = getattr(model, "size_gib" if key == "size" else key)
+    if marker is not None:
+        row = s.get(model, marker) if is_uuid(marker) else None
+        if row is None:
+            raise BadRequest(f"Marker {marker} could not be found.")
+        mval = getattr(row, "size_gib" if key == "size" else key)
+        if desc:
+            stmt = stmt.where(or_(col < mval, and_(col == mval, model.id < row.id)))
+        else:
+            stmt = stmt.where(or_(col > mval, and_(col == mval, model.id > row.id)))
+    order = (col.desc(), model.id.desc()) if desc else (col.asc(), model.id.asc())
+    stmt = stmt.order_by(*order)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return stmt

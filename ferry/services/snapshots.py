@@ -1,0 +1,179 @@
+"""Snapshot use cases. A snapshot freezes the volume's active layer and puts a new empty active
+layer on top; deleting it folds its layer into the layer above. Attached volumes do both live
+through `LiveDisks` (the compute service); detached ones through the storage driver.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.db.models import Snapshot, Volume
+from ferry.domain.clock import utcnow
+from ferry.domain.errors import BadRequest, Conflict, FerryError
+from ferry.domain.ids import new_id
+from ferry.domain.model import GiB, LayerFile
+from ferry.domain.volumes import MIGRATION_BUSY, SNAPSHOTTABLE, SnapshotStatus, check_metadata
+from ferry.services import policy
+from ferry.services.context import RequestContext
+from ferry.services.queries import attachment_of, check_limit, get_owned, get_volume, paginate, parse_sort
+from ferry.services.storage import Backends
+from ferry.services.volumes import VolumeService
+
+log = logging.getLogger(__name__)
+
+
+class LiveDisks(Protocol):
+    """What the snapshot service needs from the compute side for attached volumes."""
+
+    async def live_snapshot(self, server_id: str, volume_id: str, new_active: LayerFile) -> None: ...
+
+    async def live_merge(self, server_id: str, volume_id: str, layer: LayerFile) -> None: ...
+
+
+class SnapshotService:
+    def __init__(self, db: sessionmaker[Session], backends: Backends, volumes: VolumeService) -> None:
+        self.db = db
+        self.backends = backends
+        self.volumes = volumes
+        self.live: LiveDisks | None = None
+
+    def get(self, ctx: RequestContext, snapshot_id: str) -> Snapshot:
+        policy.enforce(ctx, "snapshot:get")
+        with self.db() as s:
+            return get_owned(s, Snapshot, ctx, snapshot_id, "Snapshot")
+
+    def list(self, ctx: RequestContext, volume_id: str | None = None, all_tenants: bool = False,
+             limit: int | None = None, marker: str | None = None, sort: str | None = None) -> list[Snapshot]:
+        policy.enforce(ctx, "snapshot:get")
+        if all_tenants:
+            policy.enforce(ctx, "volume:get_all_tenants")
+        key, desc = parse_sort(sort, None, None)
+        stmt = select(Snapshot)
+        if not all_tenants:
+            stmt = stmt.where(Snapshot.project_id == ctx.project_id)
+        if volume_id:
+            stmt = stmt.where(Snapshot.volume_id == volume_id)
+        with self.db() as s:
+            return list(s.scalars(paginate(s, stmt, Snapshot, key, desc, marker, check_limit(limit))))
+
+    def update(self, ctx: RequestContext, snapshot_id: str, changes: dict[str, Any]) -> Snapshot:
+        policy.enforce(ctx, "snapshot:update")
+        with self.db.begin() as s:
+            snap = get_owned(s, Snapshot, ctx, snapshot_id, "Snapshot")
+            for key in ("name", "description"):
+                if key in changes:
+                    setattr(snap, key, changes[key])
+            if "metadata" in changes:
+                snap.meta = check_metadata(changes["metadata"])
+            snap.updated_at = utcnow()
+            return snap
+
+    # -- create ------------------------------------------------------------------------
+    async def create(self, ctx: RequestContext, volume_id: str, name: str | None, description: str | None,
+                     metadata: dict[str, str]) -> Snapshot:
+        policy.enforce(ctx, "snapshot:create")
+        check_metadata(metadata)
+        new_layer = new_id()
+        with self.db.begin() as s:
+            vol = get_volume(s, ctx, volume_id)
+            self._check_can_snapshot(vol)
+            loc = self.backends.location(s, vol)
+            att = attachment_of(s, vol.id)
+            now = utcnow()
+            snap = Snapshot(id=new_id(), project_id=vol.project_id, user_id=ctx.user_id, volume_id=vol.id,
+                            layer_id=vol.active_layer_id, position=vol.next_layer_position, name=name,
+                            description=description, size_gib=vol.size_gib,
+                            status=SnapshotStatus.CREATING.value, meta=metadata, created_at=now, updated_at=now)
+            _bump_position(s, vol)
+            s.add(snap)
+        try:
+            driver = self.backends.driver(loc.backend)
+            if att is None:
+                await driver.snapshot(loc, new_layer)
+            else:
+                assert self.live is not None
+                await driver.create_overlay(loc, new_layer, loc.active_layer, vol.size_gib * GiB)
+                path = str(driver.layer_path(loc.name_id, new_layer))
+                await self.live.live_snapshot(att.server_id, vol.id, LayerFile(path, loc.format))
+        except FerryError:
+            with self.db.begin() as s:
+                s.execute(delete(Snapshot).where(Snapshot.id == snap.id))
+            raise
+        with self.db.begin() as s:
+            s.execute(update(Volume).where(Volume.id == vol.id).values(active_layer_id=new_layer,
+                                                                       updated_at=utcnow()))
+            s.execute(update(Snapshot).where(Snapshot.id == snap.id)
+                      .values(status=SnapshotStatus.AVAILABLE.value, updated_at=utcnow()))
+        snap.status = SnapshotStatus.AVAILABLE.value
+        return snap
+
+    def _check_can_snapshot(self, vol: Volume) -> None:
+        backend = self.backends.config.backend(vol.backend)
+        if not backend.supports_snapshots:
+            raise BadRequest(f"Volume {vol.id} is on raw backend {backend.name!r}: snapshots need a qcow2 "
+                             "backend (migrate or retype the volume to one first).")
+        if vol.status not in SNAPSHOTTABLE:
+            raise BadRequest(f"Volume {vol.id} is {vol.status}: snapshots need available or in-use.")
+        if vol.migration_status in MIGRATION_BUSY:
+            raise Conflict(f"Volume {vol.id} is being migrated; snapshot it when the migration ends.")
+
+    # -- delete ------------------------------------------------------------------------
+    async def delete(self, ctx: RequestContext, snapshot_id: str) -> None:
+        policy.enforce(ctx, "snapshot:delete")
+        with self.db.begin() as s:
+            snap = get_owned(s, Snapshot, ctx, snapshot_id, "Snapshot")
+            vol = s.get(Volume, snap.volume_id)
+            assert vol is not None
+            if vol.migration_status in MIGRATION_BUSY:
+                raise Conflict(f"Volume {vol.id} is being migrated; delete the snapshot when it ends.")
+            res = s.execute(update(Snapshot).where(Snapshot.id == snap.id,
+                                                   Snapshot.status.in_(("available", "error")))
+                            .values(status=SnapshotStatus.DELETING.value, updated_at=utcnow()))
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                raise Conflict(f"Snapshot {snap.id} is {snap.status}: only available or error snapshots "
+                               "can be deleted.")
+            _bump_position(s, vol)
+        self.volumes.spawn(self._merge(snap.id))
+
+    async def delete_now(self, ctx: RequestContext, snapshot_id: str) -> None:
+        """Delete and wait for the merge (cascade deletes, CLI --wait)."""
+        await self.delete(ctx, snapshot_id)
+        await self._merge(snapshot_id)
+
+    async def _merge(self, snapshot_id: str) -> None:
+        with self.db() as s:
+            snap = s.get(Snapshot, snapshot_id)
+            if snap is None or snap.status != SnapshotStatus.DELETING.value:
+                return
+            vol = s.get(Volume, snap.volume_id)
+            assert vol is not None
+            loc = self.backends.location(s, vol)
+            att = attachment_of(s, vol.id)
+        driver = self.backends.driver(loc.backend)
+        try:
+            if att is not None:
+                assert self.live is not None
+                path = str(driver.layer_path(loc.name_id, snap.layer_id))
+                await self.live.live_merge(att.server_id, vol.id, LayerFile(path, loc.format))
+            # Detached: rebase + delete. Attached: the stream already folded the layer; this deletes it.
+            await driver.merge_layer(loc, snap.layer_id)
+        except FerryError as e:
+            log.error("deleting snapshot %s failed: %s", snapshot_id, e)
+            with self.db.begin() as s:
+                s.execute(update(Snapshot).where(Snapshot.id == snapshot_id).values(status="error_deleting"))
+            return
+        with self.db.begin() as s:
+            s.execute(delete(Snapshot).where(Snapshot.id == snapshot_id))
+
+
+def _bump_position(s: Session, vol: Volume) -> None:
+    """Optimistic lock on the volume's layer chain: two chain changes cannot interleave."""
+    res = s.execute(update(Volume).where(Volume.id == vol.id,
+                                         Volume.next_layer_position == vol.next_layer_position)
+                    .values(next_layer_position=vol.next_layer_position + 1))
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"Volume {vol.id} changed concurrently; retry.")

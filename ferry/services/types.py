@@ -1,0 +1,91 @@
+"""Volume types and their extra specs. `volume_backend_name` pins volumes of a type to a backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.db.models import Volume, VolumeType
+from ferry.domain.errors import BadRequest, Conflict
+from ferry.domain.ids import new_id
+from ferry.services import policy
+from ferry.services.context import RequestContext
+from ferry.services.queries import get_type
+from ferry.services.storage import Backends
+
+
+class TypeService:
+    def __init__(self, db: sessionmaker[Session], backends: Backends) -> None:
+        self.db = db
+        self.backends = backends
+
+    def list(self, ctx: RequestContext) -> list[VolumeType]:
+        policy.enforce(ctx, "type:get")
+        with self.db() as s:
+            stmt = select(VolumeType).order_by(VolumeType.name)
+            if not ctx.is_admin:
+                stmt = stmt.where(VolumeType.is_public.is_(True))
+            return list(s.scalars(stmt))
+
+    def get(self, ctx: RequestContext, ref: str) -> VolumeType:
+        policy.enforce(ctx, "type:get")
+        with self.db() as s:
+            return get_type(s, ref)
+
+    def create(self, ctx: RequestContext, name: str, description: str | None, is_public: bool,
+               extra_specs: dict[str, str]) -> VolumeType:
+        policy.enforce(ctx, "type:manage")
+        if not name.strip():
+            raise BadRequest("Volume type name must not be empty.")
+        self._check_specs(extra_specs)
+        try:
+            with self.db.begin() as s:
+                vt = VolumeType(id=new_id(), name=name, description=description, is_public=is_public,
+                                extra_specs=extra_specs)
+                s.add(vt)
+            return vt
+        except IntegrityError:
+            raise Conflict(f"Volume type {name!r} already exists.") from None
+
+    def update(self, ctx: RequestContext, ref: str, changes: dict[str, Any]) -> VolumeType:
+        policy.enforce(ctx, "type:manage")
+        with self.db.begin() as s:
+            vt = get_type(s, ref)
+            for key in ("name", "description", "is_public"):
+                if key in changes:
+                    setattr(vt, key, changes[key])
+            return vt
+
+    def set_specs(self, ctx: RequestContext, ref: str, specs: dict[str, str]) -> dict[str, Any]:
+        policy.enforce(ctx, "type:manage")
+        self._check_specs(specs)
+        with self.db.begin() as s:
+            vt = get_type(s, ref)
+            vt.extra_specs = {**(vt.extra_specs or {}), **specs}
+            return dict(vt.extra_specs)
+
+    def unset_spec(self, ctx: RequestContext, ref: str, key: str) -> None:
+        policy.enforce(ctx, "type:manage")
+        with self.db.begin() as s:
+            vt = get_type(s, ref)
+            specs = dict(vt.extra_specs or {})
+            if key not in specs:
+                raise BadRequest(f"Volume type {vt.name} has no extra spec {key!r}.")
+            del specs[key]
+            vt.extra_specs = specs
+
+    def delete(self, ctx: RequestContext, ref: str) -> None:
+        policy.enforce(ctx, "type:manage")
+        with self.db.begin() as s:
+            vt = get_type(s, ref)
+            if s.scalar(select(Volume.id).where(Volume.volume_type_id == vt.id).limit(1)):
+                raise BadRequest(f"Volume type {vt.name} is in use by volumes.")
+            s.delete(vt)
+
+    def _check_specs(self, specs: dict[str, str]) -> None:
+        backend = specs.get("volume_backend_name")
+        if backend is not None:
+            self.backends.resolve(backend)

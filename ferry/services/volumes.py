@@ -1,0 +1,258 @@
+"""Volume use cases: create (empty, from snapshot, clone), list, show, update, extend, delete.
+
+State changes are conditional updates, so two racing requests can never both move one volume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.db.models import Attachment, Migration, Snapshot, Volume
+from ferry.domain.clock import utcnow
+from ferry.domain.errors import BadRequest, Conflict, FerryError
+from ferry.domain.ids import new_id
+from ferry.domain.model import GiB, VolumeLocation
+from ferry.domain.scheduling import choose_backend
+from ferry.domain.volumes import (
+    DELETABLE,
+    MIGRATION_BUSY,
+    VolumeStatus,
+    check_metadata,
+    check_size,
+)
+from ferry.services import policy
+from ferry.services.context import RequestContext
+from ferry.services.queries import (
+    attachment_of,
+    check_limit,
+    get_owned,
+    get_type,
+    get_volume,
+    paginate,
+    parse_sort,
+)
+from ferry.services.storage import Backends
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VolumeCreate:
+    size: int | None = None
+    name: str | None = None
+    description: str | None = None
+    volume_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    snapshot_id: str | None = None
+    source_volid: str | None = None
+
+
+@dataclass
+class VolumeFilter:
+    name: str | None = None
+    status: str | None = None
+    all_tenants: bool = False
+    limit: int | None = None
+    marker: str | None = None
+    sort: str | None = None
+    sort_key: str | None = None
+    sort_dir: str | None = None
+
+
+def set_status(s: Session, volume_id: str, new: str, *, expect: tuple[str, ...], what: str) -> None:
+    """Move a volume to `new` only if it is in one of `expect` and not migrating."""
+    res = s.execute(
+        update(Volume)
+        .where(Volume.id == volume_id, Volume.status.in_(expect))
+        .where((Volume.migration_status.is_(None)) | (Volume.migration_status.not_in(MIGRATION_BUSY)))
+        .values(status=new, updated_at=utcnow())
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        row = s.get(Volume, volume_id)
+        state = f"status {row.status!r}" if row else "gone"
+        if row is not None and row.migration_status in MIGRATION_BUSY:
+            state = f"being migrated (migration_status {row.migration_status!r})"
+        raise Conflict(f"Cannot {what} volume {volume_id}: it is {state}; expected {' or '.join(expect)}.")
+
+
+class VolumeService:
+    def __init__(self, db: sessionmaker[Session], backends: Backends) -> None:
+        self.db = db
+        self.backends = backends
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run background work, keeping a reference so it is not garbage-collected."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- create ------------------------------------------------------------------------
+    async def create(self, ctx: RequestContext, req: VolumeCreate) -> Volume:
+        policy.enforce(ctx, "volume:create")
+        check_metadata(req.metadata)
+        source_path, source_size, source_type = self._source(ctx, req)
+        size = check_size(req.size if req.size is not None else source_size)
+        if size < source_size:
+            raise BadRequest(f"Size {size} GiB is smaller than the source's {source_size} GiB.")
+        vol_id, name_id, layer = new_id(), new_id(), new_id()
+        with self.db.begin() as s:
+            vtype = get_type(s, req.volume_type) if req.volume_type else (
+                get_type(s, source_type) if source_type else None)
+            pinned = (vtype.extra_specs or {}).get("volume_backend_name") if vtype else None
+            pool = choose_backend(self.backends.pool_stats(s), size, pinned)
+            now = utcnow()
+            vol = Volume(
+                id=vol_id, project_id=ctx.project_id, user_id=ctx.user_id, name=req.name,
+                description=req.description, size_gib=size, status=VolumeStatus.CREATING.value,
+                volume_type_id=vtype.id if vtype else None, backend=pool.backend.name, name_id=name_id,
+                active_layer_id=layer, meta=req.metadata, snapshot_id=req.snapshot_id,
+                source_volid=req.source_volid, next_layer_position=1, created_at=now, updated_at=now,
+            )
+            s.add(vol)
+        loc = VolumeLocation(pool.backend.name, name_id, (layer,), pool.backend.format)
+        if source_path is None:
+            await self._finish_create(vol_id, loc, size, None)
+            with self.db() as s:
+                return get_volume(s, ctx, vol_id)
+        self.spawn(self._finish_create(vol_id, loc, size, source_path))
+        return vol
+
+    def _source(self, ctx: RequestContext, req: VolumeCreate) -> tuple[Any, int, str | None]:
+        """Resolve snapshot_id/source_volid into (image path to copy, its size, its type id)."""
+        if req.snapshot_id and req.source_volid:
+            raise BadRequest("Give snapshot_id or source_volid, not both.")
+        with self.db() as s:
+            if req.snapshot_id:
+                snap = get_owned(s, Snapshot, ctx, req.snapshot_id, "Snapshot")
+                if snap.status != "available":
+                    raise BadRequest(f"Snapshot {snap.id} is {snap.status}, not available.")
+                src = s.get(Volume, snap.volume_id)
+                assert src is not None
+                loc = self.backends.location(s, src)
+                return self.backends.layer_path(loc, snap.layer_id), snap.size_gib, src.volume_type_id
+            if req.source_volid:
+                src = get_volume(s, ctx, req.source_volid)
+                if src.status != VolumeStatus.AVAILABLE.value or src.migration_status in MIGRATION_BUSY:
+                    raise BadRequest(
+                        f"Volume {src.id} is {src.status}: only a detached, idle volume can be cloned "
+                        "(for an attached one, create a snapshot and a volume from it)."
+                    )
+                loc = self.backends.location(s, src)
+                return self.backends.layer_path(loc, loc.active_layer), src.size_gib, src.volume_type_id
+        return None, 1, None
+
+    async def _finish_create(self, vol_id: str, loc: VolumeLocation, size: int, source: Any) -> None:
+        driver = self.backends.driver(loc.backend)
+        try:
+            if source is None:
+                await driver.create_volume(loc, size * GiB)
+            else:
+                await driver.copy_flat(source, loc, size * GiB)
+            new = VolumeStatus.AVAILABLE.value
+        except FerryError as e:
+            log.error("creating volume %s failed: %s", vol_id, e)
+            new = VolumeStatus.ERROR.value
+        with self.db.begin() as s:
+            s.execute(update(Volume).where(Volume.id == vol_id, Volume.status == VolumeStatus.CREATING.value)
+                      .values(status=new, updated_at=utcnow()))
+
+    # -- read --------------------------------------------------------------------------
+    def get(self, ctx: RequestContext, volume_id: str) -> Volume:
+        policy.enforce(ctx, "volume:get")
+        with self.db() as s:
+            return get_volume(s, ctx, volume_id)
+
+    def list(self, ctx: RequestContext, f: VolumeFilter) -> list[Volume]:
+        policy.enforce(ctx, "volume:get_all")
+        if f.all_tenants:
+            policy.enforce(ctx, "volume:get_all_tenants")
+        key, desc = parse_sort(f.sort, f.sort_key, f.sort_dir)
+        stmt = select(Volume)
+        if not f.all_tenants:
+            stmt = stmt.where(Volume.project_id == ctx.project_id)
+        if f.name is not None:
+            stmt = stmt.where(Volume.name == f.name)
+        if f.status is not None:
+            stmt = stmt.where(Volume.status == f.status)
+        with self.db() as s:
+            stmt = paginate(s, stmt, Volume, key, desc, f.marker, check_limit(f.limit))
+            return list(s.scalars(stmt))
+
+    def attachments(self, volume_ids: list[str]) -> dict[str, Attachment]:
+        if not volume_ids:
+            return {}
+        with self.db() as s:
+            rows = s.scalars(select(Attachment).where(Attachment.volume_id.in_(volume_ids)))
+            return {a.volume_id: a for a in rows}
+
+    # -- change ------------------------------------------------------------------------
+    def update(self, ctx: RequestContext, volume_id: str, changes: dict[str, Any]) -> Volume:
+        policy.enforce(ctx, "volume:update")
+        with self.db.begin() as s:
+            vol = get_volume(s, ctx, volume_id)
+            if "name" in changes:
+                vol.name = changes["name"]
+            if "description" in changes:
+                vol.description = changes["description"]
+            if "metadata" in changes:
+                vol.meta = check_metadata(changes["metadata"])
+            vol.updated_at = utcnow()
+            return vol
+
+    async def extend(self, ctx: RequestContext, volume_id: str, new_size: object) -> None:
+        policy.enforce(ctx, "volume:extend")
+        with self.db.begin() as s:
+            vol = get_volume(s, ctx, volume_id)
+            size = check_size(new_size)
+            if size <= vol.size_gib:
+                raise BadRequest(f"New size {size} GiB must be larger than the current {vol.size_gib} GiB.")
+            if vol.status == VolumeStatus.IN_USE.value:
+                raise BadRequest(f"Volume {vol.id} is attached: detach it before extending.")
+            pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == vol.backend)
+            if not pool.fits(size - vol.size_gib):
+                raise BadRequest(f"No capacity to extend volume {vol.id} to {size} GiB on {vol.backend}.")
+            set_status(s, vol.id, VolumeStatus.EXTENDING.value,
+                       expect=(VolumeStatus.AVAILABLE.value,), what="extend")
+            loc = self.backends.location(s, vol)
+        try:
+            await self.backends.driver(loc.backend).extend(loc, size * GiB)
+        except FerryError:
+            with self.db.begin() as s:
+                s.execute(update(Volume).where(Volume.id == volume_id).values(status="error_extending"))
+            raise
+        with self.db.begin() as s:
+            s.execute(update(Volume).where(Volume.id == volume_id)
+                      .values(size_gib=size, status=VolumeStatus.AVAILABLE.value, updated_at=utcnow()))
+
+    async def delete(self, ctx: RequestContext, volume_id: str, cascade: bool = False) -> None:
+        policy.enforce(ctx, "volume:delete")
+        with self.db.begin() as s:
+            vol = get_volume(s, ctx, volume_id)
+            if attachment_of(s, vol.id) is not None:
+                raise BadRequest(f"Volume {vol.id} is attached to a server: detach it first.")
+            snaps = s.scalar(select(Snapshot.id).where(Snapshot.volume_id == vol.id).limit(1))
+            if snaps is not None and not cascade:
+                raise BadRequest(f"Volume {vol.id} has snapshots: delete them first or use cascade=true.")
+            if vol.status not in DELETABLE:
+                raise BadRequest(f"Volume {vol.id} is {vol.status}: it must be available or error to delete.")
+            set_status(s, vol.id, VolumeStatus.DELETING.value, expect=DELETABLE, what="delete")
+            name_id, backend = vol.name_id, vol.backend
+        try:
+            await self.backends.driver(backend).delete_volume(name_id)
+        except FerryError:
+            with self.db.begin() as s:
+                s.execute(update(Volume).where(Volume.id == volume_id)
+                          .values(status=VolumeStatus.ERROR_DELETING.value))
+            raise
+        with self.db.begin() as s:
+            s.execute(delete(Snapshot).where(Snapshot.volume_id == volume_id))
+            s.execute(delete(Migration).where(Migration.volume_id == volume_id))
+            s.execute(delete(Volume).where(Volume.id == volume_id))

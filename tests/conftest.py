@@ -1,0 +1,42 @@
+"""Shared fixtures: a real `ferry serve` per test module, on SQLite or on FERRY_TEST_DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ferry.testing.server import FerryServer
+
+ROOT = Path(__file__).resolve().parent.parent
+GUEST_DIR = ROOT / "build" / "guest"
+
+
+def reset_database(url: str) -> None:
+    """Give each server a clean PostgreSQL schema (SQLite gets a new file anyway)."""
+    if url.startswith("sqlite"):
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as c:
+        c.execute(text("DROP SCHEMA public CASCADE"))
+        c.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def make_server(tmp: Path, **kw: object) -> FerryServer:
+    url = os.environ.get("FERRY_TEST_DATABASE_URL")
+    if url:
+        reset_database(url)
+    return FerryServer(tmp, database_url=url, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryServer]:
+    srv = make_server(tmp_path_factory.mktemp("ferry"), extra_config="")
+    srv.start()
+    yield srv
+    srv.stop()
