@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ferry import __version__
-from ferry.api import compute, errors, identity, versions, volume
+from ferry.api import compute, errors, extensions, identity, versions, volume
 from ferry.services.app import Ferry
 
 
@@ -28,6 +28,8 @@ def create_app(ferry: Ferry) -> FastAPI:
     app.middleware("http")(versions.microversions)
     app.include_router(versions.router)
     app.include_router(identity.router)
+    app.include_router(extensions.router)
+    app.include_router(extensions.compute_router)
     app.include_router(volume.router)
     app.include_router(compute.router)
     return app

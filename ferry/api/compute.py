@@ -68,14 +68,14 @@ def _servers(request: Request, app: Ferry, servers: list[Server]) -> list[dict[s
 @router.get("/servers")
 def list_servers(request: Request, ctx: RequestContext = Ctx, app: Ferry = App,
                  all_tenants: str | None = None) -> dict[str, Any]:
-    servers = app.compute.list(ctx, all_tenants in ("1", "true", "True"))
+    servers = app.compute.list_servers(ctx, all_tenants in ("1", "true", "True"))
     return {"servers": [{"id": s.id, "name": s.name, "links": _link(request, "servers", s.id)} for s in servers]}
 
 
 @router.get("/servers/detail")
 def list_servers_detail(request: Request, ctx: RequestContext = Ctx, app: Ferry = App,
                         all_tenants: str | None = None) -> dict[str, Any]:
-    return {"servers": _servers(request, app, app.compute.list(ctx, all_tenants in ("1", "true", "True")))}
+    return {"servers": _servers(request, app, app.compute.list_servers(ctx, all_tenants in ("1", "true", "True")))}
 
 
 @router.post("/servers", status_code=202)
@@ -180,7 +180,7 @@ def show_flavor(request: Request, flavor_id: str, ctx: RequestContext = Ctx, app
 @router.get("/images")
 @router.get("/images/detail")
 def list_images(request: Request, ctx: RequestContext = Ctx, app: Ferry = App) -> dict[str, Any]:
-    return {"images": [image_view(request, i) for i in app.images.list(ctx)]}
+    return {"images": [image_view(request, i) for i in app.images.list_images(ctx)]}
 
 
 @router.get("/images/{image_id}")

@@ -67,6 +67,8 @@ async def json_body(request: Request) -> dict[str, Any]:
         body = json.loads(raw or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadRequest(f"Malformed request body: {e}") from None
+    except RecursionError:
+        raise BadRequest("Malformed request body: nested too deeply.") from None
     if not isinstance(body, dict):
         raise BadRequest("Malformed request body: expected a JSON object.")
     return body

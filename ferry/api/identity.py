@@ -63,10 +63,12 @@ def _credentials(body: dict[str, Any]) -> tuple[str, str, str, bool]:
     auth = body.get("auth")
     if not isinstance(auth, dict):
         raise BadRequest("Invalid input: missing 'auth' object.")
-    identity = auth.get("identity") or {}
-    if not isinstance(identity, dict) or "password" not in (identity.get("methods") or []):
+    identity = auth.get("identity")
+    methods = identity.get("methods") if isinstance(identity, dict) else None
+    if not isinstance(identity, dict) or not isinstance(methods, list) or "password" not in methods:
         raise BadRequest("Invalid input: only the password method is supported.")
-    user = (identity.get("password") or {}).get("user")
+    method = identity.get("password")
+    user = method.get("user") if isinstance(method, dict) else None
     if not isinstance(user, dict):
         raise BadRequest("Invalid input: missing auth.identity.password.user.")
     name = _str(user.get("name") or user.get("id"), "user name")

@@ -88,6 +88,8 @@ class MigrateBody(Body):
     host: str = Field(min_length=1, max_length=255)
     force_host_copy: StrictBool = False
     lock_volume: StrictBool = False
+    bytes_per_sec: StrictInt | None = Field(default=None, ge=0)
+    """Ferry extension: cap the copy speed from the start (0 = unlimited)."""
 
 
 class RetypeBody(Body):

@@ -46,7 +46,7 @@ def _bool(value: str | None) -> bool:
 def render_volumes(app: Ferry, ctx: RequestContext, vols: list[Volume], base: str) -> list[dict[str, Any]]:
     admin = policy.allowed(ctx, "volume:admin_fields")
     atts = app.volumes.attachments([v.id for v in vols])
-    types = {t.id: t.name for t in app.types.list(ctx)} if vols else {}
+    types = {t.id: t.name for t in app.types.list_types(ctx)} if vols else {}
     migrations = app.migrations.active_for([v.id for v in vols]) if admin else {}
     return [volume_view(v, base, attachment=atts.get(v.id), type_name=types.get(v.volume_type_id or ""),
                         admin=admin, host=app.backends.host_attr(v.backend), migration=migrations.get(v.id))
@@ -65,7 +65,7 @@ def list_volumes(request: Request, project_id: str, ctx: RequestContext = Ctx, a
                  all_tenants: str | None = None, name: str | None = None, status: str | None = None,
                  limit: int | None = Query(None), marker: str | None = None, sort: str | None = None,
                  sort_key: str | None = None, sort_dir: str | None = None) -> dict[str, Any]:
-    vols = app.volumes.list(ctx, _filter(all_tenants, name, status, limit, marker, sort, sort_key, sort_dir))
+    vols = app.volumes.list_volumes(ctx, _filter(all_tenants, name, status, limit, marker, sort, sort_key, sort_dir))
     base = _base(request, project_id)
     return {"volumes": [volume_summary(v, base) for v in vols]}
 
@@ -75,7 +75,7 @@ def list_volumes_detail(request: Request, project_id: str, ctx: RequestContext =
                         all_tenants: str | None = None, name: str | None = None, status: str | None = None,
                         limit: int | None = Query(None), marker: str | None = None, sort: str | None = None,
                         sort_key: str | None = None, sort_dir: str | None = None) -> dict[str, Any]:
-    vols = app.volumes.list(ctx, _filter(all_tenants, name, status, limit, marker, sort, sort_key, sort_dir))
+    vols = app.volumes.list_volumes(ctx, _filter(all_tenants, name, status, limit, marker, sort, sort_key, sort_dir))
     return {"volumes": render_volumes(app, ctx, vols, _base(request, project_id))}
 
 
@@ -110,7 +110,7 @@ async def update_volume(request: Request, project_id: str, volume_id: str, ctx: 
 async def delete_volume(project_id: str, volume_id: str, cascade: str | None = None,
                         ctx: RequestContext = Ctx, app: Ferry = App) -> Response:
     if _bool(cascade):
-        for snap in app.snapshots.list(ctx, volume_id=app.volumes.get(ctx, volume_id).id):
+        for snap in app.snapshots.list_snapshots(ctx, volume_id=app.volumes.get(ctx, volume_id).id):
             await app.snapshots.delete_now(ctx, snap.id)
     await app.volumes.delete(ctx, volume_id, cascade=_bool(cascade))
     return Response(status_code=202)
@@ -125,6 +125,8 @@ def get_metadata(volume_id: str, project_id: str, ctx: RequestContext = Ctx, app
 async def set_metadata(request: Request, volume_id: str, project_id: str, ctx: RequestContext = Ctx,
                        app: Ferry = App) -> dict[str, Any]:
     meta = (await json_body(request)).get("metadata")
+    if not isinstance(meta, dict):
+        raise BadRequest("Invalid input: 'metadata' must be an object.")
     parsed = parse(VolumeUpdateBody, {"metadata": meta}, "metadata").metadata or {}
     merged = {**(app.volumes.get(ctx, volume_id).meta or {}), **parsed}
     return {"metadata": app.volumes.update(ctx, volume_id, {"metadata": merged}).meta}
@@ -151,7 +153,8 @@ async def _extend(app: Ferry, ctx: RequestContext, volume_id: str, args: Any) ->
 
 
 async def _migrate(app: Ferry, ctx: RequestContext, volume_id: str, args: Any) -> None:
-    await app.migrations.migrate(ctx, volume_id, parse(MigrateBody, args, "os-migrate_volume").host)
+    b = parse(MigrateBody, args, "os-migrate_volume")
+    await app.migrations.migrate(ctx, volume_id, b.host, speed=b.bytes_per_sec)
 
 
 async def _retype(app: Ferry, ctx: RequestContext, volume_id: str, args: Any) -> None:
@@ -190,7 +193,7 @@ def show_migration(project_id: str, volume_id: str, ctx: RequestContext = Ctx, a
 def list_snapshots(project_id: str, ctx: RequestContext = Ctx, app: Ferry = App, all_tenants: str | None = None,
                    volume_id: str | None = None, limit: int | None = Query(None), marker: str | None = None,
                    sort: str | None = None) -> dict[str, Any]:
-    snaps = app.snapshots.list(ctx, volume_id, _bool(all_tenants), limit, marker, sort)
+    snaps = app.snapshots.list_snapshots(ctx, volume_id, _bool(all_tenants), limit, marker, sort)
     return {"snapshots": [snapshot_view(s) for s in snaps]}
 
 
@@ -223,7 +226,7 @@ async def delete_snapshot(project_id: str, snapshot_id: str, ctx: RequestContext
 # -- types ---------------------------------------------------------------------------------
 @router.get("/types")
 def list_types(project_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> dict[str, Any]:
-    return {"volume_types": [type_view(t, ctx.is_admin) for t in app.types.list(ctx)]}
+    return {"volume_types": [type_view(t, ctx.is_admin) for t in app.types.list_types(ctx)]}
 
 
 @router.post("/types")

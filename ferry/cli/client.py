@@ -49,7 +49,8 @@ class Client:
         auth = _auth_from_cloud(cloud) if cloud else _auth_from_env()
         keys = ("auth_url", "username", "password", "project_name", "project_id", "user_domain_name",
                 "project_domain_name")
-        self.session = ks_session.Session(auth=v3.Password(**{k: auth.get(k) for k in keys if auth.get(k)}))
+        kwargs: dict[str, Any] = {k: auth[k] for k in keys if auth.get(k)}
+        self.session = ks_session.Session(auth=v3.Password(**kwargs))
 
     def request(self, service: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
         headers = {"OpenStack-API-Version": "volume 3.27"} if service == "block-storage" else {}
@@ -77,6 +78,7 @@ class Client:
 
 def _message(e: ks_exc.HttpError) -> str:
     try:
+        assert e.response is not None
         body = e.response.json()
         inner = next(iter(body.values()))
         return f"{inner.get('message')} (HTTP {e.http_status})"

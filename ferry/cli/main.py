@@ -67,11 +67,13 @@ def _register_test_guest(database_url: str, guest_dir: Path) -> None:
     from ferry.db.engine import make_engine, session_factory
     from ferry.domain.errors import Conflict
     from ferry.services.images import TEST_GUEST, register_image
+    from ferry.testing.guest import GUEST_CMDLINE, guest_paths
 
+    kernel, initrd = guest_paths(guest_dir)
     engine = make_engine(database_url)
     try:
-        register_image(session_factory(engine), TEST_GUEST, kernel=str(guest_dir / "vmlinuz"),
-                       initrd=str(guest_dir / "initrd.img"), cmdline="console=ttyS0 quiet panic=-1")
+        register_image(session_factory(engine), TEST_GUEST, kernel=str(kernel), initrd=str(initrd),
+                       cmdline=GUEST_CMDLINE())
     except Conflict:
         pass
     engine.dispose()
@@ -191,9 +193,10 @@ def volume_migrate(volume: str, to: str = typer.Option(..., "--to", help="Destin
     """Move a volume's data to another backend, attached or not, snapshots included."""
     c = Client()
     vid = _find(c, "volume", volume)["id"]
-    c.volume("POST", f"/volumes/{vid}/action", {"os-migrate_volume": {"host": to}})
+    body: dict[str, Any] = {"host": to}
     if speed:
-        c.volume("POST", f"/volumes/{vid}/action", {"ferry-migrate_set_speed": {"bytes_per_sec": parse_bytes(speed)}})
+        body["bytes_per_sec"] = parse_bytes(speed)
+    c.volume("POST", f"/volumes/{vid}/action", {"os-migrate_volume": body})
     if wait:
         _follow(c, vid, fmt)
     else:
@@ -467,6 +470,20 @@ def server_console(server: str, follow: bool = typer.Option(True),
                 return
             else:
                 time.sleep(0.2)
+
+
+@app.command()
+def doctor(json_out: bool = typer.Option(False, "--json", help="Machine-readable report")) -> None:
+    """Compare the database with every running QEMU and every backend; exit 1 on drift."""
+    report = Client().volume("GET", "/ferry-doctor")
+    if json_out:
+        print(json.dumps(report, indent=2))
+    elif report["healthy"]:
+        console.print("[green]no drift[/green]: database, QEMU and backends agree")
+    else:
+        show(report["drift"], "table", ["kind", "resource", "detail"])
+    if not report["healthy"]:
+        raise typer.Exit(1)
 
 
 # -- images --------------------------------------------------------------------------------

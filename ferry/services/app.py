@@ -12,6 +12,7 @@ from ferry.config import Config
 from ferry.db.engine import make_engine, session_factory, upgrade
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services.compute import ComputeService
+from ferry.services.doctor import Doctor
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
@@ -41,6 +42,7 @@ class Ferry:
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor)
         self.snapshots.live = self.compute
         self.migrations = MigrationService(self.db, config, self.backends, self.hypervisor)
+        self.doctor = Doctor(self.db, self.backends, self.hypervisor)
 
     @classmethod
     def from_file(cls, path: Path) -> Ferry:

@@ -20,8 +20,8 @@ from ferry.domain.ids import new_id
 from ferry.domain.model import DiskFormat, LayerFile
 from ferry.domain.servers import ServerStatus, device_name
 from ferry.domain.volumes import MIGRATION_BUSY, VolumeStatus
-from ferry.drivers.hypervisor.base import HypervisorDriver, ServerSpec
-from ferry.drivers.storage import qemu_img
+from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, ServerSpec
+from ferry.drivers.storage.qemu_img import QemuImg
 from ferry.services import policy
 from ferry.services.context import RequestContext
 from ferry.services.images import find_image
@@ -46,7 +46,7 @@ class ComputeService:
         with self.db() as s:
             return get_owned(s, Server, ctx, server_id, "Server")
 
-    def list(self, ctx: RequestContext, all_tenants: bool = False) -> list[Server]:
+    def list_servers(self, ctx: RequestContext, all_tenants: bool = False) -> list[Server]:
         policy.enforce(ctx, "server:get")
         stmt = select(Server).order_by(Server.created_at.desc())
         if not (all_tenants and ctx.is_admin):
@@ -99,6 +99,7 @@ class ComputeService:
                             status=ServerStatus.BUILD.value, task_state="spawning", image_id=image.id,
                             flavor_id=flavor.id, created_at=now, updated_at=now)
             s.add(server)
+        await self.prepare_boot_disk(server.id, image)
         await self._boot(server.id)
         return self.get(ctx, server.id)
 
@@ -195,8 +196,8 @@ class ComputeService:
         if image.disk:
             disk = self.config.run_dir / "disks" / f"{server_id}.qcow2"
             disk.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            await qemu_img.create(disk, "qcow2", size=None, backing=Path(image.disk),
-                                  backing_format=image.disk_format or "qcow2")
+            fmt = DiskFormat(image.disk_format or "qcow2")
+            await QemuImg().create(disk, DiskFormat.QCOW2, None, backing=str(Path(image.disk)), backing_fmt=fmt)
 
     # -- volumes -----------------------------------------------------------------------
     async def attach(self, ctx: RequestContext, server_id: str, volume_id: str) -> Attachment:
@@ -253,6 +254,12 @@ class ComputeService:
             s.execute(delete(Attachment).where(Attachment.id == att.id))
             s.execute(update(Volume).where(Volume.id == volume_id)
                       .values(status=VolumeStatus.AVAILABLE.value, updated_at=utcnow()))
+
+    async def hypervisor_disks(self, ctx: RequestContext, server_id: str) -> list[DiskInfo]:
+        server = self.get(ctx, server_id)
+        if server.status != ServerStatus.ACTIVE.value:
+            raise Conflict(f"Server {server.id} is {server.status}: no running process to ask.")
+        return await self.hv.disks(server.id)
 
     # -- live disk work for snapshots (LiveDisks) ---------------------------------------
     async def live_snapshot(self, server_id: str, volume_id: str, new_active: LayerFile) -> None:

@@ -28,7 +28,7 @@ class ImageService:
         return register_image(self.db, name, kernel=kernel, initrd=initrd, cmdline=cmdline, disk=disk,
                               disk_format=disk_format)
 
-    def list(self, ctx: RequestContext) -> list[Image]:
+    def list_images(self, ctx: RequestContext) -> list[Image]:
         policy.enforce(ctx, "image:get")
         with self.db() as s:
             return list(s.scalars(select(Image).order_by(Image.name)))

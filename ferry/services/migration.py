@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,11 +30,13 @@ from ferry.domain.volumes import MIGRATION_BUSY, MigrationStatus
 from ferry.drivers.hypervisor.base import HypervisorDriver, JobStatus, MirrorStatus
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
-from ferry.services.queries import attachment_of, get_type, get_volume
+from ferry.services.queries import get_type, get_volume
+from ferry.services.snapshots import running_server
 from ferry.services.storage import Backends
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.5
+T = TypeVar("T")
 SWAP_REFUSED = ("Swapping a volume directly is not supported: it would leave the guest's disk serial "
                 "naming a volume id that no longer exists. Move the data with os-migrate_volume "
                 "(`ferry volume migrate VOLUME --to BACKEND`) or os-retype; they serve attached and "
@@ -58,12 +61,14 @@ class MigrationService:
         self.backends = backends
         self.hv = hypervisor
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancels: dict[str, asyncio.Event] = {}
         self._slots: dict[str, asyncio.Semaphore] = {
             b.name: asyncio.Semaphore(b.max_migrations) for b in config.backends}
 
     # -- requests ----------------------------------------------------------------------
     async def migrate(self, ctx: RequestContext, volume_id: str, host: str, *,
-                      new_type_id: str | None = None, action: str = "volume:migrate") -> Migration:
+                      new_type_id: str | None = None, action: str = "volume:migrate",
+                      speed: int | None = None) -> Migration:
         policy.enforce(ctx, action)
         dest = self.backends.resolve(host)
         with self.db.begin() as s:
@@ -83,16 +88,18 @@ class MigrationService:
                 .values(migration_status=MigrationStatus.STARTING.value, updated_at=utcnow()))
             if busy or res.rowcount != 1:  # type: ignore[attr-defined]
                 raise Conflict(f"Volume {vol.id} is already being migrated.")
-            att = attachment_of(s, vol.id)
+            # Live only when a running process has the volume open; a stopped server's volume is
+            # copied offline (starting that server is refused until the migration ends).
+            server_id = running_server(s, vol.id)
             mig = Migration(
                 id=new_id(), volume_id=vol.id, status=RunStatus.QUEUED.value, step=Step.QUEUED.value,
-                prev_volume_status=vol.status, server_id=att.server_id if att else None,
+                prev_volume_status=vol.status, server_id=server_id,
                 src_backend=vol.backend, src_name_id=vol.name_id, dst_backend=dest.name, dst_name_id=new_id(),
                 layers=list(source.layers), new_type_id=new_type_id, reserved_gib=vol.size_gib,
-                speed=self.config.migration.default_speed, created_at=utcnow())
+                speed=self.config.migration.default_speed if speed is None else speed, created_at=utcnow())
             s.add(mig)
             s.add(_event(mig.id, Step.QUEUED, "info", source=vol.backend, destination=dest.name,
-                         attached=att is not None, layers=len(source.layers)))
+                         attached=server_id is not None, layers=len(source.layers)))
         self._launch(mig.id)
         return mig
 
@@ -157,6 +164,10 @@ class MigrationService:
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 raise Conflict(f"Migration of volume {volume_id} is past the point of no return (pivot).")
             s.add(_event(mig.id, Step(mig.step), "info", message="cancel requested"))
+        self.cancel_event(mig.id).set()
+
+    def cancel_event(self, migration_id: str) -> asyncio.Event:
+        return self._cancels.setdefault(migration_id, asyncio.Event())
 
     async def set_speed(self, ctx: RequestContext, volume_id: str, speed: int) -> None:
         policy.enforce(ctx, "volume:migration_set_speed")
@@ -192,10 +203,14 @@ class MigrationService:
         return mig
 
     # -- engine ------------------------------------------------------------------------
-    def _launch(self, migration_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(migration_id))
+    def _launch(self, migration_id: str, work: Coroutine[Any, Any, None] | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(work or self._run(migration_id))
         self._tasks[migration_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(migration_id, None))
+        task.add_done_callback(lambda _t: self._forget(migration_id))
+
+    def _forget(self, migration_id: str) -> None:
+        self._tasks.pop(migration_id, None)
+        self._cancels.pop(migration_id, None)
 
     async def wait(self, migration_id: str) -> None:
         task = self._tasks.get(migration_id)
@@ -239,9 +254,7 @@ class MigrationService:
             if mig.step == Step.QUEUED.value:
                 self._launch(mid)
                 continue
-            task = asyncio.get_running_loop().create_task(self._recover(mid))
-            self._tasks[mid] = task
-            task.add_done_callback(lambda _t, m=mid: self._tasks.pop(m, None))
+            self._launch(mid, self._recover(mid))
 
     async def _recover(self, migration_id: str) -> None:
         mig = self._load(migration_id)
@@ -328,9 +341,24 @@ class _Run:
                       .values(bytes_done=done, bytes_total=total, rate=rate))
 
     def check_cancel(self) -> None:
+        if self.svc.cancel_event(self.mig.id).is_set():
+            raise Cancelled()
         with self.db() as s:
             if s.scalar(select(Migration.cancel_requested).where(Migration.id == self.mig.id)):
                 raise Cancelled()
+
+    async def cancellable(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work`, stopping it (a running qemu-img is killed) when a cancel arrives."""
+        self.check_cancel()
+        task = asyncio.ensure_future(work)
+        waiter = asyncio.ensure_future(self.svc.cancel_event(self.mig.id).wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            waiter.cancel()
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise Cancelled()
 
     def speed(self) -> int:
         with self.db() as s:
@@ -369,12 +397,12 @@ class _Run:
                    files=[self.dst_path(lid) for lid in layers])
         parent: str | None = None
         for i, layer in enumerate(layers):
-            self.check_cancel()
-            await self.dst.copy_layer(
+            await self.cancellable(self.dst.copy_layer(
                 self.src.layer_path(self.plan.source.name_id, layer), self.plan.dest, layer, parent,
-                rate_limit=self.speed(), progress=lambda d, t: self.progress(d, t))
-            if not await self.dst.same_content(self.src.layer_path(self.plan.source.name_id, layer),
-                                               self.dst.layer_path(self.plan.dest.name_id, layer)):
+                rate_limit=self.speed(), progress=lambda d, t: self.progress(d, t)))
+            same = await self.cancellable(self.dst.same_content(
+                self.src.layer_path(self.plan.source.name_id, layer), self.dst.layer_path(self.plan.dest.name_id, layer)))
+            if not same:
                 raise DriverError(f"copy of layer {layer} differs from its source")
             self.log(Step.COPY_LAYERS, "info", message=f"layer {i + 1}/{len(layers)} copied and compared",
                      layer=layer)

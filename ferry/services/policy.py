@@ -11,6 +11,8 @@ services when they load a resource: another project's resource is reported as no
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ferry.domain.errors import Forbidden
 from ferry.services.context import RequestContext
 
@@ -50,7 +52,7 @@ RULES: dict[str, str] = {
     "doctor:run": "admin",
 }
 
-_CHECKS = {
+_CHECKS: dict[str, Callable[[RequestContext], bool]] = {
     "reader": lambda c: bool(c.roles & {"reader", "member", "admin", "service"}),
     "member": lambda c: c.can_write,
     "admin": lambda c: c.is_admin,

@@ -28,11 +28,12 @@ def get_volume(s: Session, ctx: RequestContext, ident: str) -> Volume:
     return get_owned(s, Volume, ctx, ident, "Volume")
 
 
-def get_type(s: Session, ref: str) -> VolumeType:
+def get_type(s: Session, ref: str, ctx: RequestContext | None = None) -> VolumeType:
+    """A type by id or name. With a caller's context, private types exist for admins only."""
     vt = s.get(VolumeType, ref) if is_uuid(ref) else None
     if vt is None:
         vt = s.scalar(select(VolumeType).where(VolumeType.name == ref))
-    if vt is None:
+    if vt is None or (ctx is not None and not vt.is_public and not ctx.is_admin):
         raise NotFound(f"Volume type {ref} could not be found.")
     return vt
 

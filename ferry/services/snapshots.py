@@ -5,13 +5,15 @@ through `LiveDisks` (the compute service); detached ones through the storage dri
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import defaultdict
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Snapshot, Volume
+from ferry.db.models import Server, Snapshot, Volume
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
@@ -24,6 +26,8 @@ from ferry.services.storage import Backends
 from ferry.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
+DELETABLE = ("available", "error", "error_deleting")
+"""A failed merge can be retried: merging a layer is idempotent."""
 
 
 class LiveDisks(Protocol):
@@ -40,13 +44,16 @@ class SnapshotService:
         self.backends = backends
         self.volumes = volumes
         self.live: LiveDisks | None = None
+        self._chains: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        """One layer-chain change (snapshot or merge) at a time per volume: a merge reads the chain
+        when it starts, so two overlapping merges would rebase onto layers the other removes."""
 
     def get(self, ctx: RequestContext, snapshot_id: str) -> Snapshot:
         policy.enforce(ctx, "snapshot:get")
         with self.db() as s:
             return get_owned(s, Snapshot, ctx, snapshot_id, "Snapshot")
 
-    def list(self, ctx: RequestContext, volume_id: str | None = None, all_tenants: bool = False,
+    def list_snapshots(self, ctx: RequestContext, volume_id: str | None = None, all_tenants: bool = False,
              limit: int | None = None, marker: str | None = None, sort: str | None = None) -> list[Snapshot]:
         policy.enforce(ctx, "snapshot:get")
         if all_tenants:
@@ -82,7 +89,7 @@ class SnapshotService:
             vol = get_volume(s, ctx, volume_id)
             self._check_can_snapshot(vol)
             loc = self.backends.location(s, vol)
-            att = attachment_of(s, vol.id)
+            live_server = running_server(s, vol.id)
             now = utcnow()
             snap = Snapshot(id=new_id(), project_id=vol.project_id, user_id=ctx.user_id, volume_id=vol.id,
                             layer_id=vol.active_layer_id, position=vol.next_layer_position, name=name,
@@ -92,23 +99,24 @@ class SnapshotService:
             s.add(snap)
         try:
             driver = self.backends.driver(loc.backend)
-            if att is None:
-                await driver.snapshot(loc, new_layer)
-            else:
-                assert self.live is not None
-                await driver.create_overlay(loc, new_layer, loc.active_layer, vol.size_gib * GiB)
-                path = str(driver.layer_path(loc.name_id, new_layer))
-                await self.live.live_snapshot(att.server_id, vol.id, LayerFile(path, loc.format))
+            async with self._chains[vol.id]:
+                if live_server is None:
+                    await driver.snapshot(loc, new_layer)
+                else:
+                    assert self.live is not None
+                    await driver.create_overlay(loc, new_layer, loc.active_layer, vol.size_gib * GiB)
+                    path = str(driver.layer_path(loc.name_id, new_layer))
+                    await self.live.live_snapshot(live_server, vol.id, LayerFile(path, loc.format))
         except FerryError:
             with self.db.begin() as s:
                 s.execute(delete(Snapshot).where(Snapshot.id == snap.id))
             raise
+        now = utcnow()
         with self.db.begin() as s:
-            s.execute(update(Volume).where(Volume.id == vol.id).values(active_layer_id=new_layer,
-                                                                       updated_at=utcnow()))
+            s.execute(update(Volume).where(Volume.id == vol.id).values(active_layer_id=new_layer, updated_at=now))
             s.execute(update(Snapshot).where(Snapshot.id == snap.id)
-                      .values(status=SnapshotStatus.AVAILABLE.value, updated_at=utcnow()))
-        snap.status = SnapshotStatus.AVAILABLE.value
+                      .values(status=SnapshotStatus.AVAILABLE.value, updated_at=now))
+        snap.status, snap.updated_at = SnapshotStatus.AVAILABLE.value, now
         return snap
 
     def _check_can_snapshot(self, vol: Volume) -> None:
@@ -123,6 +131,16 @@ class SnapshotService:
 
     # -- delete ------------------------------------------------------------------------
     async def delete(self, ctx: RequestContext, snapshot_id: str) -> None:
+        """Mark the snapshot deleting and merge its layer in the background."""
+        self._mark_deleting(ctx, snapshot_id)
+        self.volumes.spawn(self._merge(snapshot_id))
+
+    async def delete_now(self, ctx: RequestContext, snapshot_id: str) -> None:
+        """Delete and wait for the merge (cascade deletes, CLI --wait)."""
+        self._mark_deleting(ctx, snapshot_id)
+        await self._merge(snapshot_id)
+
+    def _mark_deleting(self, ctx: RequestContext, snapshot_id: str) -> None:
         policy.enforce(ctx, "snapshot:delete")
         with self.db.begin() as s:
             snap = get_owned(s, Snapshot, ctx, snapshot_id, "Snapshot")
@@ -131,20 +149,21 @@ class SnapshotService:
             if vol.migration_status in MIGRATION_BUSY:
                 raise Conflict(f"Volume {vol.id} is being migrated; delete the snapshot when it ends.")
             res = s.execute(update(Snapshot).where(Snapshot.id == snap.id,
-                                                   Snapshot.status.in_(("available", "error")))
+                                                   Snapshot.status.in_(DELETABLE))
                             .values(status=SnapshotStatus.DELETING.value, updated_at=utcnow()))
             if res.rowcount != 1:  # type: ignore[attr-defined]
-                raise Conflict(f"Snapshot {snap.id} is {snap.status}: only available or error snapshots "
+                raise Conflict(f"Snapshot {snap.id} is {snap.status}: only {', '.join(DELETABLE)} snapshots "
                                "can be deleted.")
             _bump_position(s, vol)
-        self.volumes.spawn(self._merge(snap.id))
-
-    async def delete_now(self, ctx: RequestContext, snapshot_id: str) -> None:
-        """Delete and wait for the merge (cascade deletes, CLI --wait)."""
-        await self.delete(ctx, snapshot_id)
-        await self._merge(snapshot_id)
 
     async def _merge(self, snapshot_id: str) -> None:
+        with self.db() as s:
+            volume_id = s.scalar(select(Snapshot.volume_id).where(Snapshot.id == snapshot_id))
+        if volume_id is not None:
+            async with self._chains[volume_id]:
+                await self._merge_locked(snapshot_id)
+
+    async def _merge_locked(self, snapshot_id: str) -> None:
         with self.db() as s:
             snap = s.get(Snapshot, snapshot_id)
             if snap is None or snap.status != SnapshotStatus.DELETING.value:
@@ -152,13 +171,13 @@ class SnapshotService:
             vol = s.get(Volume, snap.volume_id)
             assert vol is not None
             loc = self.backends.location(s, vol)
-            att = attachment_of(s, vol.id)
+            live_server = running_server(s, vol.id)
         driver = self.backends.driver(loc.backend)
         try:
-            if att is not None:
+            if live_server is not None:
                 assert self.live is not None
                 path = str(driver.layer_path(loc.name_id, snap.layer_id))
-                await self.live.live_merge(att.server_id, vol.id, LayerFile(path, loc.format))
+                await self.live.live_merge(live_server, vol.id, LayerFile(path, loc.format))
             # Detached: rebase + delete. Attached: the stream already folded the layer; this deletes it.
             await driver.merge_layer(loc, snap.layer_id)
         except FerryError as e:
@@ -168,6 +187,15 @@ class SnapshotService:
             return
         with self.db.begin() as s:
             s.execute(delete(Snapshot).where(Snapshot.id == snapshot_id))
+
+
+def running_server(s: Session, volume_id: str) -> str | None:
+    """The server whose running process has the volume open, if any: its layers change live."""
+    att = attachment_of(s, volume_id)
+    if att is None:
+        return None
+    server = s.get(Server, att.server_id)
+    return server.id if server is not None and server.status == "ACTIVE" else None
 
 
 def _bump_position(s: Session, vol: Volume) -> None:

@@ -22,7 +22,7 @@ class TypeService:
         self.db = db
         self.backends = backends
 
-    def list(self, ctx: RequestContext) -> list[VolumeType]:
+    def list_types(self, ctx: RequestContext) -> list[VolumeType]:
         policy.enforce(ctx, "type:get")
         with self.db() as s:
             stmt = select(VolumeType).order_by(VolumeType.name)
@@ -33,7 +33,7 @@ class TypeService:
     def get(self, ctx: RequestContext, ref: str) -> VolumeType:
         policy.enforce(ctx, "type:get")
         with self.db() as s:
-            return get_type(s, ref)
+            return get_type(s, ref, ctx)
 
     def create(self, ctx: RequestContext, name: str, description: str | None, is_public: bool,
                extra_specs: dict[str, str]) -> VolumeType:
@@ -52,12 +52,20 @@ class TypeService:
 
     def update(self, ctx: RequestContext, ref: str, changes: dict[str, Any]) -> VolumeType:
         policy.enforce(ctx, "type:manage")
-        with self.db.begin() as s:
-            vt = get_type(s, ref)
-            for key in ("name", "description", "is_public"):
-                if key in changes:
-                    setattr(vt, key, changes[key])
+        for key in ("name", "is_public"):
+            if key in changes and changes[key] is None:
+                raise BadRequest(f"Volume type {key} must not be null.")
+        if "name" in changes and not changes["name"].strip():
+            raise BadRequest("Volume type name must not be empty.")
+        try:
+            with self.db.begin() as s:
+                vt = get_type(s, ref)
+                for key in ("name", "description", "is_public"):
+                    if key in changes:
+                        setattr(vt, key, changes[key])
             return vt
+        except IntegrityError:
+            raise Conflict(f"Volume type {changes.get('name')!r} already exists.") from None
 
     def set_specs(self, ctx: RequestContext, ref: str, specs: dict[str, str]) -> dict[str, Any]:
         policy.enforce(ctx, "type:manage")

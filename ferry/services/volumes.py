@@ -104,7 +104,7 @@ class VolumeService:
             raise BadRequest(f"Size {size} GiB is smaller than the source's {source_size} GiB.")
         vol_id, name_id, layer = new_id(), new_id(), new_id()
         with self.db.begin() as s:
-            vtype = get_type(s, req.volume_type) if req.volume_type else (
+            vtype = get_type(s, req.volume_type, ctx) if req.volume_type else (
                 get_type(s, source_type) if source_type else None)
             pinned = (vtype.extra_specs or {}).get("volume_backend_name") if vtype else None
             pool = choose_backend(self.backends.pool_stats(s), size, pinned)
@@ -170,7 +170,7 @@ class VolumeService:
         with self.db() as s:
             return get_volume(s, ctx, volume_id)
 
-    def list(self, ctx: RequestContext, f: VolumeFilter) -> list[Volume]:
+    def list_volumes(self, ctx: RequestContext, f: VolumeFilter) -> list[Volume]:
         policy.enforce(ctx, "volume:get_all")
         if f.all_tenants:
             policy.enforce(ctx, "volume:get_all_tenants")

@@ -93,6 +93,13 @@ class FerryServer:
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
 
+    def log_problems(self) -> list[str]:
+        """Log lines that show a request failing inside the server: a traceback, an unexpected
+        error (HTTP 500) or a 5xx FerryError."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        marks = ("Traceback", "unexpected error", "request failed", "Exception in ASGI application")
+        return [line for line in text.splitlines() if any(m in line for m in marks)]
+
     def wait_exit(self, timeout: float = 60) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout)
@@ -122,6 +129,26 @@ class FerryServer:
         resp = httpx.post(f"{self.base}/identity/v3/auth/tokens", json=body, timeout=30)
         resp.raise_for_status()
         return Api(self.base, resp.headers["X-Subject-Token"], resp.json()["token"]["project"]["id"])
+
+    def add_user(self, name: str, password: str, project: str, role: str) -> str:
+        """Create a user with one role on a project (e.g. a `reader`) straight in the server's
+        database, and a cloud of the same name for `api()`/`cloud()`. Returns the cloud name."""
+        from ferry import config as cfgmod
+        from ferry.db.engine import make_engine, session_factory
+        from ferry.services.identity import IdentityService
+
+        cfg = cfgmod.load(self.config_path)
+        engine = make_engine(cfg.database_url)
+        try:
+            db = session_factory(engine)
+            ident = IdentityService(db, cfg.token_lifetime_s)
+            with db.begin() as s:
+                ident.ensure_user(s, name, password, ident.ensure_project(s, project), role)
+        finally:
+            engine.dispose()
+        auth = {**self.cloud("ferry-admin"), "username": name, "password": password, "project_name": project}
+        self.clouds[name] = {**self.clouds["ferry-admin"], "auth": auth}
+        return name
 
     def cli_env(self, cloud: str = "ferry") -> dict[str, str]:
         return {**self.env, "OS_CLIENT_CONFIG_FILE": str(self.data_dir / "clouds.yaml"), "OS_CLOUD": cloud,

@@ -97,7 +97,9 @@ class StorageDriver(abc.ABC):
         With no parent the copy is the flattened view of `source`. Overwrites a partial file."""
 
     @abc.abstractmethod
-    async def create_overlay(self, dest: VolumeLocation, layer_id: str, parent_layer_id: str, size_bytes: int) -> None:
+    async def create_overlay(
+        self, dest: VolumeLocation, layer_id: str, parent_layer_id: str, size_bytes: int
+    ) -> None:
         """Create an empty qcow2 layer backed by `parent_layer_id` in `dest` (a mirror target)."""
 
     @abc.abstractmethod

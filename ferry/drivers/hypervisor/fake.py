@@ -1,0 +1,284 @@
+"""An in-memory HypervisorDriver for unit tests of the services (cf. nova/virt/fake.py).
+
+Owns: fake servers with disks (serial, file chain) and mirror jobs that a test steps by hand
+(`set_progress`, `make_ready`, `make_synced`, `conclude`), a server crash (`crash`), and
+failure injection (`fail_next`). Does not move data: a pivot just puts the disk on the target
+files. Same contract as the QEMU driver: NotFound for unknown servers, disks and jobs, Conflict
+when no slot is free, DriverError on timeout or when the server dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from ferry.domain.errors import Conflict, DriverError, FerryError, NotFound
+from ferry.domain.model import DiskChain, LayerFile
+from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, JobStatus, MirrorStatus, ServerSpec
+
+FINISHED = (JobStatus.CONCLUDED, JobStatus.NULL)
+
+
+@dataclass
+class FakeJob:
+    volume_id: str
+    target: DiskChain
+    sync_top: bool
+    speed: int
+    status: MirrorStatus
+
+    @property
+    def target_files(self) -> tuple[str, ...]:
+        return tuple(layer.path for layer in reversed(self.target.layers))
+
+
+@dataclass
+class FakeServer:
+    spec: ServerSpec
+    running: bool = True
+    disks: dict[str, DiskChain] = field(default_factory=dict)
+    serials: dict[str, str] = field(default_factory=dict)
+    jobs: dict[str, FakeJob] = field(default_factory=dict)
+    opened_targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+class FakeHypervisorDriver(HypervisorDriver):
+    def __init__(self, slots: int = 8, disk_bytes: int = 64 << 20) -> None:
+        self.slots = slots
+        self.disk_bytes = disk_bytes
+        self.servers: dict[str, FakeServer] = {}
+        self.calls: list[tuple[str, ...]] = []
+        """Every driver call as (method, server_id, ...), for tests that check the order."""
+        self._faults: dict[str, list[FerryError]] = defaultdict(list)
+        self._waiters: set[asyncio.Event] = set()
+
+    # -- test hooks ----------------------------------------------------------------------
+    def fail_next(self, method: str, error: FerryError) -> None:
+        """Make the next call of `method` raise `error` (before doing anything)."""
+        self._faults[method].append(error)
+
+    def set_progress(self, server_id: str, job_id: str, offset: int) -> None:
+        self._update(server_id, job_id, offset=offset)
+
+    def make_ready(self, server_id: str, job_id: str) -> None:
+        job = self._job(server_id, job_id)
+        self._update(server_id, job_id, status=JobStatus.READY, ready=True, offset=job.status.length)
+
+    def make_synced(self, server_id: str, job_id: str) -> None:
+        """Write-blocking mode caught up: actively-synced (QEMU sends no event for it)."""
+        self._update(server_id, job_id, actively_synced=True)
+
+    def conclude(self, server_id: str, job_id: str, error: str | None = None) -> None:
+        """The job ends on its own (e.g. an I/O error on the target)."""
+        self._update(server_id, job_id, status=JobStatus.CONCLUDED, error=error)
+
+    def set_target_chain(self, server_id: str, job_id: str, files: tuple[str, ...]) -> None:
+        """What QEMU reports as the target's chain, e.g. only the top: opened without backing."""
+        self._server(server_id).opened_targets[job_id] = files
+
+    def set_serial(self, server_id: str, volume_id: str, serial: str) -> None:
+        self._server(server_id).serials[volume_id] = serial
+
+    def crash(self, server_id: str) -> None:
+        """The QEMU process dies: disks and jobs are gone, waiters get DriverError."""
+        server = self._server(server_id)
+        server.running = False
+        server.disks.clear()
+        server.jobs.clear()
+        self._notify()
+
+    # -- life cycle ----------------------------------------------------------------------
+    async def spawn(self, spec: ServerSpec) -> None:
+        self._enter("spawn", spec.server_id)
+        server = self.servers.get(spec.server_id)
+        if server is not None and server.running:
+            return
+        if len(spec.disks) > self.slots:
+            raise Conflict(f"server {spec.server_id}: {len(spec.disks)} disks but {self.slots} slots")
+        self.servers[spec.server_id] = FakeServer(spec, disks={d.volume_id: d for d in spec.disks})
+
+    async def reconnect(self, server_id: str) -> bool:
+        self._enter("reconnect", server_id)
+        server = self.servers.get(server_id)
+        return server is not None and server.running
+
+    async def is_running(self, server_id: str) -> bool:
+        server = self.servers.get(server_id)
+        return server is not None and server.running
+
+    async def stop(self, server_id: str) -> None:
+        self._enter("stop", server_id)
+        if server_id in self.servers:
+            self.crash(server_id)
+
+    async def destroy(self, server_id: str) -> None:
+        self._enter("destroy", server_id)
+        if server_id in self.servers:
+            self.crash(server_id)
+            del self.servers[server_id]
+
+    def console_path(self, server_id: str) -> str:
+        return f"/nonexistent/ferry-fake/{server_id}/console.log"
+
+    async def close(self) -> None:
+        self._enter("close")
+
+    # -- disks ---------------------------------------------------------------------------
+    async def attach_disk(self, server_id: str, chain: DiskChain) -> None:
+        self._enter("attach_disk", server_id, chain.volume_id)
+        server = self._running(server_id)
+        current = server.disks.get(chain.volume_id)
+        if current is not None:
+            if current.active != chain.active:
+                raise Conflict(f"volume {chain.volume_id} is already attached with other files")
+            return
+        if len(server.disks) >= self.slots:
+            raise Conflict(
+                f"server {server_id} has no free hotplug slot ({self.slots} root ports, all in use)"
+            )
+        server.disks[chain.volume_id] = chain
+
+    async def detach_disk(self, server_id: str, volume_id: str) -> None:
+        self._enter("detach_disk", server_id, volume_id)
+        self._running(server_id).disks.pop(volume_id, None)
+
+    async def disks(self, server_id: str) -> list[DiskInfo]:
+        server = self._running(server_id)
+        return [DiskInfo(v, server.serials.get(v, v), _files(c)) for v, c in server.disks.items()]
+
+    async def serial(self, server_id: str, volume_id: str) -> str:
+        self._disk(server_id, volume_id)
+        return self._server(server_id).serials.get(volume_id, volume_id)
+
+    async def snapshot_disk(self, server_id: str, volume_id: str, new_active: LayerFile) -> None:
+        self._enter("snapshot_disk", server_id, volume_id, new_active.path)
+        chain = self._disk(server_id, volume_id)
+        if chain.active != new_active:
+            self._server(server_id).disks[volume_id] = replace(chain, layers=(*chain.layers, new_active))
+
+    async def merge_layer(self, server_id: str, volume_id: str, layer: LayerFile) -> None:
+        self._enter("merge_layer", server_id, volume_id, layer.path)
+        chain = self._disk(server_id, volume_id)
+        if chain.active == layer:
+            raise DriverError(f"{layer.path} is the active layer; only a snapshot layer can be merged")
+        layers = tuple(x for x in chain.layers if x != layer)
+        self._server(server_id).disks[volume_id] = replace(chain, layers=layers)
+
+    # -- mirror --------------------------------------------------------------------------
+    async def start_mirror(
+        self, server_id: str, volume_id: str, job_id: str, target: DiskChain, *, sync_top: bool, speed: int
+    ) -> None:
+        self._enter("start_mirror", server_id, volume_id, job_id)
+        self._disk(server_id, volume_id)
+        server = self._server(server_id)
+        if job_id not in server.jobs:
+            status = MirrorStatus(job_id, JobStatus.RUNNING, 0, self.disk_bytes, False, False, False)
+            server.jobs[job_id] = FakeJob(volume_id, target, sync_top, speed, status)
+
+    async def mirror_status(self, server_id: str, job_id: str) -> MirrorStatus | None:
+        job = self._running(server_id).jobs.get(job_id)
+        return None if job is None else job.status
+
+    async def wait_mirror(
+        self, server_id: str, job_id: str, until: Callable[[MirrorStatus], bool], timeout: float
+    ) -> MirrorStatus:
+        self._enter("wait_mirror", server_id, job_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if not await self.is_running(server_id):
+                raise DriverError(f"server {server_id} died while waiting for mirror job {job_id}")
+            status = self._job(server_id, job_id).status
+            if status.status in FINISHED or until(status):
+                return status
+            if not await self._changed(deadline - loop.time()):
+                raise DriverError(f"timed out after {timeout:g} s waiting for mirror job {job_id}")
+
+    async def set_mirror_speed(self, server_id: str, job_id: str, speed: int) -> None:
+        self._enter("set_mirror_speed", server_id, job_id, str(speed))
+        self._job(server_id, job_id).speed = speed
+
+    async def set_write_blocking(self, server_id: str, job_id: str) -> None:
+        self._enter("set_write_blocking", server_id, job_id)
+        self._update(server_id, job_id, write_blocking=True)
+
+    async def target_chain(self, server_id: str, job_id: str) -> tuple[str, ...]:
+        job = self._job(server_id, job_id)
+        return self._server(server_id).opened_targets.get(job_id, job.target_files)
+
+    async def pivot(self, server_id: str, job_id: str) -> None:
+        self._enter("pivot", server_id, job_id)
+        server = self._running(server_id)
+        job = self._job(server_id, job_id)
+        if job.status.status not in (*FINISHED, JobStatus.READY):
+            raise DriverError(f"mirror job {job_id} is {job.status.status}, not ready: cannot complete")
+        del server.jobs[job_id]
+        if job.status.error:
+            raise DriverError(f"mirror job {job_id} concluded with an error: {job.status.error}")
+        server.disks[job.volume_id] = job.target
+
+    async def cancel_mirror(self, server_id: str, job_id: str, target: DiskChain) -> None:
+        self._enter("cancel_mirror", server_id, job_id)
+        self._running(server_id).jobs.pop(job_id, None)
+        self._notify()
+
+    async def drop_files(self, server_id: str, files: tuple[LayerFile, ...]) -> None:
+        self._enter("drop_files", server_id, *(f.path for f in files))
+        self._running(server_id)
+
+    # -- internals -----------------------------------------------------------------------
+    def _enter(self, method: str, *args: str) -> None:
+        self.calls.append((method, *args))
+        if self._faults[method]:
+            raise self._faults[method].pop(0)
+
+    def _server(self, server_id: str) -> FakeServer:
+        try:
+            return self.servers[server_id]
+        except KeyError:
+            raise NotFound(f"server {server_id} does not exist") from None
+
+    def _running(self, server_id: str) -> FakeServer:
+        server = self._server(server_id)
+        if not server.running:
+            raise NotFound(f"server {server_id} is not running")
+        return server
+
+    def _disk(self, server_id: str, volume_id: str) -> DiskChain:
+        chain = self._running(server_id).disks.get(volume_id)
+        if chain is None:
+            raise NotFound(f"volume {volume_id} is not attached")
+        return chain
+
+    def _job(self, server_id: str, job_id: str) -> FakeJob:
+        job = self._running(server_id).jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"server {server_id} has no mirror job {job_id}")
+        return job
+
+    def _update(self, server_id: str, job_id: str, **changes: object) -> None:
+        job = self._job(server_id, job_id)
+        job.status = replace(job.status, **changes)  # type: ignore[arg-type]
+        self._notify()
+
+    def _notify(self) -> None:
+        for waiter in self._waiters:
+            waiter.set()
+
+    async def _changed(self, timeout: float) -> bool:
+        """Wait until a hook changes something (True) or `timeout` passes (False)."""
+        waiter = asyncio.Event()
+        self._waiters.add(waiter)
+        try:
+            await asyncio.wait_for(waiter.wait(), max(timeout, 0.0))
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters.discard(waiter)
+
+
+def _files(chain: DiskChain) -> tuple[str, ...]:
+    return tuple(layer.path for layer in reversed(chain.layers))

@@ -1,0 +1,34 @@
+"""End-to-end fixtures: the built test guest and a `ferry serve` that boots real QEMU guests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ferry.testing.guest import ensure_guest
+from ferry.testing.scenario import register_guest
+from ferry.testing.server import FerryServer
+from tests.conftest import GUEST_DIR, make_server
+
+
+@pytest.fixture(scope="session")
+def guest_dir() -> Path:
+    ensure_guest(GUEST_DIR)
+    return GUEST_DIR
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[FerryServer]:
+    """A control plane with the test guest registered at two write rates."""
+    data = tmp_path_factory.mktemp("ferry-e2e")
+    flat = f'\n[[backends]]\nname = "flat"\npath = "{data}/backends/flat"\nformat = "raw"\ncapacity_gib = 100\n'
+    srv = make_server(data, guest_dir=guest_dir, extra_config=flat)
+    register_guest(srv, guest_dir, "guest-flat-out", rate=0, span_mb=16)
+    srv.start()
+    yield srv
+    api = srv.api("ferry-admin")
+    for s in api.ok(api.compute("GET", "/servers", params={"all_tenants": "1"}))["servers"]:
+        api.compute("DELETE", f"/servers/{s['id']}")
+    srv.stop()

@@ -1,0 +1,125 @@
+"""Issue 5 acceptance: the control plane dies at every failpoint of a migration and a restarted
+one settles it — success or a clean rollback — with exactly one complete chain, no orphan file,
+every view verifying, the guest unaware and `ferry doctor` clean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ferry.testing.scenario import (
+    attach,
+    boot,
+    create_volume,
+    location,
+    snapshot,
+    volume,
+    wait_migration,
+    wait_writing,
+)
+from ferry.testing.server import Api, FerryServer
+from ferry.testing.verify import verify_image
+from tests.conftest import make_server
+
+pytestmark = pytest.mark.e2e
+
+ATTACHED = [f"{step}.{when}" for step in ("reserve", "copy-layers", "open-target", "mirror", "verify-target",
+                                           "pivot", "commit", "cleanup") for when in ("before", "after")]
+ATTACHED.insert(ATTACHED.index("pivot.after"), "pivot.after_complete")
+DETACHED = [f"{step}.{when}" for step in ("reserve", "copy-layers", "verify-target", "commit", "cleanup")
+            for when in ("before", "after")]
+MUST_SUCCEED = {"mirror.after", "pivot.after_complete", "commit.after", "cleanup.before", "cleanup.after"}
+
+
+@pytest.fixture(scope="module")
+def crashy(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> FerryServer:
+    srv = make_server(tmp_path_factory.mktemp("ferry-crash"), guest_dir=guest_dir)
+    srv.start()
+    yield srv
+    api = srv.api("ferry-admin")
+    for s in api.ok(api.compute("GET", "/servers"))["servers"]:
+        api.compute("DELETE", f"/servers/{s['id']}")
+    srv.stop()
+
+
+def other(api: Api, vid: str) -> str:
+    return "bulk" if location(api, vid)["backend"] == "fast" else "fast"
+
+
+def crash_and_recover(srv: FerryServer, vid: str, failpoint: str) -> dict[str, object]:
+    """Migrate with `failpoint` armed, wait for the crash, restart clean, wait for it to settle."""
+    srv.stop()
+    srv.start(env={"FERRY_FAILPOINTS": f"{failpoint}:crash"})
+    api = srv.api("ferry-admin")
+    api.ok(api.volume("POST", f"/volumes/{vid}/action", json={"os-migrate_volume": {"host": other(api, vid)}}), 202)
+    assert srv.wait_exit(120) == 137, f"{failpoint}: control plane did not crash: {srv.log_tail()}"
+    srv.start()
+    return wait_migration(srv.api("ferry-admin"), vid, timeout=180)
+
+
+def assert_settled(srv: FerryServer, vid: str, m: dict[str, object], failpoint: str, snaps: list[str],
+                   want_status: str) -> None:
+    api = srv.api("ferry-admin")
+    assert m["status"] in ("success", "error"), (failpoint, m)
+    if failpoint in MUST_SUCCEED:
+        assert m["status"] == "success", (failpoint, m)
+    if m["status"] == "error":
+        assert m["error"], (failpoint, m)
+    vol = volume(api, vid)
+    assert vol["status"] == want_status, (failpoint, vol["status"])
+    assert vol["migration_status"] == m["status"], (failpoint, vol["migration_status"])
+    loc = location(api, vid)
+    assert [lay["snapshot_id"] for lay in loc["layers"]] == [*snaps, None], failpoint
+    for lay in loc["layers"]:
+        rep = verify_image(lay["path"], vid)
+        assert rep.ok, (failpoint, rep.summary())
+    report = api.ok(api.volume("GET", "/ferry-doctor"))
+    assert report["healthy"], (failpoint, report["drift"])
+
+
+def test_crash_matrix_attached_with_snapshots(crashy: FerryServer) -> None:
+    api = crashy.api("ferry-admin")
+    sid = boot(api, "ferry-test-guest", "crash-guest")
+    vid = create_volume(api, 1, "crashy")
+    attach(api, sid, vid)
+    wait_writing(crashy, sid, vid, writes=40)
+    snaps = [snapshot(api, vid, "a")]
+    wait_writing(crashy, sid, vid, writes=40)
+    snaps.append(snapshot(api, vid, "b"))
+    for failpoint in ATTACHED:
+        m = crash_and_recover(crashy, vid, failpoint)
+        assert_settled(crashy, vid, m, failpoint, snaps, "in-use")
+        st = wait_writing(crashy, sid, vid, writes=20)
+        assert st.healthy, (failpoint, st)
+        disks = crashy.api("ferry-admin").ok(crashy.api("ferry-admin").compute("GET", f"/servers/{sid}/ferry-disks"))
+        assert {d["volume_id"]: d["serial"] for d in disks["disks"]} == {vid: vid}, failpoint
+
+
+def test_crash_matrix_detached_with_snapshots(crashy: FerryServer) -> None:
+    api = crashy.api("ferry-admin")
+    vid = create_volume(api, 1, "crashy-detached")
+    snaps = [snapshot(api, vid, "a"), snapshot(api, vid, "b")]
+    for failpoint in DETACHED:
+        m = crash_and_recover(crashy, vid, failpoint)
+        assert_settled(crashy, vid, m, failpoint, snaps, "available")
+
+
+def test_doctor_detects_drift(crashy: FerryServer) -> None:
+    api = crashy.api("ferry-admin")
+    vid = create_volume(api, 1, "drifty")
+    loc = location(api, vid)
+    orphan = Path(loc["directory"]).parent / "volume-00000000-0000-4000-8000-000000000000"
+    orphan.mkdir()
+    (orphan / "00000000-0000-4000-8000-000000000001.qcow2").write_bytes(b"")
+    kinds = {d["kind"] for d in api.ok(api.volume("GET", "/ferry-doctor"))["drift"]}
+    assert "orphan-file" in kinds
+    (orphan / "00000000-0000-4000-8000-000000000001.qcow2").unlink()
+    orphan.rmdir()
+    active = Path(loc["layers"][0]["path"])
+    hidden = active.with_name("hidden")
+    active.rename(hidden)
+    drift = api.ok(api.volume("GET", "/ferry-doctor"))["drift"]
+    assert {"missing-file"} == {d["kind"] for d in drift} and str(active) in drift[0]["resource"]
+    hidden.rename(active)
+    assert api.ok(api.volume("GET", "/ferry-doctor"))["healthy"]
