@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from fastapi import Request
 
-from ferry.domain.errors import Forbidden, Unauthorized
+from ferry.domain.errors import BadRequest, Forbidden, Unauthorized
 from ferry.services.app import Ferry
 from ferry.services.context import RequestContext
 
@@ -20,7 +20,11 @@ def context(request: Request) -> RequestContext:
     token = request.headers.get("X-Auth-Token")
     if not token:
         raise Unauthorized("The request you have made requires authentication.")
-    return ferry(request).identity.validate(token).context
+    ctx = ferry(request).identity.validate(token).context
+    params = (*request.path_params.values(), *request.query_params.keys(), *request.query_params.values())
+    if any("\x00" in str(v) for v in params):  # no id or name holds one, and PostgreSQL refuses them
+        raise BadRequest("Invalid input: the URL must not contain NUL characters.")
+    return ctx
 
 
 def project_context(request: Request, project_id: str) -> RequestContext:

@@ -71,7 +71,25 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise BadRequest("Malformed request body: nested too deeply.") from None
     if not isinstance(body, dict):
         raise BadRequest("Malformed request body: expected a JSON object.")
+    if b"\\u0000" in raw and _has_nul(body):
+        raise BadRequest("Invalid input: strings must not contain NUL characters.")
     return body
+
+
+def _has_nul(body: Any) -> bool:
+    """Whether any key or string in a parsed JSON document holds a NUL (PostgreSQL refuses them)."""
+    stack = [body]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def parse(model: type[M], data: Any, where: str) -> M:

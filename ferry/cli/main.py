@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ferry.cli.client import CliError, Client
-from ferry.cli.output import console, err, human_bytes, parse_bytes, show
+from ferry.cli.output import console, err, human_bytes, parse_bytes, print_error, show
 
 app = typer.Typer(help="Ferry: live volume migration for QEMU/KVM clouds.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -43,7 +43,7 @@ def main() -> None:
     try:
         app()
     except CliError as e:
-        err.print(f"[red]error:[/red] {e}")
+        print_error(str(e))
         sys.exit(1)
 
 

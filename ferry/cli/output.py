@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 err = Console(stderr=True)
@@ -25,16 +26,22 @@ def show(data: Any, fmt: str, columns: list[str] | None = None) -> None:
         return
     table = Table("Field", "Value")
     for key in sorted(data):
-        table.add_row(key, _cell(data[key]))
+        table.add_row(Text(str(key)), _cell(data[key]))
     console.print(table)
 
 
-def _cell(value: Any) -> str:
+def print_error(message: str) -> None:
+    """`error: <message>` as one line on stderr: never wrapped, never read as Rich markup."""
+    err.print(Text.assemble(("error:", "red"), " ", " ".join(message.split())), soft_wrap=True)
+
+
+def _cell(value: Any) -> Text:
+    """Values are data, not Rich markup (a volume may be named "[/b]")."""
     if value is None:
-        return ""
+        return Text("")
     if isinstance(value, dict | list):
-        return json.dumps(value, default=str)
-    return str(value)
+        return Text(json.dumps(value, default=str))
+    return Text(str(value))
 
 
 def human_bytes(n: float) -> str:

@@ -229,13 +229,21 @@ class MigrationService:
             try:
                 await run.execute()
             except Cancelled:
-                await run.rollback("cancelled by the operator", cancelled=True)
+                await self._settle(run, "cancelled by the operator", cancelled=True)
             except FerryError as e:
                 log.error("migration %s failed at %s: %s", migration_id, run.step, e.message)
-                await run.rollback(e.message)
+                await self._settle(run, e.message)
             except Exception as e:  # a bug must not leave the volume locked
                 log.exception("migration %s crashed at %s", migration_id, run.step)
-                await run.rollback(f"internal error: {type(e).__name__}: {e}")
+                await self._settle(run, f"internal error: {type(e).__name__}: {e}")
+
+    async def _settle(self, run: _Run, reason: str, cancelled: bool = False) -> None:
+        """Roll back; if even that fails, record the failure so nothing stays `running`."""
+        try:
+            await run.rollback(reason, cancelled)
+        except Exception as e:
+            log.exception("migration %s: rollback failed", run.mig.id)
+            run.fail(f"{reason}; rollback failed: {e}")
 
     def _load(self, migration_id: str) -> Migration:
         with self.db() as s:
@@ -272,10 +280,10 @@ class MigrationService:
             else:
                 await run.execute(resume_from=Step.CLEANUP)
         except Cancelled:
-            await run.rollback("cancelled by the operator", cancelled=True)
+            await self._settle(run, "cancelled by the operator", cancelled=True)
         except FerryError as e:
             log.error("recovering migration %s failed: %s", migration_id, e.message)
-            await run.rollback(e.message)
+            await self._settle(run, e.message)
 
 
 def _event(mid: str, step: Step, event: str, **detail: Any) -> MigrationEvent:
@@ -523,8 +531,13 @@ class _Run:
         self.enter(Step.CLEANUP, directory=str(self.src.volume_dir(self.plan.source.name_id)))
         if self.plan.attached:
             assert self.plan.server_id is not None
-            if await self.hv.is_running(self.plan.server_id):
-                await self.hv.drop_files(self.plan.server_id, tuple(reversed(self.source_chain().layers)))
+            try:
+                if await self.hv.is_running(self.plan.server_id):
+                    await self.hv.drop_files(self.plan.server_id, self.source_chain().layers)
+            except FerryError as e:
+                # The guest already runs on the destination; stale read-only nodes only hold
+                # unlinked files open until the next restart of its process.
+                self.log(Step.CLEANUP, "info", message=f"could not drop old block nodes: {e.message}")
         await self.src.delete_volume(self.plan.source.name_id)
         self.done(Step.CLEANUP)
 
@@ -546,6 +559,14 @@ class _Run:
         on_target = bool(disk and disk.files and disk.files[0] == self.dst_path(self.plan.dest.active_layer))
         return RecoveryFacts(facts.step, True, False, job_exists=st is not None,
                              job_failed=bool(st and st.error), device_on_target=on_target)
+
+    def fail(self, reason: str) -> None:
+        """Last resort: mark the migration failed without touching any file (doctor shows leftovers)."""
+        with self.db.begin() as s:
+            s.execute(update(Migration).where(Migration.id == self.mig.id)
+                      .values(status=RunStatus.ERROR.value, error=reason, finished_at=utcnow()))
+            s.execute(update(Volume).where(Volume.id == self.plan.volume_id)
+                      .values(migration_status=MigrationStatus.ERROR.value))
 
     async def rollback(self, reason: str, cancelled: bool = False) -> None:
         """Undo everything before the pivot; the source stays the only copy and is untouched."""

@@ -5,9 +5,7 @@ through `LiveDisks` (the compute service); detached ones through the storage dri
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import defaultdict
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select, update
@@ -18,7 +16,7 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
 from ferry.domain.model import GiB, LayerFile
-from ferry.domain.volumes import MIGRATION_BUSY, SNAPSHOTTABLE, SnapshotStatus, check_metadata
+from ferry.domain.volumes import MIGRATION_BUSY, SNAPSHOTTABLE, SnapshotStatus, VolumeStatus, check_metadata
 from ferry.services import policy
 from ferry.services.context import RequestContext
 from ferry.services.queries import attachment_of, check_limit, get_owned, get_volume, paginate, parse_sort
@@ -44,9 +42,6 @@ class SnapshotService:
         self.backends = backends
         self.volumes = volumes
         self.live: LiveDisks | None = None
-        self._chains: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        """One layer-chain change (snapshot or merge) at a time per volume: a merge reads the chain
-        when it starts, so two overlapping merges would rebase onto layers the other removes."""
 
     def get(self, ctx: RequestContext, snapshot_id: str) -> Snapshot:
         policy.enforce(ctx, "snapshot:get")
@@ -84,6 +79,11 @@ class SnapshotService:
                      metadata: dict[str, str]) -> Snapshot:
         policy.enforce(ctx, "snapshot:create")
         check_metadata(metadata)
+        async with self.volumes.chain_lock(volume_id):  # reads the active layer, then replaces it
+            return await self._create_locked(ctx, volume_id, name, description, metadata)
+
+    async def _create_locked(self, ctx: RequestContext, volume_id: str, name: str | None,
+                             description: str | None, metadata: dict[str, str]) -> Snapshot:
         new_layer = new_id()
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
@@ -99,21 +99,21 @@ class SnapshotService:
             s.add(snap)
         try:
             driver = self.backends.driver(loc.backend)
-            async with self._chains[vol.id]:
-                if live_server is None:
-                    await driver.snapshot(loc, new_layer)
-                else:
-                    assert self.live is not None
-                    await driver.create_overlay(loc, new_layer, loc.active_layer, vol.size_gib * GiB)
-                    path = str(driver.layer_path(loc.name_id, new_layer))
-                    await self.live.live_snapshot(live_server, vol.id, LayerFile(path, loc.format))
+            if live_server is None:
+                await driver.snapshot(loc, new_layer)
+            else:
+                assert self.live is not None
+                await driver.create_overlay(loc, new_layer, loc.active_layer, vol.size_gib * GiB)
+                path = str(driver.layer_path(loc.name_id, new_layer))
+                await self.live.live_snapshot(live_server, vol.id, LayerFile(path, loc.format))
         except FerryError:
             with self.db.begin() as s:
                 s.execute(delete(Snapshot).where(Snapshot.id == snap.id))
             raise
         now = utcnow()
         with self.db.begin() as s:
-            s.execute(update(Volume).where(Volume.id == vol.id).values(active_layer_id=new_layer, updated_at=now))
+            s.execute(update(Volume).where(Volume.id == vol.id)
+                      .values(active_layer_id=new_layer, updated_at=now))
             s.execute(update(Snapshot).where(Snapshot.id == snap.id)
                       .values(status=SnapshotStatus.AVAILABLE.value, updated_at=now))
         snap.status, snap.updated_at = SnapshotStatus.AVAILABLE.value, now
@@ -148,6 +148,11 @@ class SnapshotService:
             assert vol is not None
             if vol.migration_status in MIGRATION_BUSY:
                 raise Conflict(f"Volume {vol.id} is being migrated; delete the snapshot when it ends.")
+            copying = s.scalar(select(Volume.id).where(Volume.snapshot_id == snap.id,
+                                                       Volume.status == VolumeStatus.CREATING.value).limit(1))
+            if copying is not None:
+                raise Conflict(f"Snapshot {snap.id} is being copied into volume {copying}; delete it when "
+                               "that volume is created.")
             res = s.execute(update(Snapshot).where(Snapshot.id == snap.id,
                                                    Snapshot.status.in_(DELETABLE))
                             .values(status=SnapshotStatus.DELETING.value, updated_at=utcnow()))
@@ -160,7 +165,7 @@ class SnapshotService:
         with self.db() as s:
             volume_id = s.scalar(select(Snapshot.volume_id).where(Snapshot.id == snapshot_id))
         if volume_id is not None:
-            async with self._chains[volume_id]:
+            async with self.volumes.chain_lock(volume_id):
                 await self._merge_locked(snapshot_id)
 
     async def _merge_locked(self, snapshot_id: str) -> None:

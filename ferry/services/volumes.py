@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,12 @@ class VolumeService:
         self.db = db
         self.backends = backends
         self._tasks: set[asyncio.Task[None]] = set()
+        self._chains: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def chain_lock(self, volume_id: str) -> asyncio.Lock:
+        """One change of a volume's layer files at a time (snapshot, merge, extend): each reads the
+        chain before it acts, so overlapping ones act on a chain the other is replacing."""
+        return self._chains[volume_id]
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run background work, keeping a reference so it is not garbage-collected."""
@@ -209,6 +216,10 @@ class VolumeService:
 
     async def extend(self, ctx: RequestContext, volume_id: str, new_size: object) -> None:
         policy.enforce(ctx, "volume:extend")
+        async with self.chain_lock(volume_id):
+            await self._extend_locked(ctx, volume_id, new_size)
+
+    async def _extend_locked(self, ctx: RequestContext, volume_id: str, new_size: object) -> None:
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
             size = check_size(new_size)
@@ -243,6 +254,11 @@ class VolumeService:
                 raise BadRequest(f"Volume {vol.id} has snapshots: delete them first or use cascade=true.")
             if vol.status not in DELETABLE:
                 raise BadRequest(f"Volume {vol.id} is {vol.status}: it must be available or error to delete.")
+            copying = s.scalar(select(Volume.id).where(Volume.source_volid == vol.id,
+                                                       Volume.status == VolumeStatus.CREATING.value).limit(1))
+            if copying is not None:
+                raise Conflict(f"Volume {vol.id} is being copied into volume {copying}; delete it when that "
+                               "volume is created.")
             set_status(s, vol.id, VolumeStatus.DELETING.value, expect=DELETABLE, what="delete")
             name_id, backend = vol.name_id, vol.backend
         try:

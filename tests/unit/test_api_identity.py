@@ -28,8 +28,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryServer]:
     srv = make_server(tmp_path_factory.mktemp("ferry"))
     cfg = srv.config_path.read_text()
     assert re.search(r"^token_lifetime_s = 3600$", cfg, re.M)
-    srv.config_path.write_text(re.sub(r"^token_lifetime_s = \d+$", f"token_lifetime_s = {LIFETIME_S}", cfg,
-                                      flags=re.M))
+    srv.config_path.write_text(
+        re.sub(r"^token_lifetime_s = \d+$", f"token_lifetime_s = {LIFETIME_S}", cfg, flags=re.M)
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -60,9 +61,15 @@ def error(resp: httpx.Response, code: int, kind: str) -> str:
 
 
 def password_body(user: str, password: str, project: dict[str, Any]) -> dict[str, Any]:
-    return {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-        "name": user, "domain": {"name": "Default"}, "password": password}}},
-        "scope": {"project": project}}}
+    return {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": password}},
+            },
+            "scope": {"project": project},
+        }
+    }
 
 
 def issue(server: FerryServer, body: Any = None, **kw: Any) -> httpx.Response:
@@ -71,8 +78,12 @@ def issue(server: FerryServer, body: Any = None, **kw: Any) -> httpx.Response:
 
 def login(server: FerryServer, cloud: str) -> httpx.Response:
     auth = server.cloud(cloud)
-    return issue(server, password_body(auth["username"], auth["password"],
-                                       {"name": auth["project_name"], "domain": {"name": "Default"}}))
+    return issue(
+        server,
+        password_body(
+            auth["username"], auth["password"], {"name": auth["project_name"], "domain": {"name": "Default"}}
+        ),
+    )
 
 
 def parse_time(text: str) -> datetime:
@@ -150,8 +161,9 @@ def test_token_scoped_by_project_id(server: FerryServer, admin: Api) -> None:
     assert resp.json()["token"]["project"]["id"] == admin.project_id
 
 
-@pytest.mark.parametrize("case", ["bad password", "unknown user", "unknown project", "no role on project",
-                                  "unknown project id"])
+@pytest.mark.parametrize(
+    "case", ["bad password", "unknown user", "unknown project", "no role on project", "unknown project id"]
+)
 def test_token_refused(server: FerryServer, case: str) -> None:
     admin = server.cloud("ferry-admin")
     user, password, project = admin["username"], admin["password"], {"name": "admin"}
@@ -181,28 +193,48 @@ def auth(identity: Any = PW, scope: Any = SCOPE) -> dict[str, Any]:
     return {"auth": {"identity": identity, "scope": scope}}
 
 
-@pytest.mark.parametrize("body", [
-    None, [], ["auth"], "auth", 5, {}, {"auth": None}, {"auth": []}, {"auth": "x"},
-    auth(None), auth([]), auth({"methods": ["token"]}), auth({"methods": 5, "password": {"user": GOOD}}),
-    auth({"methods": "password", "password": {"user": GOOD}}),
-    auth({"methods": ["password"], "password": "x"}), auth({"methods": ["password"], "password": []}),
-    auth({"methods": ["password"], "password": {"user": "admin"}}),
-    auth({"methods": ["password"], "password": {"user": {"name": 5, "password": "x"}}}),
-    auth({"methods": ["password"], "password": {"user": {"name": "admin", "password": ""}}}),
-    auth({"methods": ["password"], "password": {"user": {"name": "admin", "password": 5}}}),
-    auth({"methods": ["password"], "password": {"user": {"password": "x"}}}),
-    {"auth": {"identity": PW}}, auth(scope="admin"), auth(scope={"system": {"all": True}}),
-    auth(scope={"project": "admin"}), auth(scope={"project": {}}), auth(scope={"project": {"name": 5}}),
-    auth(scope={"project": {"id": ["x"]}}),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        ["auth"],
+        "auth",
+        5,
+        {},
+        {"auth": None},
+        {"auth": []},
+        {"auth": "x"},
+        auth(None),
+        auth([]),
+        auth({"methods": ["token"]}),
+        auth({"methods": 5, "password": {"user": GOOD}}),
+        auth({"methods": "password", "password": {"user": GOOD}}),
+        auth({"methods": ["password"], "password": "x"}),
+        auth({"methods": ["password"], "password": []}),
+        auth({"methods": ["password"], "password": {"user": "admin"}}),
+        auth({"methods": ["password"], "password": {"user": {"name": 5, "password": "x"}}}),
+        auth({"methods": ["password"], "password": {"user": {"name": "admin", "password": ""}}}),
+        auth({"methods": ["password"], "password": {"user": {"name": "admin", "password": 5}}}),
+        auth({"methods": ["password"], "password": {"user": {"password": "x"}}}),
+        {"auth": {"identity": PW}},
+        auth(scope="admin"),
+        auth(scope={"system": {"all": True}}),
+        auth(scope={"project": "admin"}),
+        auth(scope={"project": {}}),
+        auth(scope={"project": {"name": 5}}),
+        auth(scope={"project": {"id": ["x"]}}),
+    ],
+)
 def test_token_request_bad_input(server: FerryServer, body: Any) -> None:
     error(issue(server, body), 400, "badRequest")
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"{'auth': 1}", b"\xff\xfe", b"[" * 100_000, b"nul"])
 def test_token_request_malformed_json(server: FerryServer, raw: bytes) -> None:
-    resp = http.post(f"{server.base}/identity/v3/auth/tokens", content=raw,
-                      headers={"Content-Type": "application/json"})
+    resp = http.post(
+        f"{server.base}/identity/v3/auth/tokens", content=raw, headers={"Content-Type": "application/json"}
+    )
     error(resp, 400, "badRequest")
 
 
@@ -224,8 +256,11 @@ def test_check_token_and_catalog(server: FerryServer, admin: Api) -> None:
 def test_check_token_refused(server: FerryServer, admin: Api) -> None:
     url = f"{server.base}/identity/v3/auth/tokens"
     error(http.get(url, headers={"X-Auth-Token": admin.token}), 401, "unauthorized")  # no subject
-    error(http.get(url, headers={"X-Auth-Token": admin.token, "X-Subject-Token": "garbage"}), 401,
-          "unauthorized")
+    error(
+        http.get(url, headers={"X-Auth-Token": admin.token, "X-Subject-Token": "garbage"}),
+        401,
+        "unauthorized",
+    )
     error(http.get(url, headers={"X-Subject-Token": admin.token}), 401, "unauthorized")  # no caller token
     garbage = {"X-Auth-Token": admin.token, "X-Subject-Token": "garbage"}
     assert http.head(url, headers=garbage).status_code == 401
@@ -235,25 +270,37 @@ def test_check_token_refused(server: FerryServer, admin: Api) -> None:
 def test_revoked_token_is_refused(server: FerryServer, admin: Api) -> None:
     token = login(server, "ferry-demo").headers["X-Subject-Token"]
     me = {"X-Auth-Token": token}
-    demo_pid = http.get(f"{server.base}/identity/v3/auth/tokens",
-                         headers={**me, "X-Subject-Token": token}).json()["token"]["project"]["id"]
+    demo_pid = http.get(
+        f"{server.base}/identity/v3/auth/tokens", headers={**me, "X-Subject-Token": token}
+    ).json()["token"]["project"]["id"]
     volumes = f"{server.base}/volume/v3/{demo_pid}/volumes"
     assert http.get(volumes, headers=me).status_code == 200
-    resp = http.delete(f"{server.base}/identity/v3/auth/tokens",
-                        headers={"X-Auth-Token": admin.token, "X-Subject-Token": token})
+    resp = http.delete(
+        f"{server.base}/identity/v3/auth/tokens",
+        headers={"X-Auth-Token": admin.token, "X-Subject-Token": token},
+    )
     assert resp.status_code == 204
     error(http.get(volumes, headers=me), 401, "unauthorized")
-    assert http.get(volumes.replace(demo_pid, admin.project_id), headers={"X-Auth-Token": admin.token}) \
-        .status_code == 200  # only that token went
+    assert (
+        http.get(
+            volumes.replace(demo_pid, admin.project_id), headers={"X-Auth-Token": admin.token}
+        ).status_code
+        == 200
+    )  # only that token went
 
 
 @pytest.mark.parametrize("token", [None, "", "garbage", "x" * 257, "x" * 10_000, "\u00e9t\u00e9"])
 def test_missing_or_garbage_token_is_401(server: FerryServer, admin: Api, token: str | None) -> None:
     headers: dict[str, Any] = {} if token is None else {"X-Auth-Token": token.encode()}
     pid = admin.project_id
-    for method, path in [("GET", f"/volume/v3/{pid}/volumes"), ("POST", f"/volume/v3/{pid}/volumes"),
-                         ("GET", f"/volume/v3/{pid}/types"), ("GET", "/compute/v2.1/servers"),
-                         ("GET", "/compute/v2.1/flavors"), ("GET", "/identity/v3/auth/catalog")]:
+    for method, path in [
+        ("GET", f"/volume/v3/{pid}/volumes"),
+        ("POST", f"/volume/v3/{pid}/volumes"),
+        ("GET", f"/volume/v3/{pid}/types"),
+        ("GET", "/compute/v2.1/servers"),
+        ("GET", "/compute/v2.1/flavors"),
+        ("GET", "/identity/v3/auth/catalog"),
+    ]:
         resp = http.request(method, server.base + path, headers=headers, json={"volume": {"size": 1}})
         error(resp, 401, "unauthorized")
         assert resp.headers["WWW-Authenticate"] == 'Keystone uri="/identity/v3"'
@@ -271,8 +318,11 @@ def expire(server: FerryServer, token: str) -> None:
     engine = make_engine(cfgmod.load(server.config_path).database_url)
     try:
         with session_factory(engine).begin() as s:
-            res = s.execute(update(Token).where(Token.id_hash == hashlib.sha256(token.encode()).hexdigest())
-                            .values(expires_at=utcnow() - timedelta(seconds=1)))
+            res = s.execute(
+                update(Token)
+                .where(Token.id_hash == hashlib.sha256(token.encode()).hexdigest())
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
             assert res.rowcount == 1
     finally:
         engine.dispose()
@@ -285,6 +335,8 @@ def test_expired_token_is_refused(server: FerryServer) -> None:
     resp = api.volume("GET", "/volumes")
     assert "expired" in error(resp, 401, "unauthorized")
     error(api.compute("GET", "/servers"), 401, "unauthorized")
-    check = http.get(f"{server.base}/identity/v3/auth/tokens",
-                      headers={"X-Auth-Token": server.api().token, "X-Subject-Token": api.token})
+    check = http.get(
+        f"{server.base}/identity/v3/auth/tokens",
+        headers={"X-Auth-Token": server.api().token, "X-Subject-Token": api.token},
+    )
     error(check, 401, "unauthorized")

@@ -137,8 +137,12 @@ def test_attached_plan_copies_readonly_layers_and_mirrors_the_top() -> None:
     assert p.attached and p.sync_top
     assert p.steps == ATTACHED_STEPS
     assert p.layers_to_copy == src.layers[:2]
-    assert p.steps.index(Step.VERIFY_TARGET) < p.steps.index(Step.PIVOT) < p.steps.index(Step.COMMIT) \
+    assert (
+        p.steps.index(Step.VERIFY_TARGET)
+        < p.steps.index(Step.PIVOT)
+        < p.steps.index(Step.COMMIT)
         < p.steps.index(Step.CLEANUP)
+    )
 
 
 def test_attached_plan_without_snapshots_mirrors_everything() -> None:
@@ -211,9 +215,16 @@ def test_convergence_watch_progress_restarts_the_clock() -> None:
 
 
 # -- restart decision table ------------------------------------------------------------------
-def facts(step: Step, *, attached: bool = True, committed: bool = False, job_exists: bool = False,
-          job_failed: bool = False, device_on_target: bool = False,
-          server_alive: bool = True) -> RecoveryFacts:
+def facts(
+    step: Step,
+    *,
+    attached: bool = True,
+    committed: bool = False,
+    job_exists: bool = False,
+    job_failed: bool = False,
+    device_on_target: bool = False,
+    server_alive: bool = True,
+) -> RecoveryFacts:
     return RecoveryFacts(step, attached, committed, job_exists, job_failed, device_on_target, server_alive)
 
 
@@ -264,9 +275,13 @@ def test_recover_detached_before_commit_rolls_back(step: Step) -> None:
     assert recover(facts(step, attached=False, job_exists=True)) is Recovery.ROLLBACK
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "domain.migration.recover: an attached migration whose step log says COMMIT entered it only after "
-    "the pivot was confirmed, so the target holds the guest's newest writes; if QEMU died meanwhile, "
-    "recover() answers ROLLBACK, and rollback deletes the target"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "domain.migration.recover: an attached migration whose step log says COMMIT entered it only after "
+        "the pivot was confirmed, so the target holds the guest's newest writes; if QEMU died meanwhile, "
+        "recover() answers ROLLBACK, and rollback deletes the target"
+    ),
+)
 def test_recover_attached_commit_step_with_dead_server_does_not_roll_back() -> None:
     assert recover(facts(Step.COMMIT, server_alive=False)) is not Recovery.ROLLBACK

@@ -87,7 +87,7 @@ class HypervisorDriver(abc.ABC):
     @abc.abstractmethod
     def console_path(self, server_id: str) -> str: ...
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, default no-op
         """Drop every connection, leaving the servers running (control-plane shutdown)."""
 
     # -- disks -------------------------------------------------------------------------
@@ -156,7 +156,8 @@ class HypervisorDriver(abc.ABC):
 
     @abc.abstractmethod
     async def drop_files(self, server_id: str, files: tuple[LayerFile, ...]) -> None:
-        """Drop the block nodes of files no device uses any more (after a pivot). Idempotent."""
+        """Drop the block nodes of files no device uses any more (after a pivot), given base
+        first as in a chain; nodes are deleted top first. Idempotent."""
 
     @abc.abstractmethod
     async def serial(self, server_id: str, volume_id: str) -> str:

@@ -114,7 +114,10 @@ def node_options(layer: LayerFile, backing: str | None, *, writable: bool) -> tu
         "driver": "file",
         "filename": path,
         "node-name": file_node(path),
-        "read-only": not writable,
+        # Read-only layers are read-only at the format node; the file node follows its users
+        # (auto-read-only), so a later block-stream into this layer can reopen it read-write.
+        "read-only": False,
+        "auto-read-only": not writable,
         "aio": "threads",
         "discard": "unmap",
     }
@@ -353,8 +356,7 @@ class QemuDriver(HypervisorDriver):
         return str(self._server(server_id).run.console)
 
     async def close(self) -> None:
-        """Leave every QMP session; the QEMU processes keep running (not part of the contract:
-        for a control plane shutting down, and for tests that play one dying)."""
+        """Leave every QMP session; the QEMU processes keep running."""
         for server in self._servers.values():
             async with server.lock:
                 await self._drop_connection(server)
