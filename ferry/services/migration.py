@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.config import Config
-from ferry.db.models import Migration, MigrationEvent, Volume
+from ferry.db.models import Migration, MigrationEvent, Server, Volume
 from ferry.domain import migration as dm
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, DriverError, FerryError, NotFound
@@ -560,6 +560,12 @@ class _Run:
         return RecoveryFacts(facts.step, True, False, job_exists=st is not None,
                              job_failed=bool(st and st.error), device_on_target=on_target)
 
+    def _server_died(self, reason: str) -> None:
+        with self.db.begin() as s:
+            s.execute(update(Server).where(Server.id == self.plan.server_id, Server.status == "ACTIVE")
+                      .values(status="SHUTOFF", fault=f"process died during a volume migration: {reason}",
+                              updated_at=utcnow()))
+
     def fail(self, reason: str) -> None:
         """Last resort: mark the migration failed without touching any file (doctor shows leftovers)."""
         with self.db.begin() as s:
@@ -577,6 +583,8 @@ class _Run:
             await self.execute(resume_from=Step.CLEANUP if facts.committed else Step.COMMIT)
             return
         self.log(Step.ROLLBACK, "start", reason=reason)
+        if self.plan.attached and not facts.server_alive:
+            self._server_died(reason)
         errors = []
         if self.plan.attached and facts.server_alive:
             assert self.plan.server_id is not None
