@@ -5,7 +5,9 @@ The path comes from `--config`, else `FERRY_CONFIG`, else `./ferry.toml`.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,7 +54,14 @@ class Config:
 
     @property
     def run_dir(self) -> Path:
-        return self.data_dir / "run"
+        """Runtime files (QMP sockets, pidfiles, consoles). A unix socket path must fit in 107
+        bytes, so a deep data dir gets a short, stable run dir under /run (or the temp dir)."""
+        run = self.data_dir / "run"
+        if len(str(run)) <= 40:
+            return run
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        base = Path("/run") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())
+        return base / f"ferry-{digest}"
 
     def backend(self, name: str) -> BackendConfig:
         for b in self.backends:
@@ -148,13 +157,32 @@ def dump(cfg: Config) -> str:
     if cfg.guest_dir:
         lines.append(f'guest_dir = "{cfg.guest_dir}"')
     h = cfg.hypervisor
-    lines += ["", "[hypervisor]", f'driver = "{h.driver}"', f'qemu = "{h.qemu}"', f'accel = "{h.accel}"',
-              f"root_ports = {h.root_ports}"]
+    lines += [
+        "",
+        "[hypervisor]",
+        f'driver = "{h.driver}"',
+        f'qemu = "{h.qemu}"',
+        f'accel = "{h.accel}"',
+        f"root_ports = {h.root_ports}",
+    ]
     m = cfg.migration
-    lines += ["", "[migration]", f"stall_seconds = {m.stall_seconds}", f"ready_timeout_s = {m.ready_timeout_s}",
-              f"default_speed = {m.default_speed}"]
+    lines += [
+        "",
+        "[migration]",
+        f"stall_seconds = {m.stall_seconds}",
+        f"ready_timeout_s = {m.ready_timeout_s}",
+        f"default_speed = {m.default_speed}",
+    ]
     for b in cfg.backends:
-        lines += ["", "[[backends]]", f'name = "{b.name}"', f'driver = "{b.driver}"', f'path = "{b.path}"',
-                  f'format = "{b.format.value}"', f"capacity_gib = {b.capacity_gib}",
-                  f"oversubscription = {b.oversubscription}", f"max_migrations = {b.max_migrations}"]
+        lines += [
+            "",
+            "[[backends]]",
+            f'name = "{b.name}"',
+            f'driver = "{b.driver}"',
+            f'path = "{b.path}"',
+            f'format = "{b.format.value}"',
+            f"capacity_gib = {b.capacity_gib}",
+            f"oversubscription = {b.oversubscription}",
+            f"max_migrations = {b.max_migrations}",
+        ]
     return "\n".join(lines) + "\n"

@@ -42,8 +42,10 @@ def main() -> int:
     srv = FerryServer(args.data_dir.resolve(), guest_dir=args.guest_dir.resolve())
     srv.start()
     out.rule("[bold]Ferry demo: live migration of a volume with snapshots")
-    out.print(f"control plane at {srv.base}, data in {args.data_dir} (OS_CLIENT_CONFIG_FILE="
-              f"{srv.data_dir / 'clouds.yaml'} OS_CLOUD=ferry)")
+    out.print(
+        f"control plane at {srv.base}, data in {args.data_dir} (OS_CLIENT_CONFIG_FILE="
+        f"{srv.data_dir / 'clouds.yaml'} OS_CLOUD=ferry)"
+    )
     try:
         return tour(srv)
     finally:
@@ -60,7 +62,11 @@ def cli(srv: FerryServer, *argv: str) -> None:
 def tour(srv: FerryServer) -> int:
     api = srv.api("ferry-admin")
     cli(srv, "backend", "list")
-    api.volume("POST", "/types", json={"volume_type": {"name": "fast", "extra_specs": {"volume_backend_name": "fast"}}})
+    api.volume(
+        "POST",
+        "/types",
+        json={"volume_type": {"name": "fast", "extra_specs": {"volume_backend_name": "fast"}}},
+    )
     out.print("\n[bold]1. boot the test guest and attach a 1 GiB volume on backend 'fast'")
     sid = boot(api, "ferry-test-guest", "demo-guest")
     vid = create_volume(api, 1, "demo-data", volume_type="fast")
@@ -68,17 +74,20 @@ def tour(srv: FerryServer) -> int:
     out.print(f"server {sid}\nvolume {vid}")
     out.print("\n[bold]2. the guest's workload, live (writes checksummed blocks, re-reads and checks them)")
     path = console_path(srv, sid)
+    wait_writing(srv, sid, vid, writes=20)
     since = console_offset(path)
     for _ in range(4):
         st = wait_for_status(path, lambda s: vid.startswith(s.serial), 30, since=since)
         since = console_offset(path)
-        out.print(f"  guest {st.dev} serial={st.serial} seq={st.seq} writes/s={st.wps} "
-                  f"max write={st.max_write_ms:.1f} ms errors={st.io_errors} verify failures={st.verify_failures}")
+        out.print(
+            f"  guest {st.dev} serial={st.serial} seq={st.seq} writes/s={st.wps} "
+            f"max write={st.max_write_ms:.1f} ms errors={st.io_errors} verify failures={st.verify_failures}"
+        )
     out.print("\n[bold]3. two live snapshots while the guest writes")
     snaps = []
     for name in ("before-upgrade", "after-upgrade"):
-        snaps.append(snapshot(api, vid, name))
         wait_writing(srv, sid, vid, writes=40)
+        snaps.append(snapshot(api, vid, name))
         out.print(f"  snapshot {name}: {snaps[-1]}")
     cli(srv, "snapshot", "list", "--volume", vid)
     before = location(api, vid)
@@ -94,12 +103,17 @@ def tour(srv: FerryServer) -> int:
         "snapshot ids unchanged": [lay["snapshot_id"] for lay in after["layers"][:-1]] == snaps,
         "old files removed": not Path(before["directory"]).exists(),
         "disk serial (qom-get) == volume id": disks[vid]["serial"] == vid,
-        "guest runs on the new files": disks[vid]["files"] == [lay["path"] for lay in reversed(after["layers"])],
+        "guest runs on the new files": disks[vid]["files"]
+        == [lay["path"] for lay in reversed(after["layers"])],
         "guest: 0 I/O errors, 0 verify failures": st.healthy,
     }
     for lay in after["layers"]:
         rep = verify_image(lay["path"], vid)
-        label = f"snapshot {lay['snapshot_id'][:8]} view verifies" if lay["snapshot_id"] else "active view verifies"
+        label = (
+            f"snapshot {lay['snapshot_id'][:8]} view verifies"
+            if lay["snapshot_id"]
+            else "active view verifies"
+        )
         checks[f"{label} ({rep.valid} blocks)"] = rep.ok and rep.valid > 0
     for name, ok in checks.items():
         out.print(f"  {'[green]ok[/green]  ' if ok else '[red]FAIL[/red]'} {name}")

@@ -40,3 +40,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryServer]:
     srv.start()
     yield srv
     srv.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that talks to a real `ferry serve` is database-facing: `make test` runs those a
+    second time against PostgreSQL (`-m db`)."""
+    for item in items:
+        if "server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)

@@ -14,7 +14,7 @@ from ferry.api.versions import base_url
 from ferry.domain.clock import iso_z
 from ferry.domain.errors import BadRequest, Unauthorized
 from ferry.services.app import Ferry
-from ferry.services.identity import IssuedToken, looks_like_id
+from ferry.services.identity import IssuedToken
 
 router = APIRouter(prefix="/identity/v3")
 DOMAIN = {"id": "default", "name": "Default"}
@@ -85,7 +85,7 @@ def _credentials(body: dict[str, Any]) -> tuple[str, str, str, bool]:
 @router.post("/auth/tokens", status_code=201)
 async def issue_token(request: Request, app: Ferry = Depends(deps.ferry)) -> JSONResponse:
     user, password, project, by_id = _credentials(await json_body(request))
-    issued = app.identity.authenticate(user, password, project, by_id and looks_like_id(project))
+    issued = app.identity.authenticate(user, password, project, by_id)
     return JSONResponse(_token_body(request, issued), status_code=201,
                         headers={"X-Subject-Token": issued.token})
 

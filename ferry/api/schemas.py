@@ -64,6 +64,8 @@ class SnapshotUpdateBody(Body):
     description: str | None = Text
     metadata: dict[str, str] | None = None
 
+    _m = field_validator("metadata", mode="before")(_meta)
+
 
 class TypeCreateBody(Body):
     name: str = Field(min_length=1, max_length=255)

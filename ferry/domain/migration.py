@@ -26,8 +26,16 @@ class Step(StrEnum):
     ROLLBACK = "rollback"
 
 
-ATTACHED_STEPS = (Step.RESERVE, Step.COPY_LAYERS, Step.OPEN_TARGET, Step.MIRROR, Step.VERIFY_TARGET,
-                  Step.PIVOT, Step.COMMIT, Step.CLEANUP)
+ATTACHED_STEPS = (
+    Step.RESERVE,
+    Step.COPY_LAYERS,
+    Step.OPEN_TARGET,
+    Step.MIRROR,
+    Step.VERIFY_TARGET,
+    Step.PIVOT,
+    Step.COMMIT,
+    Step.CLEANUP,
+)
 DETACHED_STEPS = (Step.RESERVE, Step.COPY_LAYERS, Step.VERIFY_TARGET, Step.COMMIT, Step.CLEANUP)
 
 
@@ -86,8 +94,14 @@ def check_destination(source: VolumeLocation, source_backend: BackendConfig, des
         )
 
 
-def plan(volume_id: str, source: VolumeLocation, dest: BackendConfig, dest_name_id: str, size_bytes: int,
-         server_id: str | None) -> MigrationPlan:
+def plan(
+    volume_id: str,
+    source: VolumeLocation,
+    dest: BackendConfig,
+    dest_name_id: str,
+    size_bytes: int,
+    server_id: str | None,
+) -> MigrationPlan:
     """Same layer ids, new name_id: the destination files never collide with the source's."""
     dest_loc = VolumeLocation(dest.name, dest_name_id, source.layers, dest.format)
     return MigrationPlan(volume_id, source, dest_loc, size_bytes, server_id)
@@ -129,6 +143,13 @@ class RecoveryFacts:
     job_failed: bool = False
     device_on_target: bool = False
     server_alive: bool = True
+    pivot_completed: bool = False
+    """The step log shows `job-complete` succeeded: the guest may have written to the target since."""
+
+    @property
+    def past_pivot(self) -> bool:
+        """The destination may hold the newest data: only forward (commit) is safe."""
+        return self.attached and (self.device_on_target or self.pivot_completed or self.step is Step.COMMIT)
 
 
 def recover(f: RecoveryFacts) -> Recovery:
@@ -136,11 +157,18 @@ def recover(f: RecoveryFacts) -> Recovery:
     goes only after commit; the target goes only while the guest still runs on the source."""
     if f.committed or f.step in (Step.CLEANUP, Step.DONE):
         return Recovery.CLEANUP
-    if f.attached and f.device_on_target:
-        return Recovery.COMMIT  # pivot happened: the target is now the only current copy
+    if f.past_pivot:
+        # The pivot happened (QEMU shows it, or the log does even if QEMU died since): the target
+        # is now the only current copy, the source is stale.
+        return Recovery.COMMIT
     if f.step is Step.COMMIT and not f.attached:
         return Recovery.COMMIT  # detached: copies were verified before commit was entered
-    if f.attached and f.step in (Step.MIRROR, Step.VERIFY_TARGET, Step.PIVOT) and f.server_alive \
-            and f.job_exists and not f.job_failed:
+    if (
+        f.attached
+        and f.step in (Step.MIRROR, Step.VERIFY_TARGET, Step.PIVOT)
+        and f.server_alive
+        and f.job_exists
+        and not f.job_failed
+    ):
         return Recovery.RESUME  # the job kept running in QEMU: wait for it again
     return Recovery.ROLLBACK

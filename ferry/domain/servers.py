@@ -15,8 +15,13 @@ class ServerStatus(StrEnum):
 
 
 POWER_STATE = {"ACTIVE": 1, "SHUTOFF": 4, "ERROR": 0, "BUILD": 0, "HARD_REBOOT": 1}
-VM_STATE = {"ACTIVE": "active", "SHUTOFF": "stopped", "ERROR": "error", "BUILD": "building",
-            "HARD_REBOOT": "active"}
+VM_STATE = {
+    "ACTIVE": "active",
+    "SHUTOFF": "stopped",
+    "ERROR": "error",
+    "BUILD": "building",
+    "HARD_REBOOT": "active",
+}
 
 
 def device_name(used: set[str]) -> str:

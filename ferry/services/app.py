@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 class Ferry:
     """Owns the engine and the services; `start`/`stop` run with the HTTP server's life cycle."""
 
-    def __init__(self, config: Config, engine: Engine | None = None,
-                 hypervisor: HypervisorDriver | None = None) -> None:
+    def __init__(
+        self, config: Config, engine: Engine | None = None, hypervisor: HypervisorDriver | None = None
+    ) -> None:
         self.config = config
         self.engine = engine or make_engine(config.database_url)
         self.db = session_factory(self.engine)
@@ -41,7 +42,7 @@ class Ferry:
         self.images = ImageService(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor)
         self.snapshots.live = self.compute
-        self.migrations = MigrationService(self.db, config, self.backends, self.hypervisor)
+        self.migrations = MigrationService(self.db, config, self.backends, self.hypervisor, self.volumes)
         self.doctor = Doctor(self.db, self.backends, self.hypervisor)
 
     @classmethod

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 
 class ComputeService:
-    def __init__(self, db: sessionmaker[Session], config: Config, backends: Backends,
-                 hypervisor: HypervisorDriver) -> None:
+    def __init__(
+        self, db: sessionmaker[Session], config: Config, backends: Backends, hypervisor: HypervisorDriver
+    ) -> None:
         self.db = db
         self.config = config
         self.backends = backends
@@ -57,8 +58,11 @@ class ComputeService:
     def server_attachments(self, ctx: RequestContext, server_id: str) -> list[Attachment]:
         with self.db() as s:
             server = get_owned(s, Server, ctx, server_id, "Server")
-            return list(s.scalars(select(Attachment).where(Attachment.server_id == server.id)
-                                  .order_by(Attachment.device)))
+            return list(
+                s.scalars(
+                    select(Attachment).where(Attachment.server_id == server.id).order_by(Attachment.device)
+                )
+            )
 
     def list_attachments(self, ctx: RequestContext) -> list[Attachment]:
         policy.enforce(ctx, "attachment:get")
@@ -95,9 +99,18 @@ class ComputeService:
             if flavor is None:
                 raise BadRequest(f"Flavor {flavor_ref} could not be found.")
             now = utcnow()
-            server = Server(id=new_id(), project_id=ctx.project_id, user_id=ctx.user_id, name=name,
-                            status=ServerStatus.BUILD.value, task_state="spawning", image_id=image.id,
-                            flavor_id=flavor.id, created_at=now, updated_at=now)
+            server = Server(
+                id=new_id(),
+                project_id=ctx.project_id,
+                user_id=ctx.user_id,
+                name=name,
+                status=ServerStatus.BUILD.value,
+                task_state="spawning",
+                image_id=image.id,
+                flavor_id=flavor.id,
+                created_at=now,
+                updated_at=now,
+            )
             s.add(server)
         await self.prepare_boot_disk(server.id, image)
         await self._boot(server.id)
@@ -130,29 +143,55 @@ class ComputeService:
         boot = None
         if image.disk:
             boot = LayerFile(str(self.config.run_dir / "disks" / f"{server_id}.qcow2"), DiskFormat.QCOW2)
-        return ServerSpec(server_id=server_id, vcpus=flavor.vcpus, ram_mb=flavor.ram_mb, kernel=image.kernel,
-                          initrd=image.initrd, cmdline=image.cmdline, boot_disk=boot, disks=tuple(disks))
+        return ServerSpec(
+            server_id=server_id,
+            vcpus=flavor.vcpus,
+            ram_mb=flavor.ram_mb,
+            kernel=image.kernel,
+            initrd=image.initrd,
+            cmdline=image.cmdline,
+            boot_disk=boot,
+            disks=tuple(disks),
+        )
 
-    def _set(self, server_id: str, status: ServerStatus, fault: str | None = None, task: str | None = None) -> None:
+    def _set(
+        self, server_id: str, status: ServerStatus, fault: str | None = None, task: str | None = None
+    ) -> None:
         with self.db.begin() as s:
-            s.execute(update(Server).where(Server.id == server_id)
-                      .values(status=status.value, task_state=task, fault=fault, updated_at=utcnow()))
+            s.execute(
+                update(Server)
+                .where(Server.id == server_id)
+                .values(status=status.value, task_state=task, fault=fault, updated_at=utcnow())
+            )
 
-    def _claim(self, ctx: RequestContext, server_id: str, task: str, *, expect: tuple[ServerStatus, ...]) -> Server:
+    def _claim(
+        self, ctx: RequestContext, server_id: str, task: str, *, expect: tuple[ServerStatus, ...]
+    ) -> Server:
         """Take the server's task slot (one life-cycle action at a time) if its status allows."""
         policy.enforce(ctx, "server:action")
         with self.db.begin() as s:
             server = get_owned(s, Server, ctx, server_id, "Server")
-            busy = s.scalar(select(Volume.id).join(Attachment, Attachment.volume_id == Volume.id)
-                            .where(Attachment.server_id == server.id, Volume.migration_status.in_(MIGRATION_BUSY)))
+            busy = s.scalar(
+                select(Volume.id)
+                .join(Attachment, Attachment.volume_id == Volume.id)
+                .where(Attachment.server_id == server.id, Volume.migration_status.in_(MIGRATION_BUSY))
+            )
             if busy and task != "deleting":
                 raise Conflict(f"Server {server.id}: volume {busy} is being migrated; try when it is done.")
-            res = s.execute(update(Server).where(Server.id == server.id, Server.task_state.is_(None),
-                                                 Server.status.in_([e.value for e in expect]))
-                            .values(task_state=task, updated_at=utcnow()))
+            res = s.execute(
+                update(Server)
+                .where(
+                    Server.id == server.id,
+                    Server.task_state.is_(None),
+                    Server.status.in_([e.value for e in expect]),
+                )
+                .values(task_state=task, updated_at=utcnow())
+            )
             if res.rowcount != 1:  # type: ignore[attr-defined]
-                raise Conflict(f"Cannot {task.rstrip('ing')} server {server.id} while it is {server.status}"
-                               f"{' (' + server.task_state + ')' if server.task_state else ''}.")
+                raise Conflict(
+                    f"Cannot {task.rstrip('ing')} server {server.id} while it is {server.status}"
+                    f"{' (' + server.task_state + ')' if server.task_state else ''}."
+                )
             return server
 
     async def stop(self, ctx: RequestContext, server_id: str) -> None:
@@ -167,8 +206,12 @@ class ComputeService:
     async def reboot(self, ctx: RequestContext, server_id: str, kind: str) -> None:
         if kind not in ("HARD", "SOFT"):
             raise BadRequest("reboot type must be HARD or SOFT.")
-        self._claim(ctx, server_id, "rebooting", expect=(ServerStatus.ACTIVE, ServerStatus.ERROR,
-                                                          ServerStatus.SHUTOFF))
+        self._claim(
+            ctx,
+            server_id,
+            "rebooting",
+            expect=(ServerStatus.ACTIVE, ServerStatus.ERROR, ServerStatus.SHUTOFF),
+        )
         # A SOFT reboot of a guest without ACPI support is a HARD one: restart the process.
         await self.hv.stop(server_id)
         await self._boot(server_id)
@@ -177,8 +220,11 @@ class ComputeService:
         policy.enforce(ctx, "server:delete")
         self._claim(ctx, server_id, "deleting", expect=tuple(ServerStatus))
         with self.db.begin() as s:
-            busy = s.scalar(select(Volume.id).join(Attachment, Attachment.volume_id == Volume.id)
-                            .where(Attachment.server_id == server_id, Volume.migration_status.in_(MIGRATION_BUSY)))
+            busy = s.scalar(
+                select(Volume.id)
+                .join(Attachment, Attachment.volume_id == Volume.id)
+                .where(Attachment.server_id == server_id, Volume.migration_status.in_(MIGRATION_BUSY))
+            )
             if busy:
                 s.execute(update(Server).where(Server.id == server_id).values(task_state=None))
                 raise Conflict(f"Server {server_id}: volume {busy} is being migrated; delete it when done.")
@@ -187,8 +233,11 @@ class ComputeService:
             vols = list(s.scalars(select(Attachment.volume_id).where(Attachment.server_id == server_id)))
             s.execute(delete(Attachment).where(Attachment.server_id == server_id))
             if vols:
-                s.execute(update(Volume).where(Volume.id.in_(vols))
-                          .values(status=VolumeStatus.AVAILABLE.value, updated_at=utcnow()))
+                s.execute(
+                    update(Volume)
+                    .where(Volume.id.in_(vols))
+                    .values(status=VolumeStatus.AVAILABLE.value, updated_at=utcnow())
+                )
             s.execute(delete(Server).where(Server.id == server_id))
         (self.config.run_dir / "disks" / f"{server_id}.qcow2").unlink(missing_ok=True)
 
@@ -197,7 +246,9 @@ class ComputeService:
             disk = self.config.run_dir / "disks" / f"{server_id}.qcow2"
             disk.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fmt = DiskFormat(image.disk_format or "qcow2")
-            await QemuImg().create(disk, DiskFormat.QCOW2, None, backing=str(Path(image.disk)), backing_fmt=fmt)
+            await QemuImg().create(
+                disk, DiskFormat.QCOW2, None, backing=str(Path(image.disk)), backing_fmt=fmt
+            )
 
     # -- volumes -----------------------------------------------------------------------
     async def attach(self, ctx: RequestContext, server_id: str, volume_id: str) -> Attachment:
@@ -211,11 +262,19 @@ class ComputeService:
                 raise Conflict(f"Server {server.id} is {server.status}: volumes attach to ACTIVE servers.")
             if attachment_of(s, vol.id) is not None:
                 raise Conflict(f"Volume {vol.id} is already attached.")
-            set_status(s, vol.id, VolumeStatus.ATTACHING.value, expect=(VolumeStatus.AVAILABLE.value,),
-                       what="attach")
+            set_status(
+                s, vol.id, VolumeStatus.ATTACHING.value, expect=(VolumeStatus.AVAILABLE.value,), what="attach"
+            )
             used = set(s.scalars(select(Attachment.device).where(Attachment.server_id == server.id)))
-            att = Attachment(id=new_id(), volume_id=vol.id, server_id=server.id, project_id=vol.project_id,
-                             device=device_name(used), status="attaching", created_at=utcnow())
+            att = Attachment(
+                id=new_id(),
+                volume_id=vol.id,
+                server_id=server.id,
+                project_id=vol.project_id,
+                device=device_name(used),
+                status="attaching",
+                created_at=utcnow(),
+            )
             s.add(att)
             chain = self.backends.disk_chain(vol.id, self.backends.location(s, vol))
         try:
@@ -223,13 +282,17 @@ class ComputeService:
         except FerryError:
             with self.db.begin() as s:
                 s.execute(delete(Attachment).where(Attachment.id == att.id))
-                s.execute(update(Volume).where(Volume.id == volume_id)
-                          .values(status=VolumeStatus.AVAILABLE.value))
+                s.execute(
+                    update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.AVAILABLE.value)
+                )
             raise
         with self.db.begin() as s:
             s.execute(update(Attachment).where(Attachment.id == att.id).values(status="attached"))
-            s.execute(update(Volume).where(Volume.id == volume_id)
-                      .values(status=VolumeStatus.IN_USE.value, updated_at=utcnow()))
+            s.execute(
+                update(Volume)
+                .where(Volume.id == volume_id)
+                .values(status=VolumeStatus.IN_USE.value, updated_at=utcnow())
+            )
         att.status = "attached"
         return att
 
@@ -240,20 +303,26 @@ class ComputeService:
             att = attachment_of(s, volume_id) if volume_id else None
             if att is None or att.server_id != server.id:
                 raise NotFound(f"Volume {volume_id} is not attached to server {server.id}.")
-            set_status(s, volume_id, VolumeStatus.DETACHING.value, expect=(VolumeStatus.IN_USE.value,),
-                       what="detach")
+            set_status(
+                s, volume_id, VolumeStatus.DETACHING.value, expect=(VolumeStatus.IN_USE.value,), what="detach"
+            )
             running = server.status == ServerStatus.ACTIVE.value
         try:
             if running:
                 await self.hv.detach_disk(server_id, volume_id)
         except FerryError:
             with self.db.begin() as s:
-                s.execute(update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.IN_USE.value))
+                s.execute(
+                    update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.IN_USE.value)
+                )
             raise
         with self.db.begin() as s:
             s.execute(delete(Attachment).where(Attachment.id == att.id))
-            s.execute(update(Volume).where(Volume.id == volume_id)
-                      .values(status=VolumeStatus.AVAILABLE.value, updated_at=utcnow()))
+            s.execute(
+                update(Volume)
+                .where(Volume.id == volume_id)
+                .values(status=VolumeStatus.AVAILABLE.value, updated_at=utcnow())
+            )
 
     async def hypervisor_disks(self, ctx: RequestContext, server_id: str) -> list[DiskInfo]:
         server = self.get(ctx, server_id)

@@ -53,7 +53,9 @@ class Doctor:
                 if vol is not None and att.server_id in expected:
                     chain = self.backends.disk_chain(vol.id, self.backends.location(s, vol))
                     expected[att.server_id][vol.id] = [lf.path for lf in reversed(chain.layers)]
-            migrating = {m.volume_id for m in s.scalars(select(Migration).where(Migration.status.in_(ACTIVE)))}
+            migrating = {
+                m.volume_id for m in s.scalars(select(Migration).where(Migration.status.in_(ACTIVE)))
+            }
         out: list[Drift] = []
         for srv in servers:
             if not await self.hv.is_running(srv.id):
@@ -63,14 +65,24 @@ class Doctor:
             for vid, files in expected[srv.id].items():
                 disk = disks.pop(vid, None)
                 if disk is None:
-                    out.append(Drift("disk-missing", vid, f"attached to server {srv.id} but not plugged in QEMU"))
+                    out.append(
+                        Drift("disk-missing", vid, f"attached to server {srv.id} but not plugged in QEMU")
+                    )
                     continue
                 if disk.serial != vid:
-                    out.append(Drift("serial-mismatch", vid, f"server {srv.id} disk serial is {disk.serial!r}"))
+                    out.append(
+                        Drift("serial-mismatch", vid, f"server {srv.id} disk serial is {disk.serial!r}")
+                    )
                 if list(disk.files) != files and vid not in migrating:
-                    out.append(Drift("chain-mismatch", vid, f"QEMU has {list(disk.files)}, database says {files}"))
+                    out.append(
+                        Drift("chain-mismatch", vid, f"QEMU has {list(disk.files)}, database says {files}")
+                    )
             for vid, disk in disks.items():
-                out.append(Drift("disk-unknown", vid, f"server {srv.id} has a disk {disk.files} the DB does not know"))
+                out.append(
+                    Drift(
+                        "disk-unknown", vid, f"server {srv.id} has a disk {disk.files} the DB does not know"
+                    )
+                )
         return out
 
     def _files(self) -> list[Drift]:
@@ -90,6 +102,11 @@ class Doctor:
                 if key not in wanted[name] and key[0] not in in_flight[name]:
                     out.append(Drift("orphan-file", str(path), f"on backend {name}, owned by no volume"))
             for name_id, layer in wanted[name] - present.keys():
-                out.append(Drift("missing-file", str(driver.layer_path(name_id, layer)),
-                                 f"needed by a volume on backend {name}"))
+                out.append(
+                    Drift(
+                        "missing-file",
+                        str(driver.layer_path(name_id, layer)),
+                        f"needed by a volume on backend {name}",
+                    )
+                )
         return out

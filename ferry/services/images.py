@@ -22,11 +22,21 @@ class ImageService:
     def __init__(self, db: sessionmaker[Session]) -> None:
         self.db = db
 
-    def register(self, ctx: RequestContext, name: str, *, kernel: str | None = None, initrd: str | None = None,
-                 cmdline: str = "", disk: str | None = None, disk_format: str | None = None) -> Image:
+    def register(
+        self,
+        ctx: RequestContext,
+        name: str,
+        *,
+        kernel: str | None = None,
+        initrd: str | None = None,
+        cmdline: str = "",
+        disk: str | None = None,
+        disk_format: str | None = None,
+    ) -> Image:
         policy.enforce(ctx, "image:manage")
-        return register_image(self.db, name, kernel=kernel, initrd=initrd, cmdline=cmdline, disk=disk,
-                              disk_format=disk_format)
+        return register_image(
+            self.db, name, kernel=kernel, initrd=initrd, cmdline=cmdline, disk=disk, disk_format=disk_format
+        )
 
     def list_images(self, ctx: RequestContext) -> list[Image]:
         policy.enforce(ctx, "image:get")
@@ -65,9 +75,16 @@ def find_image(s: Session, ref: str) -> Image:
     return img
 
 
-def register_image(db: sessionmaker[Session], name: str, *, kernel: str | None = None,
-                   initrd: str | None = None, cmdline: str = "", disk: str | None = None,
-                   disk_format: str | None = None) -> Image:
+def register_image(
+    db: sessionmaker[Session],
+    name: str,
+    *,
+    kernel: str | None = None,
+    initrd: str | None = None,
+    cmdline: str = "",
+    disk: str | None = None,
+    disk_format: str | None = None,
+) -> Image:
     if not name.strip():
         raise BadRequest("Image name must not be empty.")
     if bool(kernel) == bool(disk):
@@ -79,8 +96,16 @@ def register_image(db: sessionmaker[Session], name: str, *, kernel: str | None =
         raise BadRequest("disk_format must be qcow2 or raw.")
     try:
         with db.begin() as s:
-            img = Image(id=new_id(), name=name, kernel=_abs(kernel), initrd=_abs(initrd), cmdline=cmdline,
-                        disk=_abs(disk), disk_format=disk_format, created_at=utcnow())
+            img = Image(
+                id=new_id(),
+                name=name,
+                kernel=_abs(kernel),
+                initrd=_abs(initrd),
+                cmdline=cmdline,
+                disk=_abs(disk),
+                disk_format=disk_format,
+                created_at=utcnow(),
+            )
             s.add(img)
         return img
     except IntegrityError:

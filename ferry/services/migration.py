@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
@@ -25,7 +25,7 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, DriverError, FerryError, NotFound
 from ferry.domain.ids import new_id
 from ferry.domain.migration import MigrationPlan, Recovery, RecoveryFacts, RunStatus, Step
-from ferry.domain.model import GiB, DiskChain, LayerFile, VolumeLocation
+from ferry.domain.model import BackendConfig, DiskChain, GiB, VolumeLocation
 from ferry.domain.volumes import MIGRATION_BUSY, MigrationStatus
 from ferry.drivers.hypervisor.base import HypervisorDriver, JobStatus, MirrorStatus
 from ferry.services import failpoints, policy
@@ -33,14 +33,18 @@ from ferry.services.context import RequestContext
 from ferry.services.queries import get_type, get_volume
 from ferry.services.snapshots import running_server
 from ferry.services.storage import Backends
+from ferry.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.5
 T = TypeVar("T")
-SWAP_REFUSED = ("Swapping a volume directly is not supported: it would leave the guest's disk serial "
-                "naming a volume id that no longer exists. Move the data with os-migrate_volume "
-                "(`ferry volume migrate VOLUME --to BACKEND`) or os-retype; they serve attached and "
-                "detached volumes, with or without snapshots.")
+JOB_COMPLETED = "mirror job completed: the guest runs on the destination"
+SWAP_REFUSED = (
+    "Swapping a volume directly is not supported: it would leave the guest's disk serial "
+    "naming a volume id that no longer exists. Move the data with os-migrate_volume "
+    "(`ferry volume migrate VOLUME --to BACKEND`) or os-retype; they serve attached and "
+    "detached volumes, with or without snapshots."
+)
 
 
 class Cancelled(Exception):
@@ -54,53 +58,108 @@ class MigrationReport:
 
 
 class MigrationService:
-    def __init__(self, db: sessionmaker[Session], config: Config, backends: Backends,
-                 hypervisor: HypervisorDriver) -> None:
+    def __init__(
+        self,
+        db: sessionmaker[Session],
+        config: Config,
+        backends: Backends,
+        hypervisor: HypervisorDriver,
+        volumes: VolumeService,
+    ) -> None:
         self.db = db
+        self.volumes = volumes
         self.config = config
         self.backends = backends
         self.hv = hypervisor
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancels: dict[str, asyncio.Event] = {}
         self._slots: dict[str, asyncio.Semaphore] = {
-            b.name: asyncio.Semaphore(b.max_migrations) for b in config.backends}
+            b.name: asyncio.Semaphore(b.max_migrations) for b in config.backends
+        }
 
     # -- requests ----------------------------------------------------------------------
-    async def migrate(self, ctx: RequestContext, volume_id: str, host: str, *,
-                      new_type_id: str | None = None, action: str = "volume:migrate",
-                      speed: int | None = None) -> Migration:
+    async def migrate(
+        self,
+        ctx: RequestContext,
+        volume_id: str,
+        host: str,
+        *,
+        new_type_id: str | None = None,
+        action: str = "volume:migrate",
+        speed: int | None = None,
+    ) -> Migration:
         policy.enforce(ctx, action)
         dest = self.backends.resolve(host)
+        async with self.volumes.chain_lock(volume_id):  # no snapshot change while the plan is made
+            mig = self._reserve(ctx, volume_id, dest, new_type_id, speed)
+        self._launch(mig.id)
+        return mig
+
+    def _reserve(
+        self,
+        ctx: RequestContext,
+        volume_id: str,
+        dest: BackendConfig,
+        new_type_id: str | None,
+        speed: int | None,
+    ) -> Migration:
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
             if vol.status not in ("available", "in-use"):
-                raise BadRequest(f"Volume {vol.id} is {vol.status}: only available or in-use volumes migrate.")
+                raise BadRequest(
+                    f"Volume {vol.id} is {vol.status}: only available or in-use volumes migrate."
+                )
             source = self.backends.location(s, vol)
             dm.check_destination(source, self.config.backend(vol.backend), dest)
             pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == dest.name)
             if not pool.fits(vol.size_gib):
                 raise BadRequest(f"Backend {dest.name!r} has no capacity for {vol.size_gib} GiB.")
-            busy = s.scalar(select(Migration.id).where(Migration.volume_id == vol.id,
-                                                       Migration.status.in_(dm.ACTIVE)))
-            res = s.execute(update(Volume).where(
-                Volume.id == vol.id, Volume.status.in_(("available", "in-use")),
-                (Volume.migration_status.is_(None)) | (Volume.migration_status.not_in(MIGRATION_BUSY)))
-                .values(migration_status=MigrationStatus.STARTING.value, updated_at=utcnow()))
+            busy = s.scalar(
+                select(Migration.id).where(Migration.volume_id == vol.id, Migration.status.in_(dm.ACTIVE))
+            )
+            res = s.execute(
+                update(Volume)
+                .where(
+                    Volume.id == vol.id,
+                    Volume.status.in_(("available", "in-use")),
+                    (Volume.migration_status.is_(None)) | (Volume.migration_status.not_in(MIGRATION_BUSY)),
+                )
+                .values(migration_status=MigrationStatus.STARTING.value, updated_at=utcnow())
+            )
             if busy or res.rowcount != 1:  # type: ignore[attr-defined]
                 raise Conflict(f"Volume {vol.id} is already being migrated.")
             # Live only when a running process has the volume open; a stopped server's volume is
             # copied offline (starting that server is refused until the migration ends).
             server_id = running_server(s, vol.id)
             mig = Migration(
-                id=new_id(), volume_id=vol.id, status=RunStatus.QUEUED.value, step=Step.QUEUED.value,
-                prev_volume_status=vol.status, server_id=server_id,
-                src_backend=vol.backend, src_name_id=vol.name_id, dst_backend=dest.name, dst_name_id=new_id(),
-                layers=list(source.layers), new_type_id=new_type_id, reserved_gib=vol.size_gib,
-                speed=self.config.migration.default_speed if speed is None else speed, created_at=utcnow())
+                id=new_id(),
+                volume_id=vol.id,
+                status=RunStatus.QUEUED.value,
+                step=Step.QUEUED.value,
+                prev_volume_status=vol.status,
+                server_id=server_id,
+                src_backend=vol.backend,
+                src_name_id=vol.name_id,
+                dst_backend=dest.name,
+                dst_name_id=new_id(),
+                layers=list(source.layers),
+                new_type_id=new_type_id,
+                reserved_gib=vol.size_gib,
+                speed=self.config.migration.default_speed if speed is None else speed,
+                created_at=utcnow(),
+            )
             s.add(mig)
-            s.add(_event(mig.id, Step.QUEUED, "info", source=vol.backend, destination=dest.name,
-                         attached=server_id is not None, layers=len(source.layers)))
-        self._launch(mig.id)
+            s.add(
+                _event(
+                    mig.id,
+                    Step.QUEUED,
+                    "info",
+                    source=vol.backend,
+                    destination=dest.name,
+                    attached=server_id is not None,
+                    layers=len(source.layers),
+                )
+            )
         return mig
 
     async def retype(self, ctx: RequestContext, volume_id: str, new_type: str, migration_policy: str) -> None:
@@ -120,35 +179,48 @@ class MigrationService:
                 vol.updated_at = utcnow()
                 return
             if migration_policy == "never":
-                raise BadRequest(f"Type {vtype.name!r} needs backend {pinned!r} but the volume is on "
-                                 f"{vol.backend!r}: retype with migration_policy 'on-demand' to move it.")
+                raise BadRequest(
+                    f"Type {vtype.name!r} needs backend {pinned!r} but the volume is on "
+                    f"{vol.backend!r}: retype with migration_policy 'on-demand' to move it."
+                )
         await self.migrate(ctx, volume_id, pinned, new_type_id=vtype.id, action="volume:retype")
 
     def report(self, ctx: RequestContext, volume_id: str) -> MigrationReport:
         policy.enforce(ctx, "volume:migration_get")
         with self.db() as s:
             vol = get_volume(s, ctx, volume_id)
-            mig = s.scalar(select(Migration).where(Migration.volume_id == vol.id)
-                           .order_by(Migration.created_at.desc()).limit(1))
+            mig = s.scalar(
+                select(Migration)
+                .where(Migration.volume_id == vol.id)
+                .order_by(Migration.created_at.desc())
+                .limit(1)
+            )
             if mig is None:
                 raise NotFound(f"Volume {vol.id} has never been migrated.")
-            events = list(s.scalars(select(MigrationEvent).where(MigrationEvent.migration_id == mig.id)
-                                    .order_by(MigrationEvent.id)))
+            events = list(
+                s.scalars(
+                    select(MigrationEvent)
+                    .where(MigrationEvent.migration_id == mig.id)
+                    .order_by(MigrationEvent.id)
+                )
+            )
             return MigrationReport(mig, events)
 
     def active_for(self, volume_ids: list[str]) -> dict[str, Migration]:
         if not volume_ids:
             return {}
         with self.db() as s:
-            rows = s.scalars(select(Migration).where(Migration.volume_id.in_(volume_ids),
-                                                     Migration.status.in_(dm.ACTIVE)))
+            rows = s.scalars(
+                select(Migration).where(Migration.volume_id.in_(volume_ids), Migration.status.in_(dm.ACTIVE))
+            )
             return {m.volume_id: m for m in rows}
 
     def _active(self, ctx: RequestContext, volume_id: str) -> Migration:
         with self.db() as s:
             vol = get_volume(s, ctx, volume_id)
-            mig = s.scalar(select(Migration).where(Migration.volume_id == vol.id,
-                                                   Migration.status.in_(dm.ACTIVE)))
+            mig = s.scalar(
+                select(Migration).where(Migration.volume_id == vol.id, Migration.status.in_(dm.ACTIVE))
+            )
             if mig is None:
                 raise Conflict(f"Volume {vol.id} has no migration in progress.")
             return mig
@@ -157,10 +229,14 @@ class MigrationService:
         policy.enforce(ctx, "volume:migration_cancel")
         mig = self._active(ctx, volume_id)
         with self.db.begin() as s:
-            res = s.execute(update(Migration).where(
-                Migration.id == mig.id, Migration.step.not_in((Step.PIVOT.value, Step.COMMIT.value,
-                                                               Step.CLEANUP.value)))
-                .values(cancel_requested=True))
+            res = s.execute(
+                update(Migration)
+                .where(
+                    Migration.id == mig.id,
+                    Migration.step.not_in((Step.PIVOT.value, Step.COMMIT.value, Step.CLEANUP.value)),
+                )
+                .values(cancel_requested=True)
+            )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 raise Conflict(f"Migration of volume {volume_id} is past the point of no return (pivot).")
             s.add(_event(mig.id, Step(mig.step), "info", message="cancel requested"))
@@ -180,7 +256,9 @@ class MigrationService:
         if mig.step == Step.MIRROR.value and mig.server_id and mig.job_id:
             await self.hv.set_mirror_speed(mig.server_id, mig.job_id, speed)
 
-    async def swap_requested(self, ctx: RequestContext, server_id: str, old_volume: str, new_volume: str) -> None:
+    async def swap_requested(
+        self, ctx: RequestContext, server_id: str, old_volume: str, new_volume: str
+    ) -> None:
         """Nova's swap PUT. Only the service role, only while this volume is being migrated: the
         migration engine performs the swap itself, so the call is an acknowledgement."""
         if not policy.allowed(ctx, "server:swap_volume"):
@@ -196,8 +274,9 @@ class MigrationService:
 
     def _require_migrating(self, ctx: RequestContext, volume_id: str) -> Migration:
         with self.db() as s:
-            mig = s.scalar(select(Migration).where(Migration.volume_id == volume_id,
-                                                   Migration.status.in_(dm.ACTIVE)))
+            mig = s.scalar(
+                select(Migration).where(Migration.volume_id == volume_id, Migration.status.in_(dm.ACTIVE))
+            )
         if mig is None:
             raise Conflict(f"No migration of volume {volume_id} is in progress. {SWAP_REFUSED}")
         return mig
@@ -255,8 +334,11 @@ class MigrationService:
     async def resume_all(self) -> None:
         """At start: settle every migration the previous control plane left unfinished."""
         with self.db() as s:
-            ids = list(s.scalars(select(Migration.id).where(Migration.status.in_(dm.ACTIVE))
-                                 .order_by(Migration.created_at)))
+            ids = list(
+                s.scalars(
+                    select(Migration.id).where(Migration.status.in_(dm.ACTIVE)).order_by(Migration.created_at)
+                )
+            )
         for mid in ids:
             mig = self._load(mid)
             if mig.step == Step.QUEUED.value:
@@ -306,8 +388,9 @@ class _Run:
             vol = s.get(Volume, mig.volume_id)
             assert vol is not None
             size = vol.size_gib * GiB
-        self.plan: MigrationPlan = dm.plan(mig.volume_id, source, cfg.backend(mig.dst_backend),
-                                           mig.dst_name_id, size, mig.server_id)
+        self.plan: MigrationPlan = dm.plan(
+            mig.volume_id, source, cfg.backend(mig.dst_backend), mig.dst_name_id, size, mig.server_id
+        )
         self.src = svc.backends.driver(mig.src_backend)
         self.dst = svc.backends.driver(mig.dst_backend)
         self.job_id = mig.job_id or f"ferry-mirror-{mig.id[:8]}"
@@ -329,8 +412,11 @@ class _Run:
                 values["started_at"] = utcnow()
             s.execute(update(Migration).where(Migration.id == self.mig.id).values(**values))
             if step is Step.RESERVE:
-                s.execute(update(Volume).where(Volume.id == self.plan.volume_id)
-                          .values(migration_status=MigrationStatus.MIGRATING.value))
+                s.execute(
+                    update(Volume)
+                    .where(Volume.id == self.plan.volume_id)
+                    .values(migration_status=MigrationStatus.MIGRATING.value)
+                )
             s.add(_event(self.mig.id, step, "start", **created))
 
     def done(self, step: Step, **detail: Any) -> None:
@@ -345,8 +431,11 @@ class _Run:
         rate = (done - b0) / (now - t0) if t0 and now > t0 and done >= b0 else 0.0
         self._last_progress, self._last_bytes = now, (now, done)
         with self.db.begin() as s:
-            s.execute(update(Migration).where(Migration.id == self.mig.id)
-                      .values(bytes_done=done, bytes_total=total, rate=rate))
+            s.execute(
+                update(Migration)
+                .where(Migration.id == self.mig.id)
+                .values(bytes_done=done, bytes_total=total, rate=rate)
+            )
 
     def check_cancel(self) -> None:
         if self.svc.cancel_event(self.mig.id).is_set():
@@ -391,8 +480,11 @@ class _Run:
         for step in steps[start:]:
             await STEP_ACTIONS[step](self)
         with self.db.begin() as s:
-            s.execute(update(Migration).where(Migration.id == self.mig.id)
-                      .values(status=RunStatus.SUCCESS.value, step=Step.DONE.value, finished_at=utcnow()))
+            s.execute(
+                update(Migration)
+                .where(Migration.id == self.mig.id)
+                .values(status=RunStatus.SUCCESS.value, step=Step.DONE.value, finished_at=utcnow())
+            )
             s.add(_event(self.mig.id, Step.DONE, "done"))
 
     async def reserve(self) -> None:
@@ -401,19 +493,37 @@ class _Run:
 
     async def copy_layers(self) -> None:
         layers = self.plan.layers_to_copy
-        self.enter(Step.COPY_LAYERS, directory=str(self.dst.volume_dir(self.plan.dest.name_id)),
-                   files=[self.dst_path(lid) for lid in layers])
+        self.enter(
+            Step.COPY_LAYERS,
+            directory=str(self.dst.volume_dir(self.plan.dest.name_id)),
+            files=[self.dst_path(lid) for lid in layers],
+        )
         parent: str | None = None
         for i, layer in enumerate(layers):
-            await self.cancellable(self.dst.copy_layer(
-                self.src.layer_path(self.plan.source.name_id, layer), self.plan.dest, layer, parent,
-                rate_limit=self.speed(), progress=lambda d, t: self.progress(d, t)))
-            same = await self.cancellable(self.dst.same_content(
-                self.src.layer_path(self.plan.source.name_id, layer), self.dst.layer_path(self.plan.dest.name_id, layer)))
+            await self.cancellable(
+                self.dst.copy_layer(
+                    self.src.layer_path(self.plan.source.name_id, layer),
+                    self.plan.dest,
+                    layer,
+                    parent,
+                    rate_limit=self.speed(),
+                    progress=lambda d, t: self.progress(d, t),
+                )
+            )
+            same = await self.cancellable(
+                self.dst.same_content(
+                    self.src.layer_path(self.plan.source.name_id, layer),
+                    self.dst.layer_path(self.plan.dest.name_id, layer),
+                )
+            )
             if not same:
                 raise DriverError(f"copy of layer {layer} differs from its source")
-            self.log(Step.COPY_LAYERS, "info", message=f"layer {i + 1}/{len(layers)} copied and compared",
-                     layer=layer)
+            self.log(
+                Step.COPY_LAYERS,
+                "info",
+                message=f"layer {i + 1}/{len(layers)} copied and compared",
+                layer=layer,
+            )
             parent = layer
         self.done(Step.COPY_LAYERS)
 
@@ -424,12 +534,20 @@ class _Run:
         with self.db.begin() as s:
             s.execute(update(Migration).where(Migration.id == self.mig.id).values(job_id=self.job_id))
         if self.plan.sync_top:
-            await self.dst.create_overlay(self.plan.dest, active, self.plan.source.layers[-2], self.plan.size_bytes)
+            await self.dst.create_overlay(
+                self.plan.dest, active, self.plan.source.layers[-2], self.plan.size_bytes
+            )
         else:
             await self.dst.create_volume(self.plan.dest, self.plan.size_bytes)
         assert self.plan.server_id is not None
-        await self.hv.start_mirror(self.plan.server_id, self.plan.volume_id, self.job_id, target,
-                                   sync_top=self.plan.sync_top, speed=self.speed())
+        await self.hv.start_mirror(
+            self.plan.server_id,
+            self.plan.volume_id,
+            self.job_id,
+            target,
+            sync_top=self.plan.sync_top,
+            speed=self.speed(),
+        )
         self.done(Step.OPEN_TARGET, target=[lf.path for lf in target.layers])
 
     async def mirror(self) -> None:
@@ -449,9 +567,17 @@ class _Run:
             if not st.write_blocking and watch.stalled(time.monotonic(), st.length - st.offset):
                 await self.hv.set_write_blocking(server, self.job_id)
                 with self.db.begin() as s:
-                    s.execute(update(Migration).where(Migration.id == self.mig.id).values(copy_mode="write-blocking"))
-                self.log(Step.MIRROR, "info", message="copy mode switched to write-blocking",
-                         remaining=st.length - st.offset)
+                    s.execute(
+                        update(Migration)
+                        .where(Migration.id == self.mig.id)
+                        .values(copy_mode="write-blocking")
+                    )
+                self.log(
+                    Step.MIRROR,
+                    "info",
+                    message="copy mode switched to write-blocking",
+                    remaining=st.length - st.offset,
+                )
             if time.monotonic() > deadline:
                 raise DriverError("mirror did not become ready in time")
         self.progress(st.offset, st.length, force=True)
@@ -462,7 +588,8 @@ class _Run:
         (QEMU sends no progress events)."""
         try:
             return await asyncio.wait_for(
-                self.hv.wait_mirror(server, self.job_id, lambda s: s.ready, timeout=3600.0), PROGRESS_INTERVAL)
+                self.hv.wait_mirror(server, self.job_id, lambda s: s.ready, timeout=3600.0), PROGRESS_INTERVAL
+            )
         except TimeoutError:
             st = await self.hv.mirror_status(server, self.job_id)
             if st is None:
@@ -478,13 +605,15 @@ class _Run:
             chain = await self.hv.target_chain(self.plan.server_id, self.job_id)
             if tuple(chain) != expected:
                 raise DriverError(f"mirror target chain {chain} is not the expected {expected}")
-            size = await self.dst.virtual_size(self.dst.layer_path(self.plan.dest.name_id,
-                                                                   self.plan.dest.active_layer))
+            size = await self.dst.virtual_size(
+                self.dst.layer_path(self.plan.dest.name_id, self.plan.dest.active_layer)
+            )
             if size != self.plan.size_bytes:
                 raise DriverError(f"target size {size} differs from the volume's {self.plan.size_bytes}")
         else:
-            files = await self.dst.backing_chain(self.dst.layer_path(self.plan.dest.name_id,
-                                                                     self.plan.dest.active_layer))
+            files = await self.dst.backing_chain(
+                self.dst.layer_path(self.plan.dest.name_id, self.plan.dest.active_layer)
+            )
             if tuple(str(p) for p in files) != expected:
                 raise DriverError(f"destination chain {files} is not the expected {expected}")
         self.done(Step.VERIFY_TARGET, chain=list(expected))
@@ -496,6 +625,7 @@ class _Run:
         t0 = time.monotonic()
         await self.hv.pivot(server, self.job_id)
         pivot_ms = (time.monotonic() - t0) * 1000
+        self.log(Step.PIVOT, "info", message=JOB_COMPLETED)  # from here on, only forward
         failpoints.hit("pivot.after_complete")
         await self.confirm_pivot(server)
         with self.db.begin() as s:
@@ -517,14 +647,25 @@ class _Run:
     async def commit(self) -> None:
         self.enter(Step.COMMIT)
         with self.db.begin() as s:
-            values: dict[str, Any] = {"backend": self.plan.dest.backend, "name_id": self.plan.dest.name_id,
-                                      "migration_status": MigrationStatus.SUCCESS.value, "updated_at": utcnow()}
+            values: dict[str, Any] = {
+                "backend": self.plan.dest.backend,
+                "name_id": self.plan.dest.name_id,
+                "migration_status": MigrationStatus.SUCCESS.value,
+                "updated_at": utcnow(),
+            }
             if self.mig.new_type_id:
                 values["volume_type_id"] = self.mig.new_type_id
             s.execute(update(Volume).where(Volume.id == self.plan.volume_id).values(**values))
             s.execute(update(Migration).where(Migration.id == self.mig.id).values(step=Step.CLEANUP.value))
-            s.add(_event(self.mig.id, Step.COMMIT, "done", backend=self.plan.dest.backend,
-                         name_id=self.plan.dest.name_id))
+            s.add(
+                _event(
+                    self.mig.id,
+                    Step.COMMIT,
+                    "done",
+                    backend=self.plan.dest.backend,
+                    name_id=self.plan.dest.name_id,
+                )
+            )
         failpoints.hit("commit.after")
 
     async def cleanup(self) -> None:
@@ -546,38 +687,62 @@ class _Run:
         with self.db() as s:
             vol = s.get(Volume, self.plan.volume_id)
             committed = vol is not None and vol.name_id == self.plan.dest.name_id
-        facts = RecoveryFacts(step=Step(self.mig.step), attached=self.plan.attached, committed=committed)
+            step = Step(s.scalar(select(Migration.step).where(Migration.id == self.mig.id)) or self.mig.step)
+            completed = any(
+                e.detail.get("message") == JOB_COMPLETED
+                for e in s.scalars(
+                    select(MigrationEvent).where(
+                        MigrationEvent.migration_id == self.mig.id, MigrationEvent.step == Step.PIVOT.value
+                    )
+                )
+            )
+        facts = RecoveryFacts(
+            step=step, attached=self.plan.attached, committed=committed, pivot_completed=completed
+        )
         if not self.plan.attached or committed:
             return facts
         server = self.plan.server_id
         assert server is not None
         alive = await self.hv.is_running(server) and await self.hv.reconnect(server)
         if not alive:
-            return RecoveryFacts(facts.step, True, False, server_alive=False)
+            return replace(facts, server_alive=False)
         st = await self.hv.mirror_status(server, self.job_id)
         disk = next((d for d in await self.hv.disks(server) if d.volume_id == self.plan.volume_id), None)
         on_target = bool(disk and disk.files and disk.files[0] == self.dst_path(self.plan.dest.active_layer))
-        return RecoveryFacts(facts.step, True, False, job_exists=st is not None,
-                             job_failed=bool(st and st.error), device_on_target=on_target)
+        return replace(
+            facts, job_exists=st is not None, job_failed=bool(st and st.error), device_on_target=on_target
+        )
 
     def _server_died(self, reason: str) -> None:
         with self.db.begin() as s:
-            s.execute(update(Server).where(Server.id == self.plan.server_id, Server.status == "ACTIVE")
-                      .values(status="SHUTOFF", fault=f"process died during a volume migration: {reason}",
-                              updated_at=utcnow()))
+            s.execute(
+                update(Server)
+                .where(Server.id == self.plan.server_id, Server.status == "ACTIVE")
+                .values(
+                    status="SHUTOFF",
+                    fault=f"process died during a volume migration: {reason}",
+                    updated_at=utcnow(),
+                )
+            )
 
     def fail(self, reason: str) -> None:
         """Last resort: mark the migration failed without touching any file (doctor shows leftovers)."""
         with self.db.begin() as s:
-            s.execute(update(Migration).where(Migration.id == self.mig.id)
-                      .values(status=RunStatus.ERROR.value, error=reason, finished_at=utcnow()))
-            s.execute(update(Volume).where(Volume.id == self.plan.volume_id)
-                      .values(migration_status=MigrationStatus.ERROR.value))
+            s.execute(
+                update(Migration)
+                .where(Migration.id == self.mig.id)
+                .values(status=RunStatus.ERROR.value, error=reason, finished_at=utcnow())
+            )
+            s.execute(
+                update(Volume)
+                .where(Volume.id == self.plan.volume_id)
+                .values(migration_status=MigrationStatus.ERROR.value)
+            )
 
     async def rollback(self, reason: str, cancelled: bool = False) -> None:
         """Undo everything before the pivot; the source stays the only copy and is untouched."""
         facts = await self.facts()
-        if facts.committed or facts.device_on_target:
+        if facts.committed or facts.past_pivot:
             # Past the point of no return: never delete the target. Finish instead.
             self.log(self.step, "info", message=f"{reason}; pivot already done, finishing instead")
             await self.execute(resume_from=Step.CLEANUP if facts.committed else Step.COMMIT)
@@ -598,16 +763,28 @@ class _Run:
             errors.append(e.message)
         status = RunStatus.CANCELLED if cancelled else RunStatus.ERROR
         with self.db.begin() as s:
-            s.execute(update(Volume).where(Volume.id == self.plan.volume_id, Volume.name_id != self.plan.dest.name_id)
-                      .values(migration_status=None if cancelled else MigrationStatus.ERROR.value,
-                              updated_at=utcnow()))
-            s.execute(update(Migration).where(Migration.id == self.mig.id)
-                      .values(status=status.value, error=None if cancelled else reason, finished_at=utcnow()))
+            s.execute(
+                update(Volume)
+                .where(Volume.id == self.plan.volume_id, Volume.name_id != self.plan.dest.name_id)
+                .values(
+                    migration_status=None if cancelled else MigrationStatus.ERROR.value, updated_at=utcnow()
+                )
+            )
+            s.execute(
+                update(Migration)
+                .where(Migration.id == self.mig.id)
+                .values(status=status.value, error=None if cancelled else reason, finished_at=utcnow())
+            )
             s.add(_event(self.mig.id, Step.ROLLBACK, "done", reason=reason, cleanup_errors=errors))
 
 
 STEP_ACTIONS = {
-    Step.RESERVE: _Run.reserve, Step.COPY_LAYERS: _Run.copy_layers, Step.OPEN_TARGET: _Run.open_target,
-    Step.MIRROR: _Run.mirror, Step.VERIFY_TARGET: _Run.verify_target, Step.PIVOT: _Run.pivot,
-    Step.COMMIT: _Run.commit, Step.CLEANUP: _Run.cleanup,
+    Step.RESERVE: _Run.reserve,
+    Step.COPY_LAYERS: _Run.copy_layers,
+    Step.OPEN_TARGET: _Run.open_target,
+    Step.MIRROR: _Run.mirror,
+    Step.VERIFY_TARGET: _Run.verify_target,
+    Step.PIVOT: _Run.pivot,
+    Step.COMMIT: _Run.commit,
+    Step.CLEANUP: _Run.cleanup,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from ferry.db.models import Attachment, Server, Snapshot, Volume, VolumeType
@@ -72,13 +72,18 @@ def check_limit(limit: int | None) -> int | None:
 def paginate(
     s: Session, stmt: Select[Any], model: Any, key: str, desc: bool, marker: str | None, limit: int | None
 ) -> Select[Any]:
-    """Keyset pagination on (key, id): no OFFSET scans, stable under inserts."""
+    """Keyset pagination on (key, id): no OFFSET scans, stable under inserts. A missing name sorts
+    as an empty one (NULL compares to nothing, and databases disagree on where NULLs sort)."""
     col = getattr(model, "size_gib" if key == "size" else key)
+    if key == "name":
+        col = func.coalesce(col, "")
     if marker is not None:
         row = s.get(model, marker) if is_uuid(marker) else None
         if row is None:
             raise BadRequest(f"Marker {marker} could not be found.")
         mval = getattr(row, "size_gib" if key == "size" else key)
+        if key == "name":
+            mval = mval or ""
         if desc:
             stmt = stmt.where(or_(col < mval, and_(col == mval, model.id < row.id)))
         else:

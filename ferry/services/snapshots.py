@@ -48,8 +48,15 @@ class SnapshotService:
         with self.db() as s:
             return get_owned(s, Snapshot, ctx, snapshot_id, "Snapshot")
 
-    def list_snapshots(self, ctx: RequestContext, volume_id: str | None = None, all_tenants: bool = False,
-             limit: int | None = None, marker: str | None = None, sort: str | None = None) -> list[Snapshot]:
+    def list_snapshots(
+        self,
+        ctx: RequestContext,
+        volume_id: str | None = None,
+        all_tenants: bool = False,
+        limit: int | None = None,
+        marker: str | None = None,
+        sort: str | None = None,
+    ) -> list[Snapshot]:
         policy.enforce(ctx, "snapshot:get")
         if all_tenants:
             policy.enforce(ctx, "volume:get_all_tenants")
@@ -75,15 +82,27 @@ class SnapshotService:
             return snap
 
     # -- create ------------------------------------------------------------------------
-    async def create(self, ctx: RequestContext, volume_id: str, name: str | None, description: str | None,
-                     metadata: dict[str, str]) -> Snapshot:
+    async def create(
+        self,
+        ctx: RequestContext,
+        volume_id: str,
+        name: str | None,
+        description: str | None,
+        metadata: dict[str, str],
+    ) -> Snapshot:
         policy.enforce(ctx, "snapshot:create")
         check_metadata(metadata)
         async with self.volumes.chain_lock(volume_id):  # reads the active layer, then replaces it
             return await self._create_locked(ctx, volume_id, name, description, metadata)
 
-    async def _create_locked(self, ctx: RequestContext, volume_id: str, name: str | None,
-                             description: str | None, metadata: dict[str, str]) -> Snapshot:
+    async def _create_locked(
+        self,
+        ctx: RequestContext,
+        volume_id: str,
+        name: str | None,
+        description: str | None,
+        metadata: dict[str, str],
+    ) -> Snapshot:
         new_layer = new_id()
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
@@ -91,10 +110,21 @@ class SnapshotService:
             loc = self.backends.location(s, vol)
             live_server = running_server(s, vol.id)
             now = utcnow()
-            snap = Snapshot(id=new_id(), project_id=vol.project_id, user_id=ctx.user_id, volume_id=vol.id,
-                            layer_id=vol.active_layer_id, position=vol.next_layer_position, name=name,
-                            description=description, size_gib=vol.size_gib,
-                            status=SnapshotStatus.CREATING.value, meta=metadata, created_at=now, updated_at=now)
+            snap = Snapshot(
+                id=new_id(),
+                project_id=vol.project_id,
+                user_id=ctx.user_id,
+                volume_id=vol.id,
+                layer_id=vol.active_layer_id,
+                position=vol.next_layer_position,
+                name=name,
+                description=description,
+                size_gib=vol.size_gib,
+                status=SnapshotStatus.CREATING.value,
+                meta=metadata,
+                created_at=now,
+                updated_at=now,
+            )
             _bump_position(s, vol)
             s.add(snap)
         try:
@@ -112,18 +142,24 @@ class SnapshotService:
             raise
         now = utcnow()
         with self.db.begin() as s:
-            s.execute(update(Volume).where(Volume.id == vol.id)
-                      .values(active_layer_id=new_layer, updated_at=now))
-            s.execute(update(Snapshot).where(Snapshot.id == snap.id)
-                      .values(status=SnapshotStatus.AVAILABLE.value, updated_at=now))
+            s.execute(
+                update(Volume).where(Volume.id == vol.id).values(active_layer_id=new_layer, updated_at=now)
+            )
+            s.execute(
+                update(Snapshot)
+                .where(Snapshot.id == snap.id)
+                .values(status=SnapshotStatus.AVAILABLE.value, updated_at=now)
+            )
         snap.status, snap.updated_at = SnapshotStatus.AVAILABLE.value, now
         return snap
 
     def _check_can_snapshot(self, vol: Volume) -> None:
         backend = self.backends.config.backend(vol.backend)
         if not backend.supports_snapshots:
-            raise BadRequest(f"Volume {vol.id} is on raw backend {backend.name!r}: snapshots need a qcow2 "
-                             "backend (migrate or retype the volume to one first).")
+            raise BadRequest(
+                f"Volume {vol.id} is on raw backend {backend.name!r}: snapshots need a qcow2 "
+                "backend (migrate or retype the volume to one first)."
+            )
         if vol.status not in SNAPSHOTTABLE:
             raise BadRequest(f"Volume {vol.id} is {vol.status}: snapshots need available or in-use.")
         if vol.migration_status in MIGRATION_BUSY:
@@ -148,17 +184,26 @@ class SnapshotService:
             assert vol is not None
             if vol.migration_status in MIGRATION_BUSY:
                 raise Conflict(f"Volume {vol.id} is being migrated; delete the snapshot when it ends.")
-            copying = s.scalar(select(Volume.id).where(Volume.snapshot_id == snap.id,
-                                                       Volume.status == VolumeStatus.CREATING.value).limit(1))
+            copying = s.scalar(
+                select(Volume.id)
+                .where(Volume.snapshot_id == snap.id, Volume.status == VolumeStatus.CREATING.value)
+                .limit(1)
+            )
             if copying is not None:
-                raise Conflict(f"Snapshot {snap.id} is being copied into volume {copying}; delete it when "
-                               "that volume is created.")
-            res = s.execute(update(Snapshot).where(Snapshot.id == snap.id,
-                                                   Snapshot.status.in_(DELETABLE))
-                            .values(status=SnapshotStatus.DELETING.value, updated_at=utcnow()))
+                raise Conflict(
+                    f"Snapshot {snap.id} is being copied into volume {copying}; delete it when "
+                    "that volume is created."
+                )
+            res = s.execute(
+                update(Snapshot)
+                .where(Snapshot.id == snap.id, Snapshot.status.in_(DELETABLE))
+                .values(status=SnapshotStatus.DELETING.value, updated_at=utcnow())
+            )
             if res.rowcount != 1:  # type: ignore[attr-defined]
-                raise Conflict(f"Snapshot {snap.id} is {snap.status}: only {', '.join(DELETABLE)} snapshots "
-                               "can be deleted.")
+                raise Conflict(
+                    f"Snapshot {snap.id} is {snap.status}: only {', '.join(DELETABLE)} snapshots "
+                    "can be deleted."
+                )
             _bump_position(s, vol)
 
     async def _merge(self, snapshot_id: str) -> None:
@@ -205,8 +250,10 @@ def running_server(s: Session, volume_id: str) -> str | None:
 
 def _bump_position(s: Session, vol: Volume) -> None:
     """Optimistic lock on the volume's layer chain: two chain changes cannot interleave."""
-    res = s.execute(update(Volume).where(Volume.id == vol.id,
-                                         Volume.next_layer_position == vol.next_layer_position)
-                    .values(next_layer_position=vol.next_layer_position + 1))
+    res = s.execute(
+        update(Volume)
+        .where(Volume.id == vol.id, Volume.next_layer_position == vol.next_layer_position)
+        .values(next_layer_position=vol.next_layer_position + 1)
+    )
     if res.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"Volume {vol.id} changed concurrently; retry.")

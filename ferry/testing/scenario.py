@@ -27,20 +27,28 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60, interva
         time.sleep(interval)
 
 
-def register_guest(srv: FerryServer, guest_dir: Path, name: str, *, rate: int = 200, span_mb: int = 64,
-                   sync_every: int = 16) -> str:
+def register_guest(
+    srv: FerryServer, guest_dir: Path, name: str, *, rate: int = 200, span_mb: int = 64, sync_every: int = 16
+) -> str:
     kernel, initrd = guest_paths(guest_dir)
     engine = make_engine(load(srv.config_path).database_url)
     try:
-        img = register_image(session_factory(engine), name, kernel=str(kernel), initrd=str(initrd),
-                             cmdline=GUEST_CMDLINE(rate, span_mb, sync_every))
+        img = register_image(
+            session_factory(engine),
+            name,
+            kernel=str(kernel),
+            initrd=str(initrd),
+            cmdline=GUEST_CMDLINE(rate, span_mb, sync_every),
+        )
         return img.id
     finally:
         engine.dispose()
 
 
 def create_volume(api: Api, size: int = 1, name: str = "vol", **extra: Any) -> str:
-    vol = api.ok(api.volume("POST", "/volumes", json={"volume": {"size": size, "name": name, **extra}}))["volume"]
+    vol = api.ok(api.volume("POST", "/volumes", json={"volume": {"size": size, "name": name, **extra}}))[
+        "volume"
+    ]
     wait_until(f"volume {vol['id']} available", lambda: volume(api, vol["id"])["status"] == "available")
     return str(vol["id"])
 
@@ -60,8 +68,9 @@ def snapshot(api: Api, vid: str, name: str) -> str:
 
 def delete_snapshot(api: Api, sid: str, timeout: float = 120) -> None:
     api.ok(api.volume("DELETE", f"/snapshots/{sid}"), 202)
-    wait_until(f"snapshot {sid} deleted", lambda: api.volume("GET", f"/snapshots/{sid}").status_code == 404,
-               timeout)
+    wait_until(
+        f"snapshot {sid} deleted", lambda: api.volume("GET", f"/snapshots/{sid}").status_code == 404, timeout
+    )
 
 
 def boot(api: Api, image: str, name: str = "guest", flavor: str = "tiny") -> str:
@@ -77,25 +86,41 @@ def server(api: Api, sid: str) -> dict[str, Any]:
 
 def attach(api: Api, sid: str, vid: str) -> dict[str, Any]:
     body = {"volumeAttachment": {"volumeId": vid}}
-    return dict(api.ok(api.compute("POST", f"/servers/{sid}/os-volume_attachments", json=body))["volumeAttachment"])
+    return dict(
+        api.ok(api.compute("POST", f"/servers/{sid}/os-volume_attachments", json=body))["volumeAttachment"]
+    )
 
 
 def detach(api: Api, sid: str, vid: str) -> None:
     api.ok(api.compute("DELETE", f"/servers/{sid}/os-volume_attachments/{vid}"), 202)
 
 
+def server_dir(srv: FerryServer, sid: str) -> Path:
+    """The server's QEMU run dir (console.log, qemu.pid, qmp.sock)."""
+    return load(srv.config_path).run_dir / "servers" / sid
+
+
 def console_path(srv: FerryServer, sid: str) -> Path:
-    return srv.data_dir / "run" / "servers" / sid / "console.log"
+    return server_dir(srv, sid) / "console.log"
 
 
-def wait_writing(srv: FerryServer, sid: str, vid: str, writes: int = 50, timeout: float = 90,
-                 since: int | None = None) -> DiskStatus:
+def wait_writing(
+    srv: FerryServer, sid: str, vid: str, writes: int = 50, timeout: float = 90, since: int | None = None
+) -> DiskStatus:
     """Wait until the guest has written `writes` more blocks to the volume, healthy."""
     path = console_path(srv, sid)
-    start = wait_for_status(path, lambda s: vid.startswith(s.serial), timeout,
-                            since=console_offset(path) if since is None else since)
-    return wait_for_status(path, lambda s: vid.startswith(s.serial) and s.seq >= start.seq + writes, timeout,
-                           since=console_offset(path))
+    start = wait_for_status(
+        path,
+        lambda s: vid.startswith(s.serial),
+        timeout,
+        since=console_offset(path) if since is None else since,
+    )
+    return wait_for_status(
+        path,
+        lambda s: vid.startswith(s.serial) and s.seq >= start.seq + writes,
+        timeout,
+        since=console_offset(path),
+    )
 
 
 def latest(srv: FerryServer, sid: str, vid: str, timeout: float = 30) -> DiskStatus:

@@ -33,28 +33,51 @@ class Api:
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=120))
 
     def volume(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return self.client.request(method, f"{self.base}/volume/v3/{self.project_id}{path}",
-                                   headers={"X-Auth-Token": self.token}, **kw)
+        return self.client.request(
+            method,
+            f"{self.base}/volume/v3/{self.project_id}{path}",
+            headers={"X-Auth-Token": self.token},
+            **kw,
+        )
 
     def compute(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return self.client.request(method, f"{self.base}/compute/v2.1{path}",
-                                   headers={"X-Auth-Token": self.token}, **kw)
+        return self.client.request(
+            method, f"{self.base}/compute/v2.1{path}", headers={"X-Auth-Token": self.token}, **kw
+        )
 
     def ok(self, resp: httpx.Response, *codes: int) -> Any:
         if resp.status_code not in (codes or (200, 202)):
-            raise AssertionError(f"{resp.request.method} {resp.request.url} → {resp.status_code}: {resp.text}")
+            raise AssertionError(
+                f"{resp.request.method} {resp.request.url} → {resp.status_code}: {resp.text}"
+            )
         return resp.json() if resp.content else None
 
 
 class FerryServer:
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, guest_dir: Path | None = None,
-                 database_url: str | None = None, extra_config: str = "") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        guest_dir: Path | None = None,
+        database_url: str | None = None,
+        extra_config: str = "",
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.base = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "ferry.cli.main", "init", "--data-dir", str(data_dir), "--port", str(self.port)]
+        args = [
+            sys.executable,
+            "-m",
+            "ferry.cli.main",
+            "init",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(self.port),
+        ]
         if guest_dir:
             args += ["--guest-dir", str(guest_dir)]
         if database_url:
@@ -77,7 +100,11 @@ class FerryServer:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ferry.cli.main", "serve", "--config", str(self.config_path)],
-            env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -123,9 +150,21 @@ class FerryServer:
 
     def api(self, cloud: str = "ferry-admin") -> Api:
         auth = self.cloud(cloud)
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": auth["username"], "domain": {"name": "Default"}, "password": auth["password"]}}},
-            "scope": {"project": {"name": auth["project_name"], "domain": {"name": "Default"}}}}}
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "name": auth["username"],
+                            "domain": {"name": "Default"},
+                            "password": auth["password"],
+                        }
+                    },
+                },
+                "scope": {"project": {"name": auth["project_name"], "domain": {"name": "Default"}}},
+            }
+        }
         resp = httpx.post(f"{self.base}/identity/v3/auth/tokens", json=body, timeout=30)
         resp.raise_for_status()
         return Api(self.base, resp.headers["X-Subject-Token"], resp.json()["token"]["project"]["id"])
@@ -151,5 +190,9 @@ class FerryServer:
         return name
 
     def cli_env(self, cloud: str = "ferry") -> dict[str, str]:
-        return {**self.env, "OS_CLIENT_CONFIG_FILE": str(self.data_dir / "clouds.yaml"), "OS_CLOUD": cloud,
-                "FERRY_CONFIG": str(self.config_path)}
+        return {
+            **self.env,
+            "OS_CLIENT_CONFIG_FILE": str(self.data_dir / "clouds.yaml"),
+            "OS_CLOUD": cloud,
+            "FERRY_CONFIG": str(self.config_path),
+        }

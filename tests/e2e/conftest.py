@@ -23,7 +23,9 @@ def guest_dir() -> Path:
 def cloud(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[FerryServer]:
     """A control plane with the test guest registered at two write rates."""
     data = tmp_path_factory.mktemp("ferry-e2e")
-    flat = f'\n[[backends]]\nname = "flat"\npath = "{data}/backends/flat"\nformat = "raw"\ncapacity_gib = 100\n'
+    flat = (
+        f'\n[[backends]]\nname = "flat"\npath = "{data}/backends/flat"\nformat = "raw"\ncapacity_gib = 100\n'
+    )
     srv = make_server(data, guest_dir=guest_dir, extra_config=flat)
     register_guest(srv, guest_dir, "guest-flat-out", rate=0, span_mb=16)
     srv.start()

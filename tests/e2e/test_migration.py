@@ -65,7 +65,10 @@ def test_attached_without_snapshots(cloud: FerryServer) -> None:
     after = wait_writing(cloud, sid, vid, writes=100)
     assert after.healthy
     vol, loc2 = volume(admin, vid), location(admin, vid)
-    assert vol["id"] == vid and vol["attachments"][0]["attachment_id"] == before["attachments"][0]["attachment_id"]
+    assert (
+        vol["id"] == vid
+        and vol["attachments"][0]["attachment_id"] == before["attachments"][0]["attachment_id"]
+    )
     assert vol["attachments"][0]["server_id"] == sid and att["volumeId"] == vid
     assert vol["os-vol-host-attr:host"] == f"ferry@{dest}#{dest}" != before["os-vol-host-attr:host"]
     assert vol["os-vol-mig-status-attr:name_id"] != before["os-vol-mig-status-attr:name_id"]
@@ -91,7 +94,10 @@ def test_attached_with_two_snapshots(cloud: FerryServer, tmp_path: Path) -> None
     s2 = snapshot(admin, vid, "s2")
     wait_writing(cloud, sid, vid, writes=60)
     loc = location(admin, vid)
-    views = {lay["snapshot_id"]: flat_copy(lay["path"], tmp_path / f"{lay['id']}.qcow2") for lay in loc["layers"][:2]}
+    views = {
+        lay["snapshot_id"]: flat_copy(lay["path"], tmp_path / f"{lay['id']}.qcow2")
+        for lay in loc["layers"][:2]
+    }
     dest = "bulk" if loc["backend"] == "fast" else "fast"
     migrate(admin, vid, dest)
     m = wait_migration(admin, vid)
@@ -99,12 +105,15 @@ def test_attached_with_two_snapshots(cloud: FerryServer, tmp_path: Path) -> None
     assert wait_writing(cloud, sid, vid, writes=60).healthy
     loc2 = location(admin, vid)
     assert loc2["backend"] == dest and [lay["snapshot_id"] for lay in loc2["layers"]] == [s1, s2, None]
-    assert all(lay["path"].startswith(loc2["directory"]) and Path(lay["path"]).exists() for lay in loc2["layers"])
+    assert all(
+        lay["path"].startswith(loc2["directory"]) and Path(lay["path"]).exists() for lay in loc2["layers"]
+    )
     assert not Path(loc["directory"]).exists()
     for lay in loc2["layers"][:2]:
         assert same_view(views[lay["snapshot_id"]], lay["path"]), f"snapshot {lay['snapshot_id']} changed"
-    assert {s["id"] for s in admin.ok(admin.volume("GET", "/snapshots", params={"volume_id": vid}))["snapshots"]} \
-        == {s1, s2}
+    assert {
+        s["id"] for s in admin.ok(admin.volume("GET", "/snapshots", params={"volume_id": vid}))["snapshots"]
+    } == {s1, s2}
     assert disks(admin, sid)[vid]["files"] == [lay["path"] for lay in reversed(loc2["layers"])]
     # The migrated chain is fully usable: live snapshot delete, then a hard reboot.
     delete_snapshot(admin, s1)
@@ -143,7 +152,9 @@ def test_detached_with_snapshots(cloud: FerryServer, tmp_path: Path) -> None:
     assert not Path(loc["directory"]).exists()
     vol = volume(admin, vid)
     assert vol["status"] == "available" and vol["migration_status"] == "success"
-    rep = verify_image(loc2["layers"][-1]["path"], vid, synced_seq=final.synced_seq, first_seq=final.first_seq)
+    rep = verify_image(
+        loc2["layers"][-1]["path"], vid, synced_seq=final.synced_seq, first_seq=final.first_seq
+    )
     assert rep.ok, rep.summary()
 
 
@@ -186,18 +197,30 @@ def test_convergence_switches_to_write_blocking(cloud: FerryServer) -> None:
 def test_retype(cloud: FerryServer) -> None:
     admin = cloud.api("ferry-admin")
     for name, backend in (("gold", "fast"), ("silver", "bulk")):
-        admin.volume("POST", "/types", json={"volume_type": {"name": name,
-                                                             "extra_specs": {"volume_backend_name": backend}}})
+        admin.volume(
+            "POST",
+            "/types",
+            json={"volume_type": {"name": name, "extra_specs": {"volume_backend_name": backend}}},
+        )
     sid = boot(admin, "ferry-test-guest", "m6")
     vid = create_volume(admin, 1, "typed", volume_type="gold")
     attach(admin, sid, vid)
     wait_writing(cloud, sid, vid, writes=40)
-    resp = admin.volume("POST", f"/volumes/{vid}/action",
-                        json={"os-retype": {"new_type": "silver", "migration_policy": "never"}})
+    resp = admin.volume(
+        "POST",
+        f"/volumes/{vid}/action",
+        json={"os-retype": {"new_type": "silver", "migration_policy": "never"}},
+    )
     assert resp.status_code == 400 and "on-demand" in resp.text
     assert volume(admin, vid)["volume_type"] == "gold"
-    admin.ok(admin.volume("POST", f"/volumes/{vid}/action",
-                          json={"os-retype": {"new_type": "silver", "migration_policy": "on-demand"}}), 202)
+    admin.ok(
+        admin.volume(
+            "POST",
+            f"/volumes/{vid}/action",
+            json={"os-retype": {"new_type": "silver", "migration_policy": "on-demand"}},
+        ),
+        202,
+    )
     assert wait_migration(admin, vid)["status"] == "success"
     vol = volume(admin, vid)
     assert vol["volume_type"] == "silver" and vol["os-vol-host-attr:host"] == "ferry@bulk#bulk"
@@ -210,13 +233,19 @@ def test_swap_and_completion_refused(cloud: FerryServer) -> None:
     vid, other = create_volume(demo, 1, "a"), create_volume(demo, 1, "b")
     attach(demo, sid, vid)
     for api in (demo, admin):
-        r = api.compute("PUT", f"/servers/{sid}/os-volume_attachments/{vid}",
-                        json={"volumeAttachment": {"volumeId": other}})
+        r = api.compute(
+            "PUT",
+            f"/servers/{sid}/os-volume_attachments/{vid}",
+            json={"volumeAttachment": {"volumeId": other}},
+        )
         assert r.status_code == 409 and "os-migrate_volume" in r.text
     for api in (demo, admin):
         path = f"/volume/v3/{api.project_id}/volumes/{vid}/action"
-        r = api.client.post(cloud.base + path, headers={"X-Auth-Token": api.token},
-                            json={"os-migrate_volume_completion": {"new_volume": other}})
+        r = api.client.post(
+            cloud.base + path,
+            headers={"X-Auth-Token": api.token},
+            json={"os-migrate_volume_completion": {"new_volume": other}},
+        )
         assert r.status_code == 409 and "os-migrate_volume" in r.text
     assert disks(admin, sid)[vid]["serial"] == vid
 
@@ -266,7 +295,9 @@ def test_bad_requests_leave_volume_untouched(cloud: FerryServer) -> None:
     delete_snapshot(admin, snap)
     other = "bulk" if here == "fast" else "fast"
     active = location(admin, vid)["layers"][-1]["path"]
-    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 7 0 8M", active], check=True, capture_output=True)
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", "write -P 7 0 8M", active], check=True, capture_output=True
+    )
     migrate(admin, vid, other, speed=64 * 1024)  # 8 MiB at 64 KiB/s: still running for the next call
     r = admin.volume("POST", f"/volumes/{vid}/action", json={"os-migrate_volume": {"host": other}})
     assert r.status_code == 409 and "already being migrated" in r.text

@@ -17,6 +17,7 @@ from ferry.testing.scenario import (
     latest,
     location,
     server,
+    server_dir,
     snapshot,
     volume,
     wait_until,
@@ -81,7 +82,9 @@ def test_live_snapshot_and_delete_while_writing(cloud: FerryServer) -> None:
     final = latest(cloud, sid, vid)
     admin.ok(admin.compute("POST", f"/servers/{sid}/action", json={"os-stop": None}), 202)
     wait_until("SHUTOFF", lambda: server(admin, sid)["status"] == "SHUTOFF")
-    rep = verify_image(loc2["layers"][-1]["path"], vid, synced_seq=final.synced_seq, first_seq=final.first_seq)
+    rep = verify_image(
+        loc2["layers"][-1]["path"], vid, synced_seq=final.synced_seq, first_seq=final.first_seq
+    )
     assert rep.ok and rep.max_seq >= final.synced_seq, rep.summary()
     delete_snapshot(admin, snap2)  # detached merge this time
     assert [lay["snapshot_id"] for lay in location(admin, vid)["layers"]] == [None]
@@ -100,7 +103,7 @@ def test_detach_reboot_stop_start_delete(cloud: FerryServer) -> None:
     assert removed.serial == drop[:20]
     assert volume(admin, drop)["status"] == "available" and drop not in disks(admin, sid)
     # Hard reboot: a new QEMU process, the volume re-plugged with the same serial.
-    pid_file = cloud.data_dir / "run" / "servers" / sid / "qemu.pid"
+    pid_file = server_dir(cloud, sid) / "qemu.pid"
     old_pid = pid_file.read_text().strip()
     admin.ok(admin.compute("POST", f"/servers/{sid}/action", json={"reboot": {"type": "HARD"}}), 202)
     wait_until("ACTIVE after reboot", lambda: server(admin, sid)["status"] == "ACTIVE")
@@ -115,7 +118,7 @@ def test_detach_reboot_stop_start_delete(cloud: FerryServer) -> None:
     admin.ok(admin.compute("DELETE", f"/servers/{sid}"), 204)
     assert admin.compute("GET", f"/servers/{sid}").status_code == 404
     assert volume(admin, keep)["status"] == "available"
-    assert not (cloud.data_dir / "run" / "servers" / sid).exists()
+    assert not (server_dir(cloud, sid)).exists()
 
 
 def test_bad_input(cloud: FerryServer) -> None:
@@ -123,13 +126,19 @@ def test_bad_input(cloud: FerryServer) -> None:
     sid = boot(demo, "ferry-test-guest", "s4")
     vid = create_volume(demo, 1, "mine")
     attach(demo, sid, vid)
-    again = demo.compute("POST", f"/servers/{sid}/os-volume_attachments", json={"volumeAttachment": {"volumeId": vid}})
+    again = demo.compute(
+        "POST", f"/servers/{sid}/os-volume_attachments", json={"volumeAttachment": {"volumeId": vid}}
+    )
     assert again.status_code == 409 and "already attached" in again.text
     foreign = create_volume(admin, 1, "admins")
-    resp = demo.compute("POST", f"/servers/{sid}/os-volume_attachments", json={"volumeAttachment": {"volumeId": foreign}})
+    resp = demo.compute(
+        "POST", f"/servers/{sid}/os-volume_attachments", json={"volumeAttachment": {"volumeId": foreign}}
+    )
     assert resp.status_code == 404
-    for body in ({"name": "x", "imageRef": "no-such-image", "flavorRef": "tiny"},
-                 {"name": "x", "imageRef": "ferry-test-guest", "flavorRef": "no-such-flavor"}):
+    for body in (
+        {"name": "x", "imageRef": "no-such-image", "flavorRef": "tiny"},
+        {"name": "x", "imageRef": "ferry-test-guest", "flavorRef": "no-such-flavor"},
+    ):
         resp = demo.compute("POST", "/servers", json={"server": body})
         assert resp.status_code == 400, resp.text
     resp = demo.volume("DELETE", f"/volumes/{vid}")
@@ -138,7 +147,9 @@ def test_bad_input(cloud: FerryServer) -> None:
     extra = [create_volume(demo, 1, f"fill{i}") for i in range(8)]
     codes = []
     for v in extra:
-        r = demo.compute("POST", f"/servers/{sid}/os-volume_attachments", json={"volumeAttachment": {"volumeId": v}})
+        r = demo.compute(
+            "POST", f"/servers/{sid}/os-volume_attachments", json={"volumeAttachment": {"volumeId": v}}
+        )
         codes.append(r.status_code)
         if r.status_code == 409:
             assert "slot" in r.text
@@ -153,7 +164,7 @@ def test_serve_killed_guest_survives(cloud: FerryServer) -> None:
     vid = create_volume(admin, 1, "survivor")
     attach(admin, sid, vid)
     wait_writing(cloud, sid, vid, writes=20)
-    pid = int((cloud.data_dir / "run" / "servers" / sid / "qemu.pid").read_text())
+    pid = int((server_dir(cloud, sid) / "qemu.pid").read_text())
     cloud.kill()
     assert pid_alive(pid)  # QEMU is still alive
     assert wait_writing(cloud, sid, vid, writes=50).healthy  # and its guest still writes

@@ -162,7 +162,15 @@ def test_token_scoped_by_project_id(server: FerryServer, admin: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["bad password", "unknown user", "unknown project", "no role on project", "unknown project id"]
+    "case",
+    [
+        "bad password",
+        "unknown user",
+        "unknown project",
+        "no role on project",
+        "unknown project id",
+        "project name as id",
+    ],
 )
 def test_token_refused(server: FerryServer, case: str) -> None:
     admin = server.cloud("ferry-admin")
@@ -176,8 +184,10 @@ def test_token_refused(server: FerryServer, case: str) -> None:
     elif case == "no role on project":
         demo = server.cloud("ferry-demo")
         user, password = demo["username"], demo["password"]
-    else:
+    elif case == "unknown project id":
         project = {"id": "0" * 32}
+    else:
+        project = {"id": "admin"}  # an id is never matched against names
     resp = issue(server, password_body(user, password, project))
     error(resp, 401, "unauthorized")
     assert "X-Subject-Token" not in resp.headers

@@ -272,6 +272,8 @@ def test_snapshot_life_cycle(demo: Api) -> None:
         )
     )["snapshot"]
     assert (upd["name"], upd["description"], upd["metadata"]) == ("after", "d", {"x": "y"})
+    cleared = demo.ok(demo.volume("PUT", f"/snapshots/{snap['id']}", json={"snapshot": {"metadata": None}}))
+    assert (cleared["snapshot"]["name"], cleared["snapshot"]["metadata"]) == ("after", {})
 
     assert demo.volume("DELETE", f"/snapshots/{snap['id']}").status_code == 202
     again = demo.volume("DELETE", f"/snapshots/{snap['id']}")  # while merging or already gone
@@ -618,6 +620,17 @@ def test_pagination_with_sort(pager: tuple[Api, list[dict[str, Any]]]) -> None:
     assert desc == sorted(((v["size"], v["id"]) for v in vols), reverse=True)
     created = [v["id"] for p in pages(api, "/volumes/detail", sort="created_at:asc") for v in p]
     assert created == [v["id"] for v in vols]
+
+
+def test_pagination_by_name_with_unnamed_volumes(server: FerryServer) -> None:
+    """Unnamed volumes sort together (as an empty name) and are neither lost nor repeated."""
+    api = server.api(server.add_user("unnamed", "unnamed-password", "unnamed", "member"))
+    vols = [create_volume(api, 1, **({"name": f"n-{i}"} if i % 2 else {})) for i in range(7)]
+    for sort in ("name:asc", "name:desc"):
+        got = [v["id"] for p in pages(api, "/volumes/detail", sort=sort) for v in p]
+        assert sorted(got) == sorted(v["id"] for v in vols), sort
+        names = [v["name"] or "" for p in pages(api, "/volumes/detail", sort=sort) for v in p]
+        assert names == sorted(names, reverse=sort.endswith("desc")), sort
 
 
 def test_limit_and_marker_edges(pager: tuple[Api, list[dict[str, Any]]]) -> None:

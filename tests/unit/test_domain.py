@@ -3,6 +3,8 @@ destination check, the convergence watch and the restart decision table."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ferry.domain.errors import BadRequest
@@ -275,13 +277,12 @@ def test_recover_detached_before_commit_rolls_back(step: Step) -> None:
     assert recover(facts(step, attached=False, job_exists=True)) is Recovery.ROLLBACK
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "domain.migration.recover: an attached migration whose step log says COMMIT entered it only after "
-        "the pivot was confirmed, so the target holds the guest's newest writes; if QEMU died meanwhile, "
-        "recover() answers ROLLBACK, and rollback deletes the target"
-    ),
-)
 def test_recover_attached_commit_step_with_dead_server_does_not_roll_back() -> None:
-    assert recover(facts(Step.COMMIT, server_alive=False)) is not Recovery.ROLLBACK
+    # Commit is entered only after the pivot was confirmed: the target holds the newest writes.
+    assert recover(facts(Step.COMMIT, server_alive=False)) is Recovery.COMMIT
+
+
+def test_recover_pivot_completed_in_log_with_dead_server_commits() -> None:
+    f = facts(Step.PIVOT, server_alive=False)
+    assert recover(f) is Recovery.ROLLBACK
+    assert recover(replace(f, pivot_completed=True)) is Recovery.COMMIT

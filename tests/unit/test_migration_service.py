@@ -13,8 +13,8 @@ import pytest
 
 from ferry import config as cfgmod
 from ferry.domain.errors import DriverError
-from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.drivers.hypervisor.base import DiskChain
+from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.services import bootstrap, failpoints
 from ferry.services.app import Ferry
 from ferry.services.context import RequestContext
@@ -29,8 +29,9 @@ class AutoReadyDriver(FakeHypervisorDriver):
 
     auto_ready = True
 
-    async def start_mirror(self, server_id: str, volume_id: str, job_id: str, target: DiskChain, *,
-                           sync_top: bool, speed: int) -> None:
+    async def start_mirror(
+        self, server_id: str, volume_id: str, job_id: str, target: DiskChain, *, sync_top: bool, speed: int
+    ) -> None:
         await super().start_mirror(server_id, volume_id, job_id, target, sync_top=sync_top, speed=speed)
         if self.auto_ready:
             self.make_ready(server_id, job_id)
@@ -84,8 +85,9 @@ def test_attached_migration_commits_and_cleans(tmp_path: Path) -> None:
         app = make_ferry(tmp_path, hv)
         sid, vid = await attached_volume(app, tmp_path, snapshots=2)
         before = volume_dirs(app)
-        mig = await app.migrations.migrate(ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk"
-                                           else "bulk")
+        mig = await app.migrations.migrate(
+            ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk" else "bulk"
+        )
         await app.migrations.wait(mig.id)
         report = app.migrations.report(ADMIN, vid)
         assert report.migration.status == "success", report.migration.error
@@ -157,8 +159,9 @@ def test_stalled_mirror_switches_to_write_blocking(tmp_path: Path) -> None:
         hv = FakeHypervisorDriver()
         app = make_ferry(tmp_path, hv, stall=0.3)
         sid, vid = await attached_volume(app, tmp_path)
-        mig = await app.migrations.migrate(ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk"
-                                           else "bulk")
+        mig = await app.migrations.migrate(
+            ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk" else "bulk"
+        )
         job = await until("mirror", lambda: next(iter(hv.servers[sid].jobs), None))
         hv.set_progress(sid, job, 1 << 20)  # the guest dirties as fast as the copy goes
         await until("write-blocking", lambda: ("set_write_blocking", sid, job) in hv.calls)
@@ -179,8 +182,9 @@ def test_cancel_and_swap_guard(tmp_path: Path) -> None:
         hv = FakeHypervisorDriver()
         app = make_ferry(tmp_path, hv)
         sid, vid = await attached_volume(app, tmp_path)
-        mig = await app.migrations.migrate(ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk"
-                                           else "bulk")
+        mig = await app.migrations.migrate(
+            ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk" else "bulk"
+        )
         job = await until("mirror", lambda: next(iter(hv.servers[sid].jobs), None))
         service = RequestContext("svc", "p-service", frozenset({"service"}))
         await app.migrations.swap_requested(service, sid, vid, vid)  # accepted: migrating now
@@ -199,21 +203,57 @@ def test_cancel_and_swap_guard(tmp_path: Path) -> None:
     run(go)
 
 
-ATTACHED = ["reserve.before", "reserve.after", "copy-layers.before", "copy-layers.after", "open-target.before",
-            "open-target.after", "mirror.before", "mirror.after", "verify-target.before", "verify-target.after",
-            "pivot.before", "pivot.after_complete", "pivot.after", "commit.before", "commit.after",
-            "cleanup.before", "cleanup.after"]
-DETACHED = ["reserve.before", "reserve.after", "copy-layers.before", "copy-layers.after",
-            "verify-target.before", "verify-target.after", "commit.before", "commit.after",
-            "cleanup.before", "cleanup.after"]
+ATTACHED = [
+    "reserve.before",
+    "reserve.after",
+    "copy-layers.before",
+    "copy-layers.after",
+    "open-target.before",
+    "open-target.after",
+    "mirror.before",
+    "mirror.after",
+    "verify-target.before",
+    "verify-target.after",
+    "pivot.before",
+    "pivot.after_complete",
+    "pivot.after",
+    "commit.before",
+    "commit.after",
+    "cleanup.before",
+    "cleanup.after",
+]
+DETACHED = [
+    "reserve.before",
+    "reserve.after",
+    "copy-layers.before",
+    "copy-layers.after",
+    "verify-target.before",
+    "verify-target.after",
+    "commit.before",
+    "commit.after",
+    "cleanup.before",
+    "cleanup.after",
+]
 # The decision table (docs/recovery.md): before the pivot a crash rolls back, except a mirror job
 # QEMU kept running (resumed); after it, the migration completes. `reserve.before` fires while
 # the migration is still queued, so a restart simply runs it.
 ROLLED_BACK = {
-    True: {"reserve.after", "copy-layers.before", "copy-layers.after", "open-target.before",
-           "open-target.after", "mirror.before"},
-    False: {"reserve.after", "copy-layers.before", "copy-layers.after", "verify-target.before",
-            "verify-target.after", "commit.before"},
+    True: {
+        "reserve.after",
+        "copy-layers.before",
+        "copy-layers.after",
+        "open-target.before",
+        "open-target.after",
+        "mirror.before",
+    },
+    False: {
+        "reserve.after",
+        "copy-layers.before",
+        "copy-layers.after",
+        "verify-target.before",
+        "verify-target.after",
+        "commit.before",
+    },
 }
 
 
@@ -229,7 +269,9 @@ async def crash_and_restart(tmp: Path, hv: FakeHypervisorDriver, app: Ferry, vid
         failpoints.ARMED.clear()
     app2 = make_ferry(tmp, hv)  # a new control plane; the (fake) QEMU processes live on
     await app2.start()
-    await until("settled", lambda: app2.migrations.report(ADMIN, vid).migration.status not in ("queued", "running"))
+    await until(
+        "settled", lambda: app2.migrations.report(ADMIN, vid).migration.status not in ("queued", "running")
+    )
     return app2
 
 
@@ -262,8 +304,9 @@ def test_failpoint_error_action(tmp_path: Path) -> None:
         vid = (await app.volumes.create(ADMIN, VolumeCreate(size=1))).id
         failpoints.ARMED["copy-layers.after"] = "error"
         try:
-            mig = await app.migrations.migrate(ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk"
-                                               else "bulk")
+            mig = await app.migrations.migrate(
+                ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk" else "bulk"
+            )
             await app.migrations.wait(mig.id)
         finally:
             failpoints.ARMED.clear()

@@ -1,0 +1,1 @@
+"""Ferry benchmark suite (see bench/run.py and docs/performance.md)."""
