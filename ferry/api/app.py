@@ -21,8 +21,12 @@ def create_app(ferry: Ferry) -> FastAPI:
         finally:
             await ferry.stop()
 
-    app = FastAPI(title="Ferry", version=__version__, lifespan=lifespan,
-                  description="Live volume migration for QEMU/KVM clouds, OpenStack-compatible.")
+    app = FastAPI(
+        title="Ferry",
+        version=__version__,
+        lifespan=lifespan,
+        description="Live volume migration for QEMU/KVM clouds, OpenStack-compatible.",
+    )
     app.state.ferry = ferry
     errors.install(app)
     app.middleware("http")(versions.microversions)

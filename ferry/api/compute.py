@@ -27,12 +27,12 @@ App = Depends(deps.ferry)
 
 class ServerCreateBody(Body):
     name: str = Field(min_length=1, max_length=255)
-    imageRef: str = Field(min_length=1, max_length=255)  # noqa: N815 - Nova's name
-    flavorRef: str = Field(min_length=1, max_length=255)  # noqa: N815
+    imageRef: str = Field(min_length=1, max_length=255)
+    flavorRef: str = Field(min_length=1, max_length=255)
 
 
 class AttachBody(Body):
-    volumeId: str = Field(min_length=1, max_length=64)  # noqa: N815
+    volumeId: str = Field(min_length=1, max_length=64)
     device: str | None = None
 
 
@@ -42,13 +42,27 @@ def _link(request: Request, kind: str, ident: str) -> list[dict[str, str]]:
 
 def server_view(request: Request, s: Server, volumes: list[str]) -> dict[str, Any]:
     return {
-        "id": s.id, "name": s.name, "status": s.status, "tenant_id": s.project_id, "user_id": s.user_id,
+        "id": s.id,
+        "name": s.name,
+        "status": s.status,
+        "tenant_id": s.project_id,
+        "user_id": s.user_id,
         "image": {"id": s.image_id, "links": _link(request, "images", s.image_id)},
         "flavor": {"id": s.flavor_id, "links": _link(request, "flavors", s.flavor_id)},
-        "created": iso_z(s.created_at), "updated": iso_z(s.updated_at), "addresses": {}, "metadata": {},
-        "hostId": "", "accessIPv4": "", "accessIPv6": "", "key_name": None, "config_drive": "",
-        "progress": 0, "OS-DCF:diskConfig": "MANUAL", "security_groups": [],
-        "OS-EXT-STS:vm_state": VM_STATE.get(s.status, "error"), "OS-EXT-STS:task_state": s.task_state,
+        "created": iso_z(s.created_at),
+        "updated": iso_z(s.updated_at),
+        "addresses": {},
+        "metadata": {},
+        "hostId": "",
+        "accessIPv4": "",
+        "accessIPv6": "",
+        "key_name": None,
+        "config_drive": "",
+        "progress": 0,
+        "OS-DCF:diskConfig": "MANUAL",
+        "security_groups": [],
+        "OS-EXT-STS:vm_state": VM_STATE.get(s.status, "error"),
+        "OS-EXT-STS:task_state": s.task_state,
         "OS-EXT-STS:power_state": POWER_STATE.get(s.status, 0),
         "os-extended-volumes:volumes_attached": [{"id": v} for v in volumes],
         "fault": {"code": 500, "message": s.fault} if s.fault and s.status == "ERROR" else None,
@@ -66,16 +80,22 @@ def _servers(request: Request, app: Ferry, servers: list[Server]) -> list[dict[s
 
 
 @router.get("/servers")
-def list_servers(request: Request, ctx: RequestContext = Ctx, app: Ferry = App,
-                 all_tenants: str | None = None) -> dict[str, Any]:
+def list_servers(
+    request: Request, ctx: RequestContext = Ctx, app: Ferry = App, all_tenants: str | None = None
+) -> dict[str, Any]:
     servers = app.compute.list_servers(ctx, all_tenants in ("1", "true", "True"))
-    return {"servers": [{"id": s.id, "name": s.name, "links": _link(request, "servers", s.id)} for s in servers]}
+    return {
+        "servers": [{"id": s.id, "name": s.name, "links": _link(request, "servers", s.id)} for s in servers]
+    }
 
 
 @router.get("/servers/detail")
-def list_servers_detail(request: Request, ctx: RequestContext = Ctx, app: Ferry = App,
-                        all_tenants: str | None = None) -> dict[str, Any]:
-    return {"servers": _servers(request, app, app.compute.list_servers(ctx, all_tenants in ("1", "true", "True")))}
+def list_servers_detail(
+    request: Request, ctx: RequestContext = Ctx, app: Ferry = App, all_tenants: str | None = None
+) -> dict[str, Any]:
+    return {
+        "servers": _servers(request, app, app.compute.list_servers(ctx, all_tenants in ("1", "true", "True")))
+    }
 
 
 @router.post("/servers", status_code=202)
@@ -86,7 +106,9 @@ async def create_server(request: Request, ctx: RequestContext = Ctx, app: Ferry 
 
 
 @router.get("/servers/{server_id}")
-def show_server(request: Request, server_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> dict[str, Any]:
+def show_server(
+    request: Request, server_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     return {"server": _servers(request, app, [app.compute.get(ctx, server_id)])[0]}
 
 
@@ -97,7 +119,9 @@ async def delete_server(server_id: str, ctx: RequestContext = Ctx, app: Ferry = 
 
 
 @router.post("/servers/{server_id}/action", status_code=202)
-async def server_action(request: Request, server_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> Response:
+async def server_action(
+    request: Request, server_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> Response:
     body = await json_body(request)
     if len(body) != 1:
         raise BadRequest("Invalid input: a server action body holds exactly one action.")
@@ -123,15 +147,17 @@ def list_volume_attachments(server_id: str, ctx: RequestContext = Ctx, app: Ferr
 
 
 @router.post("/servers/{server_id}/os-volume_attachments")
-async def attach_volume(request: Request, server_id: str, ctx: RequestContext = Ctx,
-                        app: Ferry = App) -> dict[str, Any]:
+async def attach_volume(
+    request: Request, server_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     b = await body_part(request, "volumeAttachment", AttachBody)
     return {"volumeAttachment": attachment_view(await app.compute.attach(ctx, server_id, b.volumeId))}
 
 
 @router.get("/servers/{server_id}/os-volume_attachments/{volume_id}")
-def show_volume_attachment(server_id: str, volume_id: str, ctx: RequestContext = Ctx,
-                           app: Ferry = App) -> dict[str, Any]:
+def show_volume_attachment(
+    server_id: str, volume_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     for a in app.compute.server_attachments(ctx, server_id):
         if a.volume_id == volume_id:
             return {"volumeAttachment": attachment_view(a)}
@@ -139,8 +165,9 @@ def show_volume_attachment(server_id: str, volume_id: str, ctx: RequestContext =
 
 
 @router.put("/servers/{server_id}/os-volume_attachments/{volume_id}", status_code=202)
-async def swap_volume(request: Request, server_id: str, volume_id: str, ctx: RequestContext = Ctx,
-                      app: Ferry = App) -> Response:
+async def swap_volume(
+    request: Request, server_id: str, volume_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> Response:
     """Nova's swap volume: an internal step of migration, not a user API (invariant 7)."""
     b = parse(AttachBody, (await json_body(request)).get("volumeAttachment"), "volumeAttachment")
     await app.migrations.swap_requested(ctx, server_id, volume_id, b.volumeId)
@@ -148,22 +175,42 @@ async def swap_volume(request: Request, server_id: str, volume_id: str, ctx: Req
 
 
 @router.delete("/servers/{server_id}/os-volume_attachments/{volume_id}", status_code=202)
-async def detach_volume(server_id: str, volume_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> Response:
+async def detach_volume(
+    server_id: str, volume_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> Response:
     await app.compute.detach(ctx, server_id, volume_id)
     return Response(status_code=202)
 
 
 # -- flavors and images --------------------------------------------------------------------
 def flavor_view(request: Request, f: Flavor) -> dict[str, Any]:
-    return {"id": f.id, "name": f.name, "vcpus": f.vcpus, "ram": f.ram_mb, "disk": f.disk_gib, "swap": "",
-            "OS-FLV-EXT-DATA:ephemeral": 0, "rxtx_factor": 1.0, "os-flavor-access:is_public": True,
-            "links": _link(request, "flavors", f.id)}
+    return {
+        "id": f.id,
+        "name": f.name,
+        "vcpus": f.vcpus,
+        "ram": f.ram_mb,
+        "disk": f.disk_gib,
+        "swap": "",
+        "OS-FLV-EXT-DATA:ephemeral": 0,
+        "rxtx_factor": 1.0,
+        "os-flavor-access:is_public": True,
+        "links": _link(request, "flavors", f.id),
+    }
 
 
 def image_view(request: Request, i: Image) -> dict[str, Any]:
-    return {"id": i.id, "name": i.name, "status": "ACTIVE", "created": iso_z(i.created_at),
-            "updated": iso_z(i.created_at), "minDisk": 0, "minRam": 0, "progress": 100, "metadata": {},
-            "links": _link(request, "images", i.id)}
+    return {
+        "id": i.id,
+        "name": i.name,
+        "status": "ACTIVE",
+        "created": iso_z(i.created_at),
+        "updated": iso_z(i.created_at),
+        "minDisk": 0,
+        "minRam": 0,
+        "progress": 100,
+        "metadata": {},
+        "links": _link(request, "images", i.id),
+    }
 
 
 @router.get("/flavors")
@@ -173,7 +220,9 @@ def list_flavors(request: Request, ctx: RequestContext = Ctx, app: Ferry = App) 
 
 
 @router.get("/flavors/{flavor_id}")
-def show_flavor(request: Request, flavor_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> dict[str, Any]:
+def show_flavor(
+    request: Request, flavor_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     return {"flavor": flavor_view(request, app.images.flavor(ctx, flavor_id))}
 
 
@@ -184,5 +233,7 @@ def list_images(request: Request, ctx: RequestContext = Ctx, app: Ferry = App) -
 
 
 @router.get("/images/{image_id}")
-def show_image(request: Request, image_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> dict[str, Any]:
+def show_image(
+    request: Request, image_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     return {"image": image_view(request, app.images.get(ctx, image_id))}

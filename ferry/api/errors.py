@@ -17,9 +17,17 @@ from ferry.domain.errors import BadRequest, FerryError
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
-KIND_BY_CODE = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
-                405: "badMethod", 406: "notAcceptable", 409: "conflictingRequest", 413: "overLimit",
-                415: "badMediaType"}
+KIND_BY_CODE = {
+    400: "badRequest",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    406: "notAcceptable",
+    409: "conflictingRequest",
+    413: "overLimit",
+    415: "badMediaType",
+}
 
 
 def error_response(code: int, message: str, kind: str | None = None) -> JSONResponse:
@@ -98,8 +106,9 @@ def parse(model: type[M], data: Any, where: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise BadRequest(_validation_message([{**err, "loc": (where, *err["loc"])} for err in e.errors()])) \
-            from None
+        raise BadRequest(
+            _validation_message([{**err, "loc": (where, *err["loc"])} for err in e.errors()])
+        ) from None
 
 
 async def body_part(request: Request, key: str, model: type[M]) -> M:

@@ -31,26 +31,35 @@ def _catalog(request: Request, project_id: str) -> list[dict[str, Any]]:
     out = []
     for stype, name, url in services:
         sid = hashlib.sha1(stype.encode()).hexdigest()[:32]
-        endpoints = [{"id": f"{sid[:24]}{i:08x}", "interface": iface, "region": "RegionOne",
-                      "region_id": "RegionOne", "url": url}
-                     for i, iface in enumerate(("public", "internal", "admin"))]
+        endpoints = [
+            {
+                "id": f"{sid[:24]}{i:08x}",
+                "interface": iface,
+                "region": "RegionOne",
+                "region_id": "RegionOne",
+                "url": url,
+            }
+            for i, iface in enumerate(("public", "internal", "admin"))
+        ]
         out.append({"id": sid, "type": stype, "name": name, "endpoints": endpoints})
     return out
 
 
 def _token_body(request: Request, issued: IssuedToken) -> dict[str, Any]:
     ctx = issued.context
-    return {"token": {
-        "methods": ["password"],
-        "user": {"id": ctx.user_id, "name": ctx.user_name, "domain": DOMAIN, "password_expires_at": None},
-        "project": {"id": ctx.project_id, "name": ctx.project_name, "domain": DOMAIN},
-        "roles": [{"id": r, "name": r} for r in sorted(ctx.roles)],
-        "is_domain": False,
-        "audit_ids": [hashlib.sha256(issued.token.encode()).hexdigest()[:22]],
-        "issued_at": iso_z(issued.issued_at),
-        "expires_at": iso_z(issued.expires_at),
-        "catalog": _catalog(request, ctx.project_id),
-    }}
+    return {
+        "token": {
+            "methods": ["password"],
+            "user": {"id": ctx.user_id, "name": ctx.user_name, "domain": DOMAIN, "password_expires_at": None},
+            "project": {"id": ctx.project_id, "name": ctx.project_name, "domain": DOMAIN},
+            "roles": [{"id": r, "name": r} for r in sorted(ctx.roles)],
+            "is_domain": False,
+            "audit_ids": [hashlib.sha256(issued.token.encode()).hexdigest()[:22]],
+            "issued_at": iso_z(issued.issued_at),
+            "expires_at": iso_z(issued.expires_at),
+            "catalog": _catalog(request, ctx.project_id),
+        }
+    }
 
 
 def _str(value: Any, what: str) -> str:
@@ -86,8 +95,9 @@ def _credentials(body: dict[str, Any]) -> tuple[str, str, str, bool]:
 async def issue_token(request: Request, app: Ferry = Depends(deps.ferry)) -> JSONResponse:
     user, password, project, by_id = _credentials(await json_body(request))
     issued = app.identity.authenticate(user, password, project, by_id)
-    return JSONResponse(_token_body(request, issued), status_code=201,
-                        headers={"X-Subject-Token": issued.token})
+    return JSONResponse(
+        _token_body(request, issued), status_code=201, headers={"X-Subject-Token": issued.token}
+    )
 
 
 @router.get("/auth/tokens")

@@ -22,21 +22,41 @@ def base_url(request: Request) -> str:
 
 
 def _identity_version(request: Request) -> dict[str, Any]:
-    return {"id": "v3.14", "status": "stable", "updated": UPDATED,
-            "links": [{"rel": "self", "href": f"{base_url(request)}/identity/v3/"}],
-            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]}
+    return {
+        "id": "v3.14",
+        "status": "stable",
+        "updated": UPDATED,
+        "links": [{"rel": "self", "href": f"{base_url(request)}/identity/v3/"}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
+    }
 
 
 def _volume_version(request: Request) -> dict[str, Any]:
-    return {"id": "v3.0", "status": "CURRENT", "version": VOLUME_MAX, "min_version": VOLUME_MIN,
-            "updated": UPDATED, "links": [{"rel": "self", "href": f"{base_url(request)}/volume/v3/"}],
-            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.volume+json;version=3"}]}
+    return {
+        "id": "v3.0",
+        "status": "CURRENT",
+        "version": VOLUME_MAX,
+        "min_version": VOLUME_MIN,
+        "updated": UPDATED,
+        "links": [{"rel": "self", "href": f"{base_url(request)}/volume/v3/"}],
+        "media-types": [
+            {"base": "application/json", "type": "application/vnd.openstack.volume+json;version=3"}
+        ],
+    }
 
 
 def _compute_version(request: Request) -> dict[str, Any]:
-    return {"id": "v2.1", "status": "CURRENT", "version": COMPUTE_MAX, "min_version": COMPUTE_MIN,
-            "updated": UPDATED, "links": [{"rel": "self", "href": f"{base_url(request)}/compute/v2.1/"}],
-            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}]}
+    return {
+        "id": "v2.1",
+        "status": "CURRENT",
+        "version": COMPUTE_MAX,
+        "min_version": COMPUTE_MIN,
+        "updated": UPDATED,
+        "links": [{"rel": "self", "href": f"{base_url(request)}/compute/v2.1/"}],
+        "media-types": [
+            {"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}
+        ],
+    }
 
 
 @router.get("/identity", include_in_schema=False)
@@ -108,8 +128,9 @@ async def microversions(request: Request, call_next: Callable[[Request], Awaitab
     asked = _requested(request, service, legacy)
     version = _negotiate(asked, lo, hi)
     if version is None:
-        return error_response(406, f"Version {asked} is not supported by the API. Minimum is {lo} and "
-                                   f"maximum is {hi}.")
+        return error_response(
+            406, f"Version {asked} is not supported by the API. Minimum is {lo} and maximum is {hi}."
+        )
     response = await call_next(request)
     response.headers["OpenStack-API-Version"] = f"{service} {version}"
     response.headers["Vary"] = "OpenStack-API-Version"

@@ -10,30 +10,66 @@ from ferry.domain.scheduling import PoolStats
 
 
 def attachment_view(a: Attachment, host: str) -> dict[str, Any]:
-    return {"id": a.id, "attachment_id": a.id, "volume_id": a.volume_id, "server_id": a.server_id,
-            "host_name": host, "device": a.device, "attached_at": iso(a.created_at)}
+    return {
+        "id": a.id,
+        "attachment_id": a.id,
+        "volume_id": a.volume_id,
+        "server_id": a.server_id,
+        "host_name": host,
+        "device": a.device,
+        "attached_at": iso(a.created_at),
+    }
 
 
-def volume_view(v: Volume, base: str, *, attachment: Attachment | None, type_name: str | None,
-                admin: bool, host: str, migration: Migration | None = None) -> dict[str, Any]:
+def volume_view(
+    v: Volume,
+    base: str,
+    *,
+    attachment: Attachment | None,
+    type_name: str | None,
+    admin: bool,
+    host: str,
+    migration: Migration | None = None,
+) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": v.id, "name": v.name, "description": v.description, "size": v.size_gib, "status": v.status,
-        "volume_type": type_name, "volume_type_id": v.volume_type_id, "availability_zone": "nova",
-        "bootable": "false", "encrypted": False, "multiattach": False, "metadata": v.meta or {},
+        "id": v.id,
+        "name": v.name,
+        "description": v.description,
+        "size": v.size_gib,
+        "status": v.status,
+        "volume_type": type_name,
+        "volume_type_id": v.volume_type_id,
+        "availability_zone": "nova",
+        "bootable": "false",
+        "encrypted": False,
+        "multiattach": False,
+        "metadata": v.meta or {},
         "attachments": [attachment_view(attachment, host)] if attachment else [],
-        "snapshot_id": v.snapshot_id, "source_volid": v.source_volid, "user_id": v.user_id,
-        "os-vol-tenant-attr:tenant_id": v.project_id, "created_at": iso(v.created_at),
-        "updated_at": iso(v.updated_at), "replication_status": None, "consistencygroup_id": None,
-        "group_id": None, "shared_targets": False, "service_uuid": None, "cluster_name": None,
+        "snapshot_id": v.snapshot_id,
+        "source_volid": v.source_volid,
+        "user_id": v.user_id,
+        "os-vol-tenant-attr:tenant_id": v.project_id,
+        "created_at": iso(v.created_at),
+        "updated_at": iso(v.updated_at),
+        "replication_status": None,
+        "consistencygroup_id": None,
+        "group_id": None,
+        "shared_targets": False,
+        "service_uuid": None,
+        "cluster_name": None,
         "provider_id": None,
         "links": [{"rel": "self", "href": f"{base}/volumes/{v.id}"}],
     }
     if admin:
-        out.update({
-            "os-vol-host-attr:host": host, "os-vol-mig-status-attr:migstat": v.migration_status,
-            "os-vol-mig-status-attr:name_id": v.name_id, "migration_status": v.migration_status,
-            "migration_progress": _percent(migration) if migration else None,
-        })
+        out.update(
+            {
+                "os-vol-host-attr:host": host,
+                "os-vol-mig-status-attr:migstat": v.migration_status,
+                "os-vol-mig-status-attr:name_id": v.name_id,
+                "migration_status": v.migration_status,
+                "migration_progress": _percent(migration) if migration else None,
+            }
+        )
     return out
 
 
@@ -45,14 +81,29 @@ def migration_view(report: Any) -> dict[str, Any]:
     m: Migration = report.migration
     remaining = max(m.bytes_total - m.bytes_done, 0)
     return {
-        "id": m.id, "volume_id": m.volume_id, "status": m.status, "phase": m.step,
-        "source_backend": m.src_backend, "destination_backend": m.dst_backend, "attached": bool(m.server_id),
-        "server_id": m.server_id, "bytes_done": m.bytes_done, "bytes_total": m.bytes_total,
-        "percent": _percent(m), "rate_bytes_per_sec": round(m.rate, 1),
+        "id": m.id,
+        "volume_id": m.volume_id,
+        "status": m.status,
+        "phase": m.step,
+        "source_backend": m.src_backend,
+        "destination_backend": m.dst_backend,
+        "attached": bool(m.server_id),
+        "server_id": m.server_id,
+        "bytes_done": m.bytes_done,
+        "bytes_total": m.bytes_total,
+        "percent": _percent(m),
+        "rate_bytes_per_sec": round(m.rate, 1),
         "eta_seconds": round(remaining / m.rate, 1) if m.rate > 0 and m.status == "running" else None,
-        "copy_mode": m.copy_mode, "speed_bytes_per_sec": m.speed, "pivot_ms": m.pivot_ms, "error": m.error,
-        "created_at": iso(m.created_at), "started_at": iso(m.started_at), "finished_at": iso(m.finished_at),
-        "steps": [{"at": iso(e.at), "step": e.step, "event": e.event, "detail": e.detail} for e in report.events],
+        "copy_mode": m.copy_mode,
+        "speed_bytes_per_sec": m.speed,
+        "pivot_ms": m.pivot_ms,
+        "error": m.error,
+        "created_at": iso(m.created_at),
+        "started_at": iso(m.started_at),
+        "finished_at": iso(m.finished_at),
+        "steps": [
+            {"at": iso(e.at), "step": e.step, "event": e.event, "detail": e.detail} for e in report.events
+        ],
     }
 
 
@@ -61,16 +112,32 @@ def volume_summary(v: Volume, base: str) -> dict[str, Any]:
 
 
 def snapshot_view(s: Snapshot) -> dict[str, Any]:
-    return {"id": s.id, "name": s.name, "description": s.description, "volume_id": s.volume_id,
-            "size": s.size_gib, "status": s.status, "metadata": s.meta or {}, "created_at": iso(s.created_at),
-            "updated_at": iso(s.updated_at), "progress": "100%" if s.status == "available" else "0%",
-            "os-extended-snapshot-attributes:project_id": s.project_id, "user_id": s.user_id}
+    return {
+        "id": s.id,
+        "name": s.name,
+        "description": s.description,
+        "volume_id": s.volume_id,
+        "size": s.size_gib,
+        "status": s.status,
+        "metadata": s.meta or {},
+        "created_at": iso(s.created_at),
+        "updated_at": iso(s.updated_at),
+        "progress": "100%" if s.status == "available" else "0%",
+        "os-extended-snapshot-attributes:project_id": s.project_id,
+        "user_id": s.user_id,
+    }
 
 
 def type_view(t: VolumeType, admin: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": t.id, "name": t.name, "description": t.description,
-                           "is_public": t.is_public, "os-volume-type-access:is_public": t.is_public,
-                           "extra_specs": t.extra_specs or {}, "qos_specs_id": None}
+    out: dict[str, Any] = {
+        "id": t.id,
+        "name": t.name,
+        "description": t.description,
+        "is_public": t.is_public,
+        "os-volume-type-access:is_public": t.is_public,
+        "extra_specs": t.extra_specs or {},
+        "qos_specs_id": None,
+    }
     if not admin:
         out["extra_specs"] = {}
     return out
@@ -81,14 +148,23 @@ def pool_view(p: PoolStats, host: str, detail: bool) -> dict[str, Any]:
     if detail:
         gib = 1024**3
         out["capabilities"] = {
-            "volume_backend_name": p.backend.name, "pool_name": p.backend.name, "vendor_name": "Ferry",
-            "driver_version": "1.0", "storage_protocol": "file", "disk_format": p.backend.format.value,
+            "volume_backend_name": p.backend.name,
+            "pool_name": p.backend.name,
+            "vendor_name": "Ferry",
+            "driver_version": "1.0",
+            "storage_protocol": "file",
+            "disk_format": p.backend.format.value,
             "total_capacity_gb": p.backend.capacity_gib,
             "free_capacity_gb": round(p.backend.capacity_gib - p.allocated_bytes / gib, 2),
-            "allocated_capacity_gb": p.provisioned_gib, "provisioned_capacity_gb": p.provisioned_gib,
+            "allocated_capacity_gb": p.provisioned_gib,
+            "provisioned_capacity_gb": p.provisioned_gib,
             "max_over_subscription_ratio": p.backend.oversubscription,
-            "thin_provisioning_support": True, "thick_provisioning_support": False,
-            "reserved_percentage": 0, "allocated_bytes": p.allocated_bytes, "filesystem_free_bytes": p.free_bytes,
-            "multiattach": False, "timestamp": None,
+            "thin_provisioning_support": True,
+            "thick_provisioning_support": False,
+            "reserved_percentage": 0,
+            "allocated_bytes": p.allocated_bytes,
+            "filesystem_free_bytes": p.free_bytes,
+            "multiattach": False,
+            "timestamp": None,
         }
     return out

@@ -48,67 +48,129 @@ def render_volumes(app: Ferry, ctx: RequestContext, vols: list[Volume], base: st
     atts = app.volumes.attachments([v.id for v in vols])
     types = {t.id: t.name for t in app.types.list_types(ctx)} if vols else {}
     migrations = app.migrations.active_for([v.id for v in vols]) if admin else {}
-    return [volume_view(v, base, attachment=atts.get(v.id), type_name=types.get(v.volume_type_id or ""),
-                        admin=admin, host=app.backends.host_attr(v.backend), migration=migrations.get(v.id))
-            for v in vols]
+    return [
+        volume_view(
+            v,
+            base,
+            attachment=atts.get(v.id),
+            type_name=types.get(v.volume_type_id or ""),
+            admin=admin,
+            host=app.backends.host_attr(v.backend),
+            migration=migrations.get(v.id),
+        )
+        for v in vols
+    ]
 
 
 # -- volumes -------------------------------------------------------------------------------
-def _filter(all_tenants: str | None, name: str | None, status: str | None, limit: int | None,
-            marker: str | None, sort: str | None, sort_key: str | None, sort_dir: str | None) -> VolumeFilter:
-    return VolumeFilter(name=name, status=status, all_tenants=_bool(all_tenants), limit=limit, marker=marker,
-                        sort=sort, sort_key=sort_key, sort_dir=sort_dir)
+def _filter(
+    all_tenants: str | None,
+    name: str | None,
+    status: str | None,
+    limit: int | None,
+    marker: str | None,
+    sort: str | None,
+    sort_key: str | None,
+    sort_dir: str | None,
+) -> VolumeFilter:
+    return VolumeFilter(
+        name=name,
+        status=status,
+        all_tenants=_bool(all_tenants),
+        limit=limit,
+        marker=marker,
+        sort=sort,
+        sort_key=sort_key,
+        sort_dir=sort_dir,
+    )
 
 
 @router.get("/volumes")
-def list_volumes(request: Request, project_id: str, ctx: RequestContext = Ctx, app: Ferry = App,
-                 all_tenants: str | None = None, name: str | None = None, status: str | None = None,
-                 limit: int | None = Query(None), marker: str | None = None, sort: str | None = None,
-                 sort_key: str | None = None, sort_dir: str | None = None) -> dict[str, Any]:
-    vols = app.volumes.list_volumes(ctx, _filter(all_tenants, name, status, limit, marker, sort, sort_key, sort_dir))
+def list_volumes(
+    request: Request,
+    project_id: str,
+    ctx: RequestContext = Ctx,
+    app: Ferry = App,
+    all_tenants: str | None = None,
+    name: str | None = None,
+    status: str | None = None,
+    limit: int | None = Query(None),
+    marker: str | None = None,
+    sort: str | None = None,
+    sort_key: str | None = None,
+    sort_dir: str | None = None,
+) -> dict[str, Any]:
+    vols = app.volumes.list_volumes(
+        ctx, _filter(all_tenants, name, status, limit, marker, sort, sort_key, sort_dir)
+    )
     base = _base(request, project_id)
     return {"volumes": [volume_summary(v, base) for v in vols]}
 
 
 @router.get("/volumes/detail")
-def list_volumes_detail(request: Request, project_id: str, ctx: RequestContext = Ctx, app: Ferry = App,
-                        all_tenants: str | None = None, name: str | None = None, status: str | None = None,
-                        limit: int | None = Query(None), marker: str | None = None, sort: str | None = None,
-                        sort_key: str | None = None, sort_dir: str | None = None) -> dict[str, Any]:
-    vols = app.volumes.list_volumes(ctx, _filter(all_tenants, name, status, limit, marker, sort, sort_key, sort_dir))
+def list_volumes_detail(
+    request: Request,
+    project_id: str,
+    ctx: RequestContext = Ctx,
+    app: Ferry = App,
+    all_tenants: str | None = None,
+    name: str | None = None,
+    status: str | None = None,
+    limit: int | None = Query(None),
+    marker: str | None = None,
+    sort: str | None = None,
+    sort_key: str | None = None,
+    sort_dir: str | None = None,
+) -> dict[str, Any]:
+    vols = app.volumes.list_volumes(
+        ctx, _filter(all_tenants, name, status, limit, marker, sort, sort_key, sort_dir)
+    )
     return {"volumes": render_volumes(app, ctx, vols, _base(request, project_id))}
 
 
 @router.post("/volumes", status_code=202)
-async def create_volume(request: Request, project_id: str, ctx: RequestContext = Ctx,
-                        app: Ferry = App) -> dict[str, Any]:
+async def create_volume(
+    request: Request, project_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     b = await body_part(request, "volume", VolumeCreateBody)
     if b.size is None and not (b.snapshot_id or b.source_volid):
         raise BadRequest("Invalid input: 'size' is required.")
-    vol = await app.volumes.create(ctx, VolumeCreate(
-        size=b.size, name=b.name, description=b.description, volume_type=b.volume_type, metadata=b.metadata,
-        snapshot_id=b.snapshot_id, source_volid=b.source_volid))
+    vol = await app.volumes.create(
+        ctx,
+        VolumeCreate(
+            size=b.size,
+            name=b.name,
+            description=b.description,
+            volume_type=b.volume_type,
+            metadata=b.metadata,
+            snapshot_id=b.snapshot_id,
+            source_volid=b.source_volid,
+        ),
+    )
     return {"volume": render_volumes(app, ctx, [vol], _base(request, project_id))[0]}
 
 
 @router.get("/volumes/{volume_id}")
-def show_volume(request: Request, project_id: str, volume_id: str, ctx: RequestContext = Ctx,
-                app: Ferry = App) -> dict[str, Any]:
+def show_volume(
+    request: Request, project_id: str, volume_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     vol = app.volumes.get(ctx, volume_id)
     return {"volume": render_volumes(app, ctx, [vol], _base(request, project_id))[0]}
 
 
 @router.put("/volumes/{volume_id}")
-async def update_volume(request: Request, project_id: str, volume_id: str, ctx: RequestContext = Ctx,
-                        app: Ferry = App) -> dict[str, Any]:
+async def update_volume(
+    request: Request, project_id: str, volume_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     b = await body_part(request, "volume", VolumeUpdateBody)
     vol = app.volumes.update(ctx, volume_id, b.model_dump(exclude_unset=True))
     return {"volume": render_volumes(app, ctx, [vol], _base(request, project_id))[0]}
 
 
 @router.delete("/volumes/{volume_id}", status_code=202)
-async def delete_volume(project_id: str, volume_id: str, cascade: str | None = None,
-                        ctx: RequestContext = Ctx, app: Ferry = App) -> Response:
+async def delete_volume(
+    project_id: str, volume_id: str, cascade: str | None = None, ctx: RequestContext = Ctx, app: Ferry = App
+) -> Response:
     if _bool(cascade):
         for snap in app.snapshots.list_snapshots(ctx, volume_id=app.volumes.get(ctx, volume_id).id):
             await app.snapshots.delete_now(ctx, snap.id)
@@ -117,13 +179,16 @@ async def delete_volume(project_id: str, volume_id: str, cascade: str | None = N
 
 
 @router.get("/volumes/{volume_id}/metadata")
-def get_metadata(volume_id: str, project_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> dict[str, Any]:
+def get_metadata(
+    volume_id: str, project_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     return {"metadata": app.volumes.get(ctx, volume_id).meta or {}}
 
 
 @router.post("/volumes/{volume_id}/metadata")
-async def set_metadata(request: Request, volume_id: str, project_id: str, ctx: RequestContext = Ctx,
-                       app: Ferry = App) -> dict[str, Any]:
+async def set_metadata(
+    request: Request, volume_id: str, project_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     meta = (await json_body(request)).get("metadata")
     if not isinstance(meta, dict):
         raise BadRequest("Invalid input: 'metadata' must be an object.")
@@ -133,8 +198,9 @@ async def set_metadata(request: Request, volume_id: str, project_id: str, ctx: R
 
 
 @router.post("/volumes/{volume_id}/action", status_code=202)
-async def volume_action(request: Request, project_id: str, volume_id: str, ctx: RequestContext = Ctx,
-                        app: Ferry = App) -> Response:
+async def volume_action(
+    request: Request, project_id: str, volume_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> Response:
     body = await json_body(request)
     if len(body) != 1:
         raise BadRequest("Invalid input: a volume action body holds exactly one action.")
@@ -167,7 +233,9 @@ async def _cancel(app: Ferry, ctx: RequestContext, volume_id: str, args: Any) ->
 
 
 async def _set_speed(app: Ferry, ctx: RequestContext, volume_id: str, args: Any) -> None:
-    await app.migrations.set_speed(ctx, volume_id, parse(SetSpeedBody, args, "ferry-migrate_set_speed").bytes_per_sec)
+    await app.migrations.set_speed(
+        ctx, volume_id, parse(SetSpeedBody, args, "ferry-migrate_set_speed").bytes_per_sec
+    )
 
 
 async def _completion(app: Ferry, ctx: RequestContext, volume_id: str, args: Any) -> dict[str, Any]:
@@ -175,14 +243,19 @@ async def _completion(app: Ferry, ctx: RequestContext, volume_id: str, args: Any
 
 
 ACTIONS: dict[str, Any] = {
-    "os-extend": _extend, "os-migrate_volume": _migrate, "os-retype": _retype,
-    "ferry-migrate_cancel": _cancel, "ferry-migrate_set_speed": _set_speed,
+    "os-extend": _extend,
+    "os-migrate_volume": _migrate,
+    "os-retype": _retype,
+    "ferry-migrate_cancel": _cancel,
+    "ferry-migrate_set_speed": _set_speed,
     "os-migrate_volume_completion": _completion,
 }
 
 
 @router.get("/volumes/{volume_id}/migration")
-def show_migration(project_id: str, volume_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> dict[str, Any]:
+def show_migration(
+    project_id: str, volume_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     """Ferry extension: the volume's latest migration with its progress and step log."""
     return {"migration": migration_view(app.migrations.report(ctx, volume_id))}
 
@@ -190,35 +263,50 @@ def show_migration(project_id: str, volume_id: str, ctx: RequestContext = Ctx, a
 # -- snapshots -----------------------------------------------------------------------------
 @router.get("/snapshots")
 @router.get("/snapshots/detail")
-def list_snapshots(project_id: str, ctx: RequestContext = Ctx, app: Ferry = App, all_tenants: str | None = None,
-                   volume_id: str | None = None, limit: int | None = Query(None), marker: str | None = None,
-                   sort: str | None = None) -> dict[str, Any]:
+def list_snapshots(
+    project_id: str,
+    ctx: RequestContext = Ctx,
+    app: Ferry = App,
+    all_tenants: str | None = None,
+    volume_id: str | None = None,
+    limit: int | None = Query(None),
+    marker: str | None = None,
+    sort: str | None = None,
+) -> dict[str, Any]:
     snaps = app.snapshots.list_snapshots(ctx, volume_id, _bool(all_tenants), limit, marker, sort)
     return {"snapshots": [snapshot_view(s) for s in snaps]}
 
 
 @router.post("/snapshots", status_code=202)
-async def create_snapshot(request: Request, project_id: str, ctx: RequestContext = Ctx,
-                          app: Ferry = App) -> dict[str, Any]:
+async def create_snapshot(
+    request: Request, project_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     b = await body_part(request, "snapshot", SnapshotCreateBody)
     snap = await app.snapshots.create(ctx, b.volume_id, b.name, b.description, b.metadata)
     return {"snapshot": snapshot_view(snap)}
 
 
 @router.get("/snapshots/{snapshot_id}")
-def show_snapshot(project_id: str, snapshot_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> dict[str, Any]:
+def show_snapshot(
+    project_id: str, snapshot_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     return {"snapshot": snapshot_view(app.snapshots.get(ctx, snapshot_id))}
 
 
 @router.put("/snapshots/{snapshot_id}")
-async def update_snapshot(request: Request, project_id: str, snapshot_id: str, ctx: RequestContext = Ctx,
-                          app: Ferry = App) -> dict[str, Any]:
+async def update_snapshot(
+    request: Request, project_id: str, snapshot_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     b = await body_part(request, "snapshot", SnapshotUpdateBody)
-    return {"snapshot": snapshot_view(app.snapshots.update(ctx, snapshot_id, b.model_dump(exclude_unset=True)))}
+    return {
+        "snapshot": snapshot_view(app.snapshots.update(ctx, snapshot_id, b.model_dump(exclude_unset=True)))
+    }
 
 
 @router.delete("/snapshots/{snapshot_id}", status_code=202)
-async def delete_snapshot(project_id: str, snapshot_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> Response:
+async def delete_snapshot(
+    project_id: str, snapshot_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> Response:
     await app.snapshots.delete(ctx, snapshot_id)
     return Response(status_code=202)
 
@@ -230,9 +318,15 @@ def list_types(project_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> 
 
 
 @router.post("/types")
-async def create_type(request: Request, project_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> dict[str, Any]:
+async def create_type(
+    request: Request, project_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     b = await body_part(request, "volume_type", TypeCreateBody)
-    return {"volume_type": type_view(app.types.create(ctx, b.name, b.description, b.is_public, b.extra_specs), True)}
+    return {
+        "volume_type": type_view(
+            app.types.create(ctx, b.name, b.description, b.is_public, b.extra_specs), True
+        )
+    }
 
 
 @router.get("/types/{type_id}")
@@ -241,8 +335,9 @@ def show_type(project_id: str, type_id: str, ctx: RequestContext = Ctx, app: Fer
 
 
 @router.put("/types/{type_id}")
-async def update_type(request: Request, project_id: str, type_id: str, ctx: RequestContext = Ctx,
-                      app: Ferry = App) -> dict[str, Any]:
+async def update_type(
+    request: Request, project_id: str, type_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     b = await body_part(request, "volume_type", TypeUpdateBody)
     return {"volume_type": type_view(app.types.update(ctx, type_id, b.model_dump(exclude_unset=True)), True)}
 
@@ -260,24 +355,30 @@ def list_specs(project_id: str, type_id: str, ctx: RequestContext = Ctx, app: Fe
 
 
 @router.post("/types/{type_id}/extra_specs")
-async def set_specs(request: Request, project_id: str, type_id: str, ctx: RequestContext = Ctx,
-                    app: Ferry = App) -> dict[str, Any]:
+async def set_specs(
+    request: Request, project_id: str, type_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     specs = (await json_body(request)).get("extra_specs")
-    if not isinstance(specs, dict) or not all(isinstance(v, str) and isinstance(k, str) for k, v in specs.items()):
+    if not isinstance(specs, dict) or not all(
+        isinstance(v, str) and isinstance(k, str) for k, v in specs.items()
+    ):
         raise BadRequest("Invalid input: 'extra_specs' must be an object of strings.")
     return {"extra_specs": app.types.set_specs(ctx, type_id, specs)}
 
 
 @router.delete("/types/{type_id}/extra_specs/{key}", status_code=202)
-def unset_spec(project_id: str, type_id: str, key: str, ctx: RequestContext = Ctx, app: Ferry = App) -> Response:
+def unset_spec(
+    project_id: str, type_id: str, key: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> Response:
     app.types.unset_spec(ctx, type_id, key)
     return Response(status_code=202)
 
 
 # -- pools and attachments -----------------------------------------------------------------
 @router.get("/scheduler-stats/get_pools")
-async def get_pools(project_id: str, detail: str | None = None, ctx: RequestContext = Ctx,
-                    app: Ferry = App) -> dict[str, Any]:
+async def get_pools(
+    project_id: str, detail: str | None = None, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     policy.enforce(ctx, "backend:get_pools")
     with app.db() as s:
         pools = await app.backends.pool_stats_with_usage(s)
@@ -291,11 +392,20 @@ def list_attachments(project_id: str, ctx: RequestContext = Ctx, app: Ferry = Ap
 
 
 @router.get("/attachments/{attachment_id}")
-def show_attachment(project_id: str, attachment_id: str, ctx: RequestContext = Ctx, app: Ferry = App) -> dict[str, Any]:
+def show_attachment(
+    project_id: str, attachment_id: str, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
     return {"attachment": _attachment(app.compute.get_attachment(ctx, attachment_id))}
 
 
 def _attachment(a: Any) -> dict[str, Any]:
-    return {"id": a.id, "volume_id": a.volume_id, "instance": a.server_id, "status": "attached",
-            "attach_mode": "rw", "attached_at": a.created_at.isoformat(), "detached_at": None,
-            "connection_info": {"driver_volume_type": "file"}}
+    return {
+        "id": a.id,
+        "volume_id": a.volume_id,
+        "instance": a.server_id,
+        "status": "attached",
+        "attach_mode": "rw",
+        "attached_at": a.created_at.isoformat(),
+        "detached_at": None,
+        "connection_info": {"driver_volume_type": "file"},
+    }

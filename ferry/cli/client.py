@@ -34,21 +34,34 @@ def _auth_from_cloud(name: str) -> dict[str, Any]:
 def _auth_from_env() -> dict[str, Any]:
     env = os.environ
     if not env.get("OS_AUTH_URL"):
-        raise CliError("No credentials: set OS_CLOUD (with a clouds.yaml, e.g. the one `ferry init` wrote) "
-                       "or OS_AUTH_URL, OS_USERNAME, OS_PASSWORD and OS_PROJECT_NAME.")
-    return {"auth_url": env["OS_AUTH_URL"], "username": env.get("OS_USERNAME"),
-            "password": env.get("OS_PASSWORD"), "project_name": env.get("OS_PROJECT_NAME"),
-            "project_id": env.get("OS_PROJECT_ID"),
-            "user_domain_name": env.get("OS_USER_DOMAIN_NAME", "Default"),
-            "project_domain_name": env.get("OS_PROJECT_DOMAIN_NAME", "Default")}
+        raise CliError(
+            "No credentials: set OS_CLOUD (with a clouds.yaml, e.g. the one `ferry init` wrote) "
+            "or OS_AUTH_URL, OS_USERNAME, OS_PASSWORD and OS_PROJECT_NAME."
+        )
+    return {
+        "auth_url": env["OS_AUTH_URL"],
+        "username": env.get("OS_USERNAME"),
+        "password": env.get("OS_PASSWORD"),
+        "project_name": env.get("OS_PROJECT_NAME"),
+        "project_id": env.get("OS_PROJECT_ID"),
+        "user_domain_name": env.get("OS_USER_DOMAIN_NAME", "Default"),
+        "project_domain_name": env.get("OS_PROJECT_DOMAIN_NAME", "Default"),
+    }
 
 
 class Client:
     def __init__(self) -> None:
         cloud = os.environ.get("OS_CLOUD")
         auth = _auth_from_cloud(cloud) if cloud else _auth_from_env()
-        keys = ("auth_url", "username", "password", "project_name", "project_id", "user_domain_name",
-                "project_domain_name")
+        keys = (
+            "auth_url",
+            "username",
+            "password",
+            "project_name",
+            "project_id",
+            "user_domain_name",
+            "project_domain_name",
+        )
         kwargs: dict[str, Any] = {k: auth[k] for k in keys if auth.get(k)}
         self.session = ks_session.Session(auth=v3.Password(**kwargs))
 
@@ -56,9 +69,14 @@ class Client:
         headers = {"OpenStack-API-Version": "volume 3.27"} if service == "block-storage" else {}
         try:
             resp = self.session.request(
-                path, method, json=body, params={k: v for k, v in params.items() if v is not None},
-                endpoint_filter={"service_type": service, "interface": "public"}, headers=headers,
-                raise_exc=True)
+                path,
+                method,
+                json=body,
+                params={k: v for k, v in params.items() if v is not None},
+                endpoint_filter={"service_type": service, "interface": "public"},
+                headers=headers,
+                raise_exc=True,
+            )
         except ks_exc.HttpError as e:
             raise CliError(_message(e)) from None
         except (ks_exc.ConnectFailure, ks_exc.DiscoveryFailure, ks_exc.EndpointNotFound) as e:

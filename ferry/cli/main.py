@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -12,11 +13,14 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ferry.cli.client import CliError, Client
+from ferry.cli.client import Client, CliError
 from ferry.cli.output import console, err, human_bytes, parse_bytes, print_error, show
 
-app = typer.Typer(help="Ferry: live volume migration for QEMU/KVM clouds.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Ferry: live volume migration for QEMU/KVM clouds.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 volume_app = typer.Typer(help="Volumes.", no_args_is_help=True)
 migration_app = typer.Typer(help="A volume's migration.", no_args_is_help=True)
 snapshot_app = typer.Typer(help="Snapshots.", no_args_is_help=True)
@@ -49,9 +53,12 @@ def main() -> None:
 
 # -- control plane -----------------------------------------------------------------------
 @app.command()
-def init(data_dir: Path = typer.Option(Path("data"), help="Where config, database and backends live."),
-         port: int = typer.Option(8776), database_url: str = typer.Option(None, help="Default: SQLite file."),
-         guest_dir: Path = typer.Option(None, help="Built test guest (vmlinuz, initrd.img) to register.")) -> None:
+def init(
+    data_dir: Path = typer.Option(Path("data"), help="Where config, database and backends live."),
+    port: int = typer.Option(8776),
+    database_url: str = typer.Option(None, help="Default: SQLite file."),
+    guest_dir: Path = typer.Option(None, help="Built test guest (vmlinuz, initrd.img) to register."),
+) -> None:
     """Write ferry.toml, create the database and bootstrap users, projects and roles."""
     from ferry.services import bootstrap
 
@@ -59,8 +66,10 @@ def init(data_dir: Path = typer.Option(Path("data"), help="Where config, databas
     if guest_dir and (guest_dir / "vmlinuz").is_file():
         _register_test_guest(cfg.database_url, guest_dir)
     console.print(f"wrote {path}\ncredentials in {cfg.data_dir / 'clouds.yaml'} (mode 0600)")
-    console.print(f"next: ferry serve --config {path}\n      export OS_CLIENT_CONFIG_FILE="
-                  f"{cfg.data_dir / 'clouds.yaml'} OS_CLOUD=ferry")
+    console.print(
+        f"next: ferry serve --config {path}\n      export OS_CLIENT_CONFIG_FILE="
+        f"{cfg.data_dir / 'clouds.yaml'} OS_CLOUD=ferry"
+    )
 
 
 def _register_test_guest(database_url: str, guest_dir: Path) -> None:
@@ -71,17 +80,22 @@ def _register_test_guest(database_url: str, guest_dir: Path) -> None:
 
     kernel, initrd = guest_paths(guest_dir)
     engine = make_engine(database_url)
-    try:
-        register_image(session_factory(engine), TEST_GUEST, kernel=str(kernel), initrd=str(initrd),
-                       cmdline=GUEST_CMDLINE())
-    except Conflict:
-        pass
+    with contextlib.suppress(Conflict):  # `ferry init` run again on the same database
+        register_image(
+            session_factory(engine),
+            TEST_GUEST,
+            kernel=str(kernel),
+            initrd=str(initrd),
+            cmdline=GUEST_CMDLINE(),
+        )
     engine.dispose()
 
 
 @app.command()
-def serve(config: Path = typer.Option(None, "--config", help="Default: $FERRY_CONFIG or ./ferry.toml"),
-          log_level: str = typer.Option("info")) -> None:
+def serve(
+    config: Path = typer.Option(None, "--config", help="Default: $FERRY_CONFIG or ./ferry.toml"),
+    log_level: str = typer.Option("info"),
+) -> None:
     """Run the API, the workers and the drivers in one process."""
     import logging
 
@@ -98,8 +112,13 @@ def serve(config: Path = typer.Option(None, "--config", help="Default: $FERRY_CO
     except FerryError as e:
         raise CliError(e.message) from None
     cfg = ferry.config
-    uvicorn.run(create_app(ferry), host=cfg.listen_host, port=cfg.listen_port, log_level=log_level,
-                access_log=log_level == "debug")
+    uvicorn.run(
+        create_app(ferry),
+        host=cfg.listen_host,
+        port=cfg.listen_port,
+        log_level=log_level,
+        access_log=log_level == "debug",
+    )
 
 
 # -- resolution helpers ------------------------------------------------------------------
@@ -142,9 +161,16 @@ VOLUME_COLUMNS = ["id", "name", "status", "size", "volume_type", "os-vol-host-at
 
 
 @volume_app.command("create")
-def volume_create(name: str, size: int = typer.Option(None, help="GiB"), type: str = typer.Option(None),
-                  snapshot: str = typer.Option(None), source: str = typer.Option(None),
-                  description: str = typer.Option(None), wait: bool = typer.Option(True), fmt: str = Fmt) -> None:
+def volume_create(
+    name: str,
+    size: int = typer.Option(None, help="GiB"),
+    type: str = typer.Option(None),
+    snapshot: str = typer.Option(None),
+    source: str = typer.Option(None),
+    description: str = typer.Option(None),
+    wait: bool = typer.Option(True),
+    fmt: str = Fmt,
+) -> None:
     """Create a volume (empty, from a snapshot, or a clone)."""
     c = Client()
     body: dict[str, Any] = {"name": name, "size": size, "volume_type": type, "description": description}
@@ -179,7 +205,9 @@ def volume_delete(volume: str, cascade: bool = typer.Option(False)) -> None:
 
 
 @volume_app.command("extend")
-def volume_extend(volume: str, size: int = typer.Argument(..., help="New size in GiB"), fmt: str = Fmt) -> None:
+def volume_extend(
+    volume: str, size: int = typer.Argument(..., help="New size in GiB"), fmt: str = Fmt
+) -> None:
     c = Client()
     vid = _find(c, "volume", volume)["id"]
     c.volume("POST", f"/volumes/{vid}/action", {"os-extend": {"new_size": size}})
@@ -187,9 +215,13 @@ def volume_extend(volume: str, size: int = typer.Argument(..., help="New size in
 
 
 @volume_app.command("migrate")
-def volume_migrate(volume: str, to: str = typer.Option(..., "--to", help="Destination backend"),
-                   speed: str = typer.Option(None, help="Copy speed cap, e.g. 50M (bytes/s)"),
-                   wait: bool = typer.Option(False, help="Show progress until done"), fmt: str = Fmt) -> None:
+def volume_migrate(
+    volume: str,
+    to: str = typer.Option(..., "--to", help="Destination backend"),
+    speed: str = typer.Option(None, help="Copy speed cap, e.g. 50M (bytes/s)"),
+    wait: bool = typer.Option(False, help="Show progress until done"),
+    fmt: str = Fmt,
+) -> None:
     """Move a volume's data to another backend, attached or not, snapshots included."""
     c = Client()
     vid = _find(c, "volume", volume)["id"]
@@ -200,36 +232,58 @@ def volume_migrate(volume: str, to: str = typer.Option(..., "--to", help="Destin
     if wait:
         _follow(c, vid, fmt)
     else:
-        console.print(f"migration of {vid} to {to} started; follow it with: ferry volume migration show {vid}")
+        console.print(
+            f"migration of {vid} to {to} started; follow it with: ferry volume migration show {vid}"
+        )
 
 
 @volume_app.command("retype")
-def volume_retype(volume: str, new_type: str,
-                  migration_policy: str = typer.Option("never", help="never or on-demand"),
-                  wait: bool = typer.Option(False), fmt: str = Fmt) -> None:
+def volume_retype(
+    volume: str,
+    new_type: str,
+    migration_policy: str = typer.Option("never", help="never or on-demand"),
+    wait: bool = typer.Option(False),
+    fmt: str = Fmt,
+) -> None:
     c = Client()
     vid = _find(c, "volume", volume)["id"]
     before = c.volume("GET", f"/volumes/{vid}")["volume"]
-    c.volume("POST", f"/volumes/{vid}/action", {"os-retype": {"new_type": new_type,
-                                                              "migration_policy": migration_policy}})
+    c.volume(
+        "POST",
+        f"/volumes/{vid}/action",
+        {"os-retype": {"new_type": new_type, "migration_policy": migration_policy}},
+    )
     after = c.volume("GET", f"/volumes/{vid}")["volume"]
-    if wait and after.get("migration_status") in ("starting", "migrating") and \
-            after.get("migration_status") != before.get("migration_status"):
+    if (
+        wait
+        and after.get("migration_status") in ("starting", "migrating")
+        and after.get("migration_status") != before.get("migration_status")
+    ):
         _follow(c, vid, fmt)
     else:
         show(after, fmt)
 
 
 def _follow(c: Client, vid: str, fmt: str) -> None:
-    columns = (TextColumn("{task.fields[phase]:<13}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-               TextColumn("{task.fields[bytes]}"), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.fields[phase]:<13}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[bytes]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, transient=fmt == "json") as progress:
         task = progress.add_task("migrate", total=100, phase="queued", bytes="", rate="")
         while True:
             m = c.volume("GET", f"/volumes/{vid}/migration")["migration"]
-            progress.update(task, completed=m["percent"], phase=m["phase"],
-                            bytes=f"{human_bytes(m['bytes_done'])}/{human_bytes(m['bytes_total'])}",
-                            rate=f"{human_bytes(m['rate_bytes_per_sec'])}/s")
+            progress.update(
+                task,
+                completed=m["percent"],
+                phase=m["phase"],
+                bytes=f"{human_bytes(m['bytes_done'])}/{human_bytes(m['bytes_total'])}",
+                rate=f"{human_bytes(m['rate_bytes_per_sec'])}/s",
+            )
             if m["status"] not in ("queued", "running"):
                 progress.update(task, completed=100 if m["status"] == "success" else m["percent"])
                 break
@@ -245,19 +299,35 @@ def _summary(m: dict[str, Any], fmt: str) -> None:
         return
     events = m["steps"]
     switched = any("write-blocking" in str(e["detail"].get("message", "")) for e in events)
-    serial = next((e["detail"].get("serial") for e in events if e["detail"].get("message") == "serial checked"), None)
+    serial = next(
+        (e["detail"].get("serial") for e in events if e["detail"].get("message") == "serial checked"), None
+    )
     copied = sum(1 for e in events if "copied and compared" in str(e["detail"].get("message", "")))
     started, finished = m["started_at"], m["finished_at"]
     from datetime import datetime
 
-    took = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds() \
-        if started and finished else 0.0
-    show({"status": m["status"], "from": m["source_backend"], "to": m["destination_backend"],
-          "time": f"{took:.2f} s", "mirrored bytes": human_bytes(m["bytes_total"]),
-          "layers copied": copied, "copy mode": "background → write-blocking" if switched else m["copy_mode"],
-          "pivot": f"{m['pivot_ms']:.1f} ms" if m["pivot_ms"] is not None else "(detached: no pivot)",
-          "serial check": f"ok ({serial})" if serial else ("n/a (detached)" if not m["attached"] else "missing"),
-          "error": m["error"]}, "table")
+    took = (
+        (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
+        if started and finished
+        else 0.0
+    )
+    show(
+        {
+            "status": m["status"],
+            "from": m["source_backend"],
+            "to": m["destination_backend"],
+            "time": f"{took:.2f} s",
+            "mirrored bytes": human_bytes(m["bytes_total"]),
+            "layers copied": copied,
+            "copy mode": "background → write-blocking" if switched else m["copy_mode"],
+            "pivot": f"{m['pivot_ms']:.1f} ms" if m["pivot_ms"] is not None else "(detached: no pivot)",
+            "serial check": f"ok ({serial})"
+            if serial
+            else ("n/a (detached)" if not m["attached"] else "missing"),
+            "error": m["error"],
+        },
+        "table",
+    )
 
 
 @migration_app.command("show")
@@ -269,8 +339,14 @@ def migration_show(volume: str, fmt: str = Fmt) -> None:
         show(m, fmt)
     else:
         show({k: v for k, v in m.items() if k != "steps"}, fmt)
-        show([{"at": e["at"], "step": e["step"], "event": e["event"], "detail": e["detail"]} for e in m["steps"]],
-             fmt, ["at", "step", "event", "detail"])
+        show(
+            [
+                {"at": e["at"], "step": e["step"], "event": e["event"], "detail": e["detail"]}
+                for e in m["steps"]
+            ],
+            fmt,
+            ["at", "step", "event", "detail"],
+        )
 
 
 @migration_app.command("cancel")
@@ -282,17 +358,22 @@ def migration_cancel(volume: str) -> None:
 
 
 @migration_app.command("set-speed")
-def migration_set_speed(volume: str, speed: str = typer.Argument(..., help="bytes/s, e.g. 50M; 0 = unlimited")) -> None:
+def migration_set_speed(
+    volume: str, speed: str = typer.Argument(..., help="bytes/s, e.g. 50M; 0 = unlimited")
+) -> None:
     c = Client()
     vid = _find(c, "volume", volume)["id"]
-    c.volume("POST", f"/volumes/{vid}/action", {"ferry-migrate_set_speed": {"bytes_per_sec": parse_bytes(speed)}})
+    c.volume(
+        "POST", f"/volumes/{vid}/action", {"ferry-migrate_set_speed": {"bytes_per_sec": parse_bytes(speed)}}
+    )
     console.print(f"speed of the migration of {vid} set to {speed}/s")
 
 
 # -- snapshots -----------------------------------------------------------------------------
 @snapshot_app.command("create")
-def snapshot_create(volume: str, name: str = typer.Option(None), description: str = typer.Option(None),
-                    fmt: str = Fmt) -> None:
+def snapshot_create(
+    volume: str, name: str = typer.Option(None), description: str = typer.Option(None), fmt: str = Fmt
+) -> None:
     c = Client()
     vid = _find(c, "volume", volume)["id"]
     body = {"snapshot": {"volume_id": vid, "name": name, "description": description}}
@@ -303,8 +384,11 @@ def snapshot_create(volume: str, name: str = typer.Option(None), description: st
 def snapshot_list(volume: str = typer.Option(None), fmt: str = Fmt) -> None:
     c = Client()
     vid = _find(c, "volume", volume)["id"] if volume else None
-    show(c.volume("GET", "/snapshots/detail", volume_id=vid)["snapshots"], fmt,
-         ["id", "name", "status", "size", "volume_id"])
+    show(
+        c.volume("GET", "/snapshots/detail", volume_id=vid)["snapshots"],
+        fmt,
+        ["id", "name", "status", "size", "volume_id"],
+    )
 
 
 @snapshot_app.command("show")
@@ -330,8 +414,12 @@ def snapshot_delete(snapshot: str, wait: bool = typer.Option(True)) -> None:
 
 # -- types and backends --------------------------------------------------------------------
 @type_app.command("create")
-def type_create(name: str, backend: str = typer.Option(None, help="Pin volumes of this type to a backend"),
-                description: str = typer.Option(None), fmt: str = Fmt) -> None:
+def type_create(
+    name: str,
+    backend: str = typer.Option(None, help="Pin volumes of this type to a backend"),
+    description: str = typer.Option(None),
+    fmt: str = Fmt,
+) -> None:
     specs = {"volume_backend_name": backend} if backend else {}
     body = {"volume_type": {"name": name, "description": description, "extra_specs": specs}}
     show(Client().volume("POST", "/types", body)["volume_type"], fmt)
@@ -343,8 +431,9 @@ def type_list(fmt: str = Fmt) -> None:
 
 
 @type_app.command("set")
-def type_set(type_ref: str, property: list[str] = typer.Option([], "--property", help="KEY=VALUE"),
-             fmt: str = Fmt) -> None:
+def type_set(
+    type_ref: str, property: list[str] = typer.Option([], "--property", help="KEY=VALUE"), fmt: str = Fmt
+) -> None:
     specs = {}
     for p in property:
         key, sep, value = p.partition("=")
@@ -359,13 +448,22 @@ def type_set(type_ref: str, property: list[str] = typer.Option([], "--property",
 @backend_app.command("list")
 def backend_list(fmt: str = Fmt) -> None:
     pools = Client().volume("GET", "/scheduler-stats/get_pools", detail="true")["pools"]
-    rows = [{"name": p["capabilities"]["volume_backend_name"], "host": p["name"],
-             "format": p["capabilities"]["disk_format"],
-             "capacity_gb": p["capabilities"]["total_capacity_gb"],
-             "provisioned_gb": p["capabilities"]["provisioned_capacity_gb"],
-             "allocated": human_bytes(p["capabilities"]["allocated_bytes"])} for p in pools]
-    show(rows if fmt != "json" else pools, fmt,
-         ["name", "host", "format", "capacity_gb", "provisioned_gb", "allocated"])
+    rows = [
+        {
+            "name": p["capabilities"]["volume_backend_name"],
+            "host": p["name"],
+            "format": p["capabilities"]["disk_format"],
+            "capacity_gb": p["capabilities"]["total_capacity_gb"],
+            "provisioned_gb": p["capabilities"]["provisioned_capacity_gb"],
+            "allocated": human_bytes(p["capabilities"]["allocated_bytes"]),
+        }
+        for p in pools
+    ]
+    show(
+        rows if fmt != "json" else pools,
+        fmt,
+        ["name", "host", "format", "capacity_gb", "provisioned_gb", "allocated"],
+    )
 
 
 # -- servers -------------------------------------------------------------------------------
@@ -386,8 +484,12 @@ SERVER_COLUMNS = ["id", "name", "status", "os-extended-volumes:volumes_attached"
 
 
 @server_app.command("create")
-def server_create(name: str, image: str = typer.Option("ferry-test-guest"), flavor: str = typer.Option("tiny"),
-                  fmt: str = Fmt) -> None:
+def server_create(
+    name: str,
+    image: str = typer.Option("ferry-test-guest"),
+    flavor: str = typer.Option("tiny"),
+    fmt: str = Fmt,
+) -> None:
     c = Client()
     srv = c.compute("POST", "/servers", {"server": {"name": name, "imageRef": image, "flavorRef": flavor}})
     show(_wait_server(c, srv["server"]["id"], "ACTIVE"), fmt)
@@ -438,8 +540,12 @@ def server_reboot(server: str, hard: bool = typer.Option(True)) -> None:
 def server_add_volume(server: str, volume: str, fmt: str = Fmt) -> None:
     c = Client()
     sid, vid = _find(c, "server", server)["id"], _find(c, "volume", volume)["id"]
-    show(c.compute("POST", f"/servers/{sid}/os-volume_attachments", {"volumeAttachment": {"volumeId": vid}})
-         ["volumeAttachment"], fmt)
+    show(
+        c.compute("POST", f"/servers/{sid}/os-volume_attachments", {"volumeAttachment": {"volumeId": vid}})[
+            "volumeAttachment"
+        ],
+        fmt,
+    )
 
 
 @server_remove.command("volume")
@@ -451,8 +557,9 @@ def server_remove_volume(server: str, volume: str) -> None:
 
 
 @server_app.command("console")
-def server_console(server: str, follow: bool = typer.Option(True),
-                   config: Path = typer.Option(None, "--config")) -> None:
+def server_console(
+    server: str, follow: bool = typer.Option(True), config: Path = typer.Option(None, "--config")
+) -> None:
     """Print the server's console log (local control plane only), following it."""
     from ferry import config as cfgmod
 
@@ -493,9 +600,15 @@ def image_list(fmt: str = Fmt) -> None:
 
 
 @image_app.command("register")
-def image_register(name: str, kernel: Path = typer.Option(None), initrd: Path = typer.Option(None),
-                   cmdline: str = typer.Option("console=ttyS0 quiet panic=-1"), disk: Path = typer.Option(None),
-                   disk_format: str = typer.Option("qcow2"), config: Path = typer.Option(None, "--config")) -> None:
+def image_register(
+    name: str,
+    kernel: Path = typer.Option(None),
+    initrd: Path = typer.Option(None),
+    cmdline: str = typer.Option("console=ttyS0 quiet panic=-1"),
+    disk: Path = typer.Option(None),
+    disk_format: str = typer.Option("qcow2"),
+    config: Path = typer.Option(None, "--config"),
+) -> None:
     """Register a kernel+initrd or a bootable disk (writes the local database directly)."""
     from ferry import config as cfgmod
     from ferry.db.engine import make_engine, session_factory
@@ -505,9 +618,15 @@ def image_register(name: str, kernel: Path = typer.Option(None), initrd: Path = 
     cfg = cfgmod.load(cfgmod.config_path(config))
     engine = make_engine(cfg.database_url)
     try:
-        img = register_image(session_factory(engine), name, kernel=str(kernel) if kernel else None,
-                             initrd=str(initrd) if initrd else None, cmdline=cmdline,
-                             disk=str(disk) if disk else None, disk_format=disk_format if disk else None)
+        img = register_image(
+            session_factory(engine),
+            name,
+            kernel=str(kernel) if kernel else None,
+            initrd=str(initrd) if initrd else None,
+            cmdline=cmdline,
+            disk=str(disk) if disk else None,
+            disk_format=disk_format if disk else None,
+        )
     except FerryError as e:
         raise CliError(e.message) from None
     finally:

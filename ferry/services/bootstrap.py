@@ -26,8 +26,12 @@ class Credentials:
     demo: str
 
 
-def init(data_dir: Path, port: int = cfgmod.DEFAULT_PORT, database_url: str | None = None,
-         guest_dir: Path | None = None) -> tuple[Path, Config]:
+def init(
+    data_dir: Path,
+    port: int = cfgmod.DEFAULT_PORT,
+    database_url: str | None = None,
+    guest_dir: Path | None = None,
+) -> tuple[Path, Config]:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     cfg = cfgmod.default_config(data_dir, port)
     if database_url:
@@ -68,18 +72,27 @@ def _flavors(s: Session) -> None:
 def write_clouds_yaml(cfg: Config, creds: Credentials) -> Path:
     def cloud(user: str, password: str, project: str) -> dict[str, object]:
         return {
-            "auth": {"auth_url": f"{cfg.public_url}/identity/v3", "username": user, "password": password,
-                     "project_name": project, "user_domain_name": "Default",
-                     "project_domain_name": "Default"},
-            "region_name": "RegionOne", "identity_api_version": 3, "interface": "public",
+            "auth": {
+                "auth_url": f"{cfg.public_url}/identity/v3",
+                "username": user,
+                "password": password,
+                "project_name": project,
+                "user_domain_name": "Default",
+                "project_domain_name": "Default",
+            },
+            "region_name": "RegionOne",
+            "identity_api_version": 3,
+            "interface": "public",
         }
 
-    doc = {"clouds": {
-        "ferry": cloud("admin", creds.admin, "admin"),
-        "ferry-admin": cloud("admin", creds.admin, "admin"),
-        "ferry-demo": cloud("demo", creds.demo, "demo"),
-        "ferry-service": cloud("ferry-service", creds.service, "service"),
-    }}
+    doc = {
+        "clouds": {
+            "ferry": cloud("admin", creds.admin, "admin"),
+            "ferry-admin": cloud("admin", creds.admin, "admin"),
+            "ferry-demo": cloud("demo", creds.demo, "demo"),
+            "ferry-service": cloud("ferry-service", creds.service, "service"),
+        }
+    }
     path = cfg.data_dir / "clouds.yaml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -93,8 +93,16 @@ class IdentityService:
             token = secrets.token_urlsafe(32)
             now = utcnow()
             all_roles = expand_roles(roles)
-            s.add(Token(id_hash=_digest(token), user_id=user.id, project_id=project.id,
-                        roles=sorted(all_roles), issued_at=now, expires_at=now + self.lifetime))
+            s.add(
+                Token(
+                    id_hash=_digest(token),
+                    user_id=user.id,
+                    project_id=project.id,
+                    roles=sorted(all_roles),
+                    issued_at=now,
+                    expires_at=now + self.lifetime,
+                )
+            )
             s.execute(delete(Token).where(Token.expires_at < now))
             ctx = RequestContext(user.id, project.id, all_roles, user.name, project.name)
             return IssuedToken(token, ctx, now, now + self.lifetime)

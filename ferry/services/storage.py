@@ -45,9 +45,11 @@ class Backends:
     # -- locations ---------------------------------------------------------------------
     def location(self, s: Session, vol: Volume) -> VolumeLocation:
         layers = tuple(
-            s.scalars(select(Snapshot.layer_id)
-            .where(Snapshot.volume_id == vol.id, Snapshot.status != "creating")
-            .order_by(Snapshot.position))
+            s.scalars(
+                select(Snapshot.layer_id)
+                .where(Snapshot.volume_id == vol.id, Snapshot.status != "creating")
+                .order_by(Snapshot.position)
+            )
         )
         fmt = self.config.backend(vol.backend).format
         return VolumeLocation(vol.backend, vol.name_id, (*layers, vol.active_layer_id), fmt)
@@ -56,16 +58,22 @@ class Backends:
         return self.driver(loc.backend).layer_path(loc.name_id, layer_id)
 
     def disk_chain(self, volume_id: str, loc: VolumeLocation) -> DiskChain:
-        return DiskChain(volume_id, tuple(LayerFile(str(self.layer_path(loc, lid)), loc.format) for lid in loc.layers))
+        return DiskChain(
+            volume_id, tuple(LayerFile(str(self.layer_path(loc, lid)), loc.format) for lid in loc.layers)
+        )
 
     # -- capacity ----------------------------------------------------------------------
     def provisioned(self, s: Session) -> dict[str, int]:
         used: dict[str, int] = {b.name: 0 for b in self.config.backends}
-        for name, total in s.execute(select(Volume.backend, func.sum(Volume.size_gib)).group_by(Volume.backend)):
+        for name, total in s.execute(
+            select(Volume.backend, func.sum(Volume.size_gib)).group_by(Volume.backend)
+        ):
             used[name] = used.get(name, 0) + int(total or 0)
-        reserved = select(Migration.dst_backend, func.sum(Migration.reserved_gib)).where(
-            Migration.status.in_(ACTIVE_MIGRATION)
-        ).group_by(Migration.dst_backend)
+        reserved = (
+            select(Migration.dst_backend, func.sum(Migration.reserved_gib))
+            .where(Migration.status.in_(ACTIVE_MIGRATION))
+            .group_by(Migration.dst_backend)
+        )
         for name, total in s.execute(reserved):
             used[name] = used.get(name, 0) + int(total or 0)
         return used

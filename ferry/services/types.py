@@ -35,16 +35,27 @@ class TypeService:
         with self.db() as s:
             return get_type(s, ref, ctx)
 
-    def create(self, ctx: RequestContext, name: str, description: str | None, is_public: bool,
-               extra_specs: dict[str, str]) -> VolumeType:
+    def create(
+        self,
+        ctx: RequestContext,
+        name: str,
+        description: str | None,
+        is_public: bool,
+        extra_specs: dict[str, str],
+    ) -> VolumeType:
         policy.enforce(ctx, "type:manage")
         if not name.strip():
             raise BadRequest("Volume type name must not be empty.")
         self._check_specs(extra_specs)
         try:
             with self.db.begin() as s:
-                vt = VolumeType(id=new_id(), name=name, description=description, is_public=is_public,
-                                extra_specs=extra_specs)
+                vt = VolumeType(
+                    id=new_id(),
+                    name=name,
+                    description=description,
+                    is_public=is_public,
+                    extra_specs=extra_specs,
+                )
                 s.add(vt)
             return vt
         except IntegrityError:

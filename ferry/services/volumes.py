@@ -111,17 +111,32 @@ class VolumeService:
             raise BadRequest(f"Size {size} GiB is smaller than the source's {source_size} GiB.")
         vol_id, name_id, layer = new_id(), new_id(), new_id()
         with self.db.begin() as s:
-            vtype = get_type(s, req.volume_type, ctx) if req.volume_type else (
-                get_type(s, source_type) if source_type else None)
+            vtype = (
+                get_type(s, req.volume_type, ctx)
+                if req.volume_type
+                else (get_type(s, source_type) if source_type else None)
+            )
             pinned = (vtype.extra_specs or {}).get("volume_backend_name") if vtype else None
             pool = choose_backend(self.backends.pool_stats(s), size, pinned)
             now = utcnow()
             vol = Volume(
-                id=vol_id, project_id=ctx.project_id, user_id=ctx.user_id, name=req.name,
-                description=req.description, size_gib=size, status=VolumeStatus.CREATING.value,
-                volume_type_id=vtype.id if vtype else None, backend=pool.backend.name, name_id=name_id,
-                active_layer_id=layer, meta=req.metadata, snapshot_id=req.snapshot_id,
-                source_volid=req.source_volid, next_layer_position=1, created_at=now, updated_at=now,
+                id=vol_id,
+                project_id=ctx.project_id,
+                user_id=ctx.user_id,
+                name=req.name,
+                description=req.description,
+                size_gib=size,
+                status=VolumeStatus.CREATING.value,
+                volume_type_id=vtype.id if vtype else None,
+                backend=pool.backend.name,
+                name_id=name_id,
+                active_layer_id=layer,
+                meta=req.metadata,
+                snapshot_id=req.snapshot_id,
+                source_volid=req.source_volid,
+                next_layer_position=1,
+                created_at=now,
+                updated_at=now,
             )
             s.add(vol)
         loc = VolumeLocation(pool.backend.name, name_id, (layer,), pool.backend.format)
@@ -168,8 +183,11 @@ class VolumeService:
             log.error("creating volume %s failed: %s", vol_id, e)
             new = VolumeStatus.ERROR.value
         with self.db.begin() as s:
-            s.execute(update(Volume).where(Volume.id == vol_id, Volume.status == VolumeStatus.CREATING.value)
-                      .values(status=new, updated_at=utcnow()))
+            s.execute(
+                update(Volume)
+                .where(Volume.id == vol_id, Volume.status == VolumeStatus.CREATING.value)
+                .values(status=new, updated_at=utcnow())
+            )
 
     # -- read --------------------------------------------------------------------------
     def get(self, ctx: RequestContext, volume_id: str) -> Volume:
@@ -230,8 +248,9 @@ class VolumeService:
             pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == vol.backend)
             if not pool.fits(size - vol.size_gib):
                 raise BadRequest(f"No capacity to extend volume {vol.id} to {size} GiB on {vol.backend}.")
-            set_status(s, vol.id, VolumeStatus.EXTENDING.value,
-                       expect=(VolumeStatus.AVAILABLE.value,), what="extend")
+            set_status(
+                s, vol.id, VolumeStatus.EXTENDING.value, expect=(VolumeStatus.AVAILABLE.value,), what="extend"
+            )
             loc = self.backends.location(s, vol)
         try:
             await self.backends.driver(loc.backend).extend(loc, size * GiB)
@@ -240,8 +259,11 @@ class VolumeService:
                 s.execute(update(Volume).where(Volume.id == volume_id).values(status="error_extending"))
             raise
         with self.db.begin() as s:
-            s.execute(update(Volume).where(Volume.id == volume_id)
-                      .values(size_gib=size, status=VolumeStatus.AVAILABLE.value, updated_at=utcnow()))
+            s.execute(
+                update(Volume)
+                .where(Volume.id == volume_id)
+                .values(size_gib=size, status=VolumeStatus.AVAILABLE.value, updated_at=utcnow())
+            )
 
     async def delete(self, ctx: RequestContext, volume_id: str, cascade: bool = False) -> None:
         policy.enforce(ctx, "volume:delete")
@@ -254,19 +276,27 @@ class VolumeService:
                 raise BadRequest(f"Volume {vol.id} has snapshots: delete them first or use cascade=true.")
             if vol.status not in DELETABLE:
                 raise BadRequest(f"Volume {vol.id} is {vol.status}: it must be available or error to delete.")
-            copying = s.scalar(select(Volume.id).where(Volume.source_volid == vol.id,
-                                                       Volume.status == VolumeStatus.CREATING.value).limit(1))
+            copying = s.scalar(
+                select(Volume.id)
+                .where(Volume.source_volid == vol.id, Volume.status == VolumeStatus.CREATING.value)
+                .limit(1)
+            )
             if copying is not None:
-                raise Conflict(f"Volume {vol.id} is being copied into volume {copying}; delete it when that "
-                               "volume is created.")
+                raise Conflict(
+                    f"Volume {vol.id} is being copied into volume {copying}; delete it when that "
+                    "volume is created."
+                )
             set_status(s, vol.id, VolumeStatus.DELETING.value, expect=DELETABLE, what="delete")
             name_id, backend = vol.name_id, vol.backend
         try:
             await self.backends.driver(backend).delete_volume(name_id)
         except FerryError:
             with self.db.begin() as s:
-                s.execute(update(Volume).where(Volume.id == volume_id)
-                          .values(status=VolumeStatus.ERROR_DELETING.value))
+                s.execute(
+                    update(Volume)
+                    .where(Volume.id == volume_id)
+                    .values(status=VolumeStatus.ERROR_DELETING.value)
+                )
             raise
         with self.db.begin() as s:
             s.execute(delete(Snapshot).where(Snapshot.volume_id == volume_id))

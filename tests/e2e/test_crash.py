@@ -184,8 +184,12 @@ def test_doctor_detects_serial_drift(crashy: FerryServer) -> None:
     api = crashy.api("ferry-admin")
     drift = api.ok(api.volume("GET", "/ferry-doctor"))["drift"]
     assert [(d["kind"], d["resource"]) for d in drift] == [("serial-mismatch", vid)], drift
-    result = subprocess.run([sys.executable, "-m", "ferry.cli.main", "doctor"], env=crashy.cli_env(),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ferry.cli.main", "doctor"],
+        env=crashy.cli_env(),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1 and "serial-mismatch" in result.stdout
     api.ok(api.compute("DELETE", f"/servers/{sid}"), 204)
 
