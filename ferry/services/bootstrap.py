@@ -40,6 +40,7 @@ def init(
         cfg = Config(**{**cfg.__dict__, "guest_dir": guest_dir.resolve()})
     path = data_dir / "ferry.toml"
     path.write_text(cfgmod.dump(cfg))
+    path.chmod(0o600)  # a PostgreSQL URL may carry a password
     creds = Credentials(secrets.token_urlsafe(16), secrets.token_urlsafe(16), secrets.token_urlsafe(16))
     setup_database(cfg, creds)
     write_clouds_yaml(cfg, creds)
@@ -48,6 +49,8 @@ def init(
 
 def setup_database(cfg: Config, creds: Credentials) -> None:
     upgrade(cfg.database_url)
+    if cfg.database_url.startswith("sqlite:///"):
+        Path(cfg.database_url.removeprefix("sqlite:///")).chmod(0o600)  # password hashes, tokens
     engine = make_engine(cfg.database_url)
     db = session_factory(engine)
     ident = IdentityService(db, cfg.token_lifetime_s)
