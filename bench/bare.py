@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import subprocess
 import time
@@ -102,7 +103,7 @@ class BareGuest:
         self._run(self._mirror(new, old_index, marks), JOB_TIMEOUT)
         old.unlink()
         marks.append(("unlink", time.perf_counter()))
-        self.phases.append({name: round(t - marks[i][1], 4) for i, (name, t) in enumerate(marks) if name})
+        self.phases.append({name: round(t - prev, 4) for (_, prev), (name, t) in itertools.pairwise(marks)})
         self.disk = new
         return marks[-1][1] - marks[0][1]
 

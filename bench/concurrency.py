@@ -37,6 +37,7 @@ def _sources(cloud: Cloud, vids: list[str]) -> list[Path]:
 
 
 def sequential(cloud: Cloud, vids: list[str]) -> list[MigrationRun]:
+    """One by one (sources evicted before the pass: each is read once)."""
     evict(_sources(cloud, vids))
     return [migrate(cloud.api, v) for v in vids]
 
@@ -58,13 +59,16 @@ def run_concurrency(cloud: Cloud, random: Path, s: Settings) -> list[Row]:
     sums: list[float] = []
     totals: list[float] = []
     passes: list[list[MigrationRun]] = []
+    seq_passes: list[list[MigrationRun]] = []
     for _ in range(s.conc_reps):
-        sums.append(sum(r.seconds for r in sequential(cloud, vids)))
+        seq = sequential(cloud, vids)
+        sums.append(sum(r.seconds for r in seq))
+        seq_passes.append(seq)
         total, runs = concurrent(cloud, vids)
         totals.append(total)
         passes.append(runs)
     limit = load(cloud.srv.config_path).backend("fast").max_migrations
-    return _rows(sums, totals, passes, limit, s)
+    return _rows(sums, totals, passes, seq_passes, limit, s)
 
 
 def _fifo(runs: list[MigrationRun]) -> bool:
@@ -72,8 +76,8 @@ def _fifo(runs: list[MigrationRun]) -> bool:
     return starts == sorted(starts)
 
 
-def _rows(sums: list[float], totals: list[float], passes: list[list[MigrationRun]], limit: int,
-          s: Settings) -> list[Row]:
+def _rows(sums: list[float], totals: list[float], passes: list[list[MigrationRun]],
+          seq_passes: list[list[MigrationRun]], limit: int, s: Settings) -> list[Row]:
     total, seq = median(totals), median(sums)
     active = [[r.active_seconds for r in runs] for runs in passes]
     spreads = [spread(a) for a in active]
@@ -86,6 +90,8 @@ def _rows(sums: list[float], totals: list[float], passes: list[list[MigrationRun
         "active_s": [[round(x, 3) for x in a] for a in active],
         "end_to_end_s": [[round(r.seconds, 3) for r in runs] for runs in passes],
         "steps_s": [[step_durations(r) for r in runs] for runs in passes],
+        "sequential_s": [[round(r.seconds, 3) for r in runs] for runs in seq_passes],
+        "sequential_steps_s": [[step_durations(r) for r in runs] for runs in seq_passes],
     }
     title = f"Concurrency: {s.conc_volumes} x {fmt_size(s.conc_data)} detached at once (limit {limit})"
     return [

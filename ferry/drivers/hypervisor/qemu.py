@@ -781,8 +781,10 @@ class QemuDriver(HypervisorDriver):
                 if "in the process of unplug" not in exc.desc:
                     raise
             if not await sub.wait(self.unplug_timeout) and dev in await self._peripherals(conn):
-                raise DriverError(
-                    f"device {dev} was not released by the guest within {self.unplug_timeout:g} s"
+                # The guest decides: one still booting (or hung) ignores the request for now.
+                raise Conflict(
+                    f"device {dev} was not released by the guest within {self.unplug_timeout:g} s "
+                    "(is it still booting?); the unplug request stays pending: retry the detach"
                 )
 
     async def _confirm_on_target(self, conn: QmpConnection, note: Json) -> None:
