@@ -45,7 +45,7 @@ pg-test: venv
 	bash scripts/pg-test.sh
 
 test: lint guest
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=15 tests
 	bash scripts/pg-test.sh
 
 bench: venv guest

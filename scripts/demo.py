@@ -49,10 +49,7 @@ def main() -> int:
     try:
         return tour(srv)
     finally:
-        api = srv.api("ferry-admin")
-        for s in api.ok(api.compute("GET", "/servers"))["servers"]:
-            api.compute("DELETE", f"/servers/{s['id']}")
-        srv.stop()
+        srv.shutdown()
 
 
 def cli(srv: FerryServer, *argv: str) -> None:

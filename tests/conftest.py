@@ -39,7 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryServer]:
     srv = make_server(tmp_path_factory.mktemp("ferry"), extra_config="")
     srv.start()
     yield srv
-    srv.stop()
+    srv.shutdown()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -145,6 +145,31 @@ class FerryServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def shutdown(self) -> None:
+        """Delete every server through the API when the control plane answers, stop it, and kill
+        any guest left behind."""
+        try:
+            api = self.api("ferry-admin")
+            for s in api.ok(api.compute("GET", "/servers", params={"all_tenants": "1"}))["servers"]:
+                api.compute("DELETE", f"/servers/{s['id']}")
+        except (httpx.HTTPError, AssertionError):
+            pass
+        self.stop()
+        self.kill_guests()
+
+    def kill_guests(self) -> None:
+        """SIGKILL every QEMU this control plane started (teardown must not leak guests, even
+        when the control plane itself is dead)."""
+        from ferry.config import load
+
+        for pidfile in (load(self.config_path).run_dir / "servers").glob("*/qemu.pid"):
+            try:
+                pid = int(pidfile.read_text().strip())
+                if str(pidfile).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
+
     def cloud(self, name: str) -> dict[str, Any]:
         return dict(self.clouds[name]["auth"])
 

@@ -30,7 +30,4 @@ def cloud(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator
     register_guest(srv, guest_dir, "guest-flat-out", rate=0, span_mb=16)
     srv.start()
     yield srv
-    api = srv.api("ferry-admin")
-    for s in api.ok(api.compute("GET", "/servers", params={"all_tenants": "1"}))["servers"]:
-        api.compute("DELETE", f"/servers/{s['id']}")
-    srv.stop()
+    srv.shutdown()

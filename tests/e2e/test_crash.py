@@ -71,10 +71,7 @@ def crashy(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> FerrySe
     srv = make_server(tmp_path_factory.mktemp("ferry-crash"), guest_dir=guest_dir)
     srv.start()
     yield srv
-    api = srv.api("ferry-admin")
-    for s in api.ok(api.compute("GET", "/servers"))["servers"]:
-        api.compute("DELETE", f"/servers/{s['id']}")
-    srv.stop()
+    srv.shutdown()
 
 
 def other(api: Api, vid: str) -> str:

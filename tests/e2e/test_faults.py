@@ -56,10 +56,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterato
     )
     srv.start()
     yield srv
-    api = srv.api("ferry-admin")
-    for s in api.ok(api.compute("GET", "/servers"))["servers"]:
-        api.compute("DELETE", f"/servers/{s['id']}")
-    srv.stop()
+    srv.shutdown()
     subprocess.run(["umount", str(tiny)], check=False)
 
 

@@ -33,7 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryServer]:
     )
     srv.start()
     yield srv
-    srv.stop()
+    srv.shutdown()
 
 
 @pytest.fixture(scope="module", autouse=True)
