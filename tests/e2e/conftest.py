@@ -31,3 +31,14 @@ def cloud(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator
     srv.start()
     yield srv
     srv.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _no_idle_guests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test deletes its servers when it ends: under TCG every idle guest still costs CPU."""
+    yield
+    for name in ("cloud", "crashy", "faulty"):
+        if name in request.fixturenames:
+            srv: FerryServer = request.getfixturevalue(name)
+            if srv.proc is not None and srv.proc.poll() is None:
+                srv.delete_servers()
