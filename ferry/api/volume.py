@@ -64,15 +64,16 @@ def render_volumes(app: Ferry, ctx: RequestContext, vols: list[Volume], base: st
 
 # -- volumes -------------------------------------------------------------------------------
 def _filter(
-    all_tenants: str | None,
-    name: str | None,
-    status: str | None,
-    limit: int | None,
-    marker: str | None,
-    sort: str | None,
-    sort_key: str | None,
-    sort_dir: str | None,
+    all_tenants: str | None = None,
+    name: str | None = None,
+    status: str | None = None,
+    limit: int | None = None,
+    marker: str | None = None,
+    sort: str | None = None,
+    sort_key: str | None = None,
+    sort_dir: str | None = None,
 ) -> VolumeFilter:
+    """The list query parameters of Cinder's GET volumes and volumes/detail."""
     return VolumeFilter(
         name=name,
         status=status,
@@ -91,20 +92,10 @@ def list_volumes(
     project_id: str,
     ctx: RequestContext = Ctx,
     app: Ferry = App,
-    all_tenants: str | None = None,
-    name: str | None = None,
-    status: str | None = None,
-    limit: int | None = Query(None),
-    marker: str | None = None,
-    sort: str | None = None,
-    sort_key: str | None = None,
-    sort_dir: str | None = None,
+    f: VolumeFilter = Depends(_filter),
 ) -> dict[str, Any]:
-    vols = app.volumes.list_volumes(
-        ctx, _filter(all_tenants, name, status, limit, marker, sort, sort_key, sort_dir)
-    )
     base = _base(request, project_id)
-    return {"volumes": [volume_summary(v, base) for v in vols]}
+    return {"volumes": [volume_summary(v, base) for v in app.volumes.list_volumes(ctx, f)]}
 
 
 @router.get("/volumes/detail")
@@ -113,18 +104,9 @@ def list_volumes_detail(
     project_id: str,
     ctx: RequestContext = Ctx,
     app: Ferry = App,
-    all_tenants: str | None = None,
-    name: str | None = None,
-    status: str | None = None,
-    limit: int | None = Query(None),
-    marker: str | None = None,
-    sort: str | None = None,
-    sort_key: str | None = None,
-    sort_dir: str | None = None,
+    f: VolumeFilter = Depends(_filter),
 ) -> dict[str, Any]:
-    vols = app.volumes.list_volumes(
-        ctx, _filter(all_tenants, name, status, limit, marker, sort, sort_key, sort_dir)
-    )
+    vols = app.volumes.list_volumes(ctx, f)
     return {"volumes": render_volumes(app, ctx, vols, _base(request, project_id))}
 
 
