@@ -639,7 +639,7 @@ class _Run:
         want = self.dst_path(self.plan.dest.active_layer)
         if disk is None or not disk.files or disk.files[0] != want:
             raise DriverError(f"after pivot the device shows {disk.files if disk else None}, not {want}")
-        serial = await self.hv.serial(server, vid)
+        serial = disk.serial  # read by qom-get in the same disks() call
         if serial != vid:
             raise DriverError(f"disk serial {serial!r} differs from volume id {vid}")
         self.log(Step.PIVOT, "info", message="serial checked", serial=serial, file=want)
