@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.testing.server import FerryServer
+from ferry.testing.server import Api, FerryServer
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_DIR = ROOT / "build" / "guest"
@@ -40,6 +40,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryServer]:
     srv.start()
     yield srv
     srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def admin(server: FerryServer) -> Api:
+    """The admin's API caller on the module's server."""
+    return server.api("ferry-admin")
+
+
+@pytest.fixture(scope="module")
+def demo(server: FerryServer) -> Api:
+    """The demo member's API caller on the module's server."""
+    return server.api("ferry-demo")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

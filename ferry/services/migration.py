@@ -30,8 +30,7 @@ from ferry.domain.volumes import MIGRATION_BUSY, MigrationStatus
 from ferry.drivers.hypervisor.base import HypervisorDriver, JobStatus, MirrorStatus
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
-from ferry.services.queries import get_type, get_volume
-from ferry.services.snapshots import running_server
+from ferry.services.queries import get_type, get_volume, running_server
 from ferry.services.storage import Backends
 from ferry.services.volumes import VolumeService
 

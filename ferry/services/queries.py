@@ -42,6 +42,15 @@ def attachment_of(s: Session, volume_id: str) -> Attachment | None:
     return s.scalar(select(Attachment).where(Attachment.volume_id == volume_id))
 
 
+def running_server(s: Session, volume_id: str) -> str | None:
+    """The server whose running process has the volume open, if any: its layers change live."""
+    att = attachment_of(s, volume_id)
+    if att is None:
+        return None
+    server = s.get(Server, att.server_id)
+    return server.id if server is not None and server.status == "ACTIVE" else None
+
+
 SORT_KEYS = {"created_at", "updated_at", "name", "size", "status", "id"}
 
 

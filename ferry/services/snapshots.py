@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Server, Snapshot, Volume
+from ferry.db.models import Snapshot, Volume
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
@@ -19,7 +19,7 @@ from ferry.domain.model import GiB, LayerFile
 from ferry.domain.volumes import MIGRATION_BUSY, SNAPSHOTTABLE, SnapshotStatus, VolumeStatus, check_metadata
 from ferry.services import policy
 from ferry.services.context import RequestContext
-from ferry.services.queries import attachment_of, check_limit, get_owned, get_volume, paginate, parse_sort
+from ferry.services.queries import check_limit, get_owned, get_volume, paginate, parse_sort, running_server
 from ferry.services.storage import Backends
 from ferry.services.volumes import VolumeService
 
@@ -237,15 +237,6 @@ class SnapshotService:
             return
         with self.db.begin() as s:
             s.execute(delete(Snapshot).where(Snapshot.id == snapshot_id))
-
-
-def running_server(s: Session, volume_id: str) -> str | None:
-    """The server whose running process has the volume open, if any: its layers change live."""
-    att = attachment_of(s, volume_id)
-    if att is None:
-        return None
-    server = s.get(Server, att.server_id)
-    return server.id if server is not None and server.status == "ACTIVE" else None
 
 
 def _bump_position(s: Session, vol: Volume) -> None:

@@ -146,16 +146,6 @@ def no_server_errors(server: FerryServer) -> Iterator[None]:
     assert server.log_problems() == []
 
 
-@pytest.fixture(scope="module")
-def admin(server: FerryServer) -> Api:
-    return server.api("ferry-admin")
-
-
-@pytest.fixture(scope="module")
-def demo(server: FerryServer) -> Api:
-    return server.api("ferry-demo")
-
-
 http = httpx.Client(timeout=60)
 
 

@@ -27,16 +27,6 @@ def no_server_errors(server: FerryServer) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def admin(server: FerryServer) -> Api:
-    return server.api("ferry-admin")
-
-
-@pytest.fixture(scope="module")
-def demo(server: FerryServer) -> Api:
-    return server.api("ferry-demo")
-
-
-@pytest.fixture(scope="module")
 def reader(server: FerryServer) -> Api:
     return server.api(server.add_user("viewer", "viewer-password", "demo", "reader"))
 
