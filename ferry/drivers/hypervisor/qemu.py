@@ -844,20 +844,21 @@ class QemuDriver(HypervisorDriver):
             raise
 
     async def _mirror_status(self, conn: QmpConnection, run: RunDir, job_id: str) -> MirrorStatus | None:
+        # One query, so status, progress and readiness come from the same instant (query-jobs
+        # and query-block-jobs issued back to back can straddle the job becoming ready).
         qid = qemu_job_id(job_id)
-        job = await self._job(conn, qid)
+        job = next((b for b in await conn.query("query-block-jobs") if b.get("device") == qid), None)
         if job is None:
             return None
-        block = next((b for b in await conn.query("query-block-jobs") if b.get("device") == qid), {})
         status = _status(job)
         note = run.read_note("mirror", job_id) or {}
         return MirrorStatus(
             job_id=job_id,
             status=status,
-            offset=int(job.get("current-progress", 0)),
-            length=int(job.get("total-progress", 0)),
-            ready=bool(block.get("ready", status is JobStatus.READY)),
-            actively_synced=bool(block.get("actively-synced", False)),
+            offset=int(job.get("offset", 0)),
+            length=int(job.get("len", 0)),
+            ready=bool(job.get("ready", status is JobStatus.READY)),
+            actively_synced=bool(job.get("actively-synced", False)),
             write_blocking=bool(note.get("write_blocking", False)),
             error=job.get("error"),
         )
@@ -887,4 +888,5 @@ def _status(job: Json) -> JobStatus:
     try:
         return JobStatus(str(job.get("status")))
     except ValueError as exc:
-        raise DriverError(f"job {job.get('id')} has an unknown status {job.get('status')!r}") from exc
+        name = job.get("id", job.get("device"))
+        raise DriverError(f"job {name} has an unknown status {job.get('status')!r}") from exc
