@@ -53,11 +53,15 @@ class Ferry:
 
     async def start(self) -> None:
         log.info("ferry control plane starting with backends %s", ", ".join(self.backends.drivers))
+        for driver in self.backends.drivers.values():
+            await driver.reclaim()  # what a crash left in the trash
         await self.compute.reconcile()
         await self.migrations.resume_all()
 
     async def stop(self) -> None:
         await self.migrations.stop()
+        for driver in self.backends.drivers.values():
+            await driver.reclaim()
         await self.hypervisor.close()
         self.engine.dispose()
 

@@ -678,7 +678,7 @@ class _Run:
                 # The guest already runs on the destination; stale read-only nodes only hold
                 # unlinked files open until the next restart of its process.
                 self.log(Step.CLEANUP, "info", message=f"could not drop old block nodes: {e.message}")
-        await self.src.delete_volume(self.plan.source.name_id)
+        await self.src.retire_volume(self.plan.source.name_id)
         self.done(Step.CLEANUP)
 
     # -- failure -----------------------------------------------------------------------

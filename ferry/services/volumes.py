@@ -289,7 +289,7 @@ class VolumeService:
             set_status(s, vol.id, VolumeStatus.DELETING.value, expect=DELETABLE, what="delete")
             name_id, backend = vol.name_id, vol.backend
         try:
-            await self.backends.driver(backend).delete_volume(name_id)
+            await self.backends.driver(backend).retire_volume(name_id)
         except FerryError:
             with self.db.begin() as s:
                 s.execute(

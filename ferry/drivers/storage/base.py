@@ -63,6 +63,19 @@ class StorageDriver(abc.ABC):
     async def delete_volume(self, name_id: str) -> None:
         """Delete every file of a volume location and its directory. Idempotent."""
 
+    async def retire_volume(self, name_id: str) -> None:
+        """Take a volume location out of use now and reclaim its space in the background.
+
+        For locations nothing refers to any more (the source of a finished migration): the
+        caller need not wait for a large delete. Idempotent. Drivers without a cheaper way
+        simply delete.
+        """
+        await self.delete_volume(name_id)
+
+    async def reclaim(self) -> None:
+        """Finish reclaiming the space of retired locations (at start and at shutdown)."""
+        return None  # the default retire_volume defers nothing
+
     @abc.abstractmethod
     async def snapshot(self, loc: VolumeLocation, new_layer_id: str) -> VolumeLocation:
         """Detached snapshot: freeze the active layer, put a new empty active layer on top."""

@@ -5,6 +5,8 @@ on it. Layer files reference their backing by the bare sibling file name, so a v
 self-contained and can be moved or mounted elsewhere. Files are first written under a temporary
 name `.<layer_id>.part` and renamed into place, so a final name always holds a complete image;
 a leftover `.part` file is overwritten by the next attempt and removed with the volume.
+A retired volume directory is renamed into `<root>/.trash/` (atomic, instant) and deleted there in
+the background; whatever a crash leaves in the trash is deleted at the next start.
 It decides no policy (which layers to copy, when to delete): the services do.
 """
 
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from ferry.drivers.storage.qemu_img import QemuImg
 
 _VOLUME_PREFIX = "volume-"
 _PART_SUFFIX = ".part"
+_TRASH = ".trash"
 # Explicit so a changed qemu-img default cannot silently change what Ferry writes.
 _QCOW2_OPTIONS = {"lazy_refcounts": "off", "preallocation": "off"}
 
@@ -59,6 +63,7 @@ class FileStorageDriver(StorageDriver):
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.root = root.resolve()
         self.img = qemu_img or QemuImg()
+        self._reclaiming: set[asyncio.Task[None]] = set()
 
     # -- paths ---------------------------------------------------------------------------------
 
@@ -132,6 +137,33 @@ class FileStorageDriver(StorageDriver):
         path = self.volume_dir(name_id)
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(shutil.rmtree, path)
+
+    async def retire_volume(self, name_id: str) -> None:
+        # Unlinking a large file costs about a second per GiB on a discard-mounted filesystem;
+        # nothing refers to a retired location, so only the rename is waited for.
+        path = self.volume_dir(name_id)
+        trash = self.root / _TRASH
+        trash.mkdir(mode=0o700, exist_ok=True)
+        if not path.exists():
+            return
+        retired = trash / f"{path.name}.{uuid.uuid4().hex}"
+        os.rename(path, retired)
+        _fsync_dir(self.root)
+        task = asyncio.create_task(asyncio.to_thread(shutil.rmtree, retired, ignore_errors=True))
+        self._reclaiming.add(task)
+        task.add_done_callback(self._reclaiming.discard)
+
+    async def reclaim(self) -> None:
+        if self._reclaiming:
+            await asyncio.gather(*self._reclaiming)
+        await asyncio.to_thread(self._empty_trash)
+
+    def _empty_trash(self) -> None:
+        # The entries, not the directory: a concurrent retire_volume may be renaming into it.
+        trash = self.root / _TRASH
+        if trash.is_dir():
+            for entry in os.scandir(trash):
+                shutil.rmtree(entry.path, ignore_errors=True)
 
     async def snapshot(self, loc: VolumeLocation, new_layer_id: str) -> VolumeLocation:
         self._require_qcow2()
@@ -298,9 +330,12 @@ class FileStorageDriver(StorageDriver):
         return BackendUsage(allocated_bytes=allocated, free_bytes=stat.f_bavail * stat.f_frsize)
 
     def _allocated_bytes(self) -> int:
-        """Blocks of every file in every volume directory, `.part` files included: they use space."""
+        """Blocks of every file in every volume directory (`.part` files and the trash included:
+        they use space until deleted)."""
         total = 0
-        for volume in self._volume_dirs():
+        trash = self.root / _TRASH
+        retired = [Path(e.path) for e in os.scandir(trash) if e.is_dir()] if trash.is_dir() else []
+        for volume in self._volume_dirs() + retired:
             with os.scandir(volume) as entries:
                 for entry in entries:
                     if entry.is_file(follow_symlinks=False):
