@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from ferry.db.models import Attachment, Migration, Snapshot, Volume, VolumeType
+from fastapi.responses import Response
+
+from ferry.db.models import Attachment, Migration, Snapshot, VolumeRecord, VolumeType
 from ferry.domain.clock import iso
 from ferry.domain.scheduling import PoolStats
 
@@ -22,7 +25,7 @@ def attachment_view(a: Attachment, host: str) -> dict[str, Any]:
 
 
 def volume_view(
-    v: Volume,
+    v: VolumeRecord,
     base: str,
     *,
     attachment: Attachment | None,
@@ -107,7 +110,7 @@ def migration_view(report: Any) -> dict[str, Any]:
     }
 
 
-def volume_summary(v: Volume, base: str) -> dict[str, Any]:
+def volume_summary(v: VolumeRecord, base: str) -> dict[str, Any]:
     return {"id": v.id, "name": v.name, "links": [{"rel": "self", "href": f"{base}/volumes/{v.id}"}]}
 
 
@@ -168,3 +171,10 @@ def pool_view(p: PoolStats, host: str, detail: bool) -> dict[str, Any]:
             "timestamp": None,
         }
     return out
+
+
+def listing(key: str, items: list[dict[str, Any]]) -> Response:
+    """A list body, serialized directly: the views are plain JSON already, and FastAPI's generic
+    encoder would walk every value of a 1000-item page again (several times the cost of dumping)."""
+    body = json.dumps({key: items}, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(body, media_type="application/json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,9 +23,18 @@ from ferry.api.schemas import (
     VolumeUpdateBody,
 )
 from ferry.api.versions import base_url
-from ferry.api.views import migration_view, pool_view, snapshot_view, type_view, volume_summary, volume_view
-from ferry.db.models import Volume
+from ferry.api.views import (
+    listing,
+    migration_view,
+    pool_view,
+    snapshot_view,
+    type_view,
+    volume_summary,
+    volume_view,
+)
+from ferry.db.models import VolumeRecord
 from ferry.domain.errors import BadRequest
+from ferry.domain.volumes import VolumeStatus
 from ferry.services import policy
 from ferry.services.app import Ferry
 from ferry.services.context import RequestContext
@@ -43,11 +53,16 @@ def _bool(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes", "on")
 
 
-def render_volumes(app: Ferry, ctx: RequestContext, vols: list[Volume], base: str) -> list[dict[str, Any]]:
+def render_volumes(
+    app: Ferry, ctx: RequestContext, vols: Sequence[VolumeRecord], base: str
+) -> list[dict[str, Any]]:
     admin = policy.allowed(ctx, "volume:admin_fields")
-    atts = app.volumes.attachments([v.id for v in vols])
+    # Only volumes that can have one are looked up: an available volume has no attachment (both
+    # change in one transaction), a volume with an active migration has a migration_status.
+    atts = app.volumes.attachments([v.id for v in vols if v.status != VolumeStatus.AVAILABLE])
     types = {t.id: t.name for t in app.types.list_types(ctx)} if vols else {}
-    migrations = app.migrations.active_for([v.id for v in vols]) if admin else {}
+    migrating = [v.id for v in vols if v.migration_status is not None]
+    migrations = app.migrations.active_for(migrating) if admin else {}
     return [
         volume_view(
             v,
@@ -93,9 +108,9 @@ def list_volumes(
     ctx: RequestContext = Ctx,
     app: Ferry = App,
     f: VolumeFilter = Depends(_filter),
-) -> dict[str, Any]:
+) -> Response:
     base = _base(request, project_id)
-    return {"volumes": [volume_summary(v, base) for v in app.volumes.list_volumes(ctx, f)]}
+    return listing("volumes", [volume_summary(v, base) for v in app.volumes.list_volumes(ctx, f)])
 
 
 @router.get("/volumes/detail")
@@ -105,9 +120,9 @@ def list_volumes_detail(
     ctx: RequestContext = Ctx,
     app: Ferry = App,
     f: VolumeFilter = Depends(_filter),
-) -> dict[str, Any]:
+) -> Response:
     vols = app.volumes.list_volumes(ctx, f)
-    return {"volumes": render_volumes(app, ctx, vols, _base(request, project_id))}
+    return listing("volumes", render_volumes(app, ctx, vols, _base(request, project_id)))
 
 
 @router.post("/volumes", status_code=202)
@@ -254,9 +269,9 @@ def list_snapshots(
     limit: int | None = Query(None),
     marker: str | None = None,
     sort: str | None = None,
-) -> dict[str, Any]:
+) -> Response:
     snaps = app.snapshots.list_snapshots(ctx, volume_id, _bool(all_tenants), limit, marker, sort)
-    return {"snapshots": [snapshot_view(s) for s in snaps]}
+    return listing("snapshots", [snapshot_view(s) for s in snaps])
 
 
 @router.post("/snapshots", status_code=202)

