@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from fastapi.responses import Response
 
 from ferry.db.models import Attachment, Migration, Snapshot, VolumeRecord, VolumeType
@@ -175,6 +175,5 @@ def pool_view(p: PoolStats, host: str, detail: bool) -> dict[str, Any]:
 
 def listing(key: str, items: list[dict[str, Any]]) -> Response:
     """A list body, serialized directly: the views are plain JSON already, and FastAPI's generic
-    encoder would walk every value of a 1000-item page again (several times the cost of dumping)."""
-    body = json.dumps({key: items}, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(body, media_type="application/json")
+    encoder would walk every value of a 1000-item page again (ten times the cost of orjson)."""
+    return Response(orjson.dumps({key: items}), media_type="application/json")
