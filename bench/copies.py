@@ -17,6 +17,7 @@ Cases (each only when a selected figure needs it):
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -90,6 +91,7 @@ class CopyBench:
         self.cases: dict[str, Case] = {}
         self.bare: BareGuest | None = None
         self.idle_guest: str | None = None
+        self.convert_unflushed: list[float] = []
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -151,10 +153,19 @@ class CopyBench:
         out.parent.mkdir(exist_ok=True)
 
         def run() -> float:
+            # Durable, as a copy must be before its source may go: qemu-img convert writes its
+            # output with cache=unsafe and never flushes, so the baseline fsyncs it, as Ferry does
+            # (QEMU's mirror flushes its target itself). The unflushed time is kept for reference.
             src = layer_files(self.api, vid)[-1]
             t0 = time.perf_counter()
             subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "qcow2", "-o", QCOW2_OPTS,
                             str(src), str(out)], check=True)
+            self.convert_unflushed.append(time.perf_counter() - t0)
+            fd = os.open(out, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             elapsed = time.perf_counter() - t0
             out.unlink()
             return elapsed
@@ -206,10 +217,12 @@ class CopyBench:
     def _throughput(self, key: str, title: str, ferry: str) -> Row:
         f, b = self.cases[ferry].median, self.cases["convert"].median
         ratio = b / f  # throughput ratio: (data / f) / (data / b)
+        data = self._data(ferry, "convert")
+        data["convert_unflushed_s"] = [round(t, 4) for t in self.convert_unflushed]
         return Row(key, f"{title}, {fmt_size(self.s.data)} random",
                    f"{fmt_rate(self.s.data / f)} ({fmt_s(f)})",
-                   f"qemu-img convert {fmt_rate(self.s.data / b)} ({fmt_s(b)})", fmt_ratio(ratio), "≥ 0.90x",
-                   ratio >= 0.9, self._data(ferry, "convert"))
+                   f"qemu-img convert + fsync {fmt_rate(self.s.data / b)} ({fmt_s(b)})", fmt_ratio(ratio),
+                   "≥ 0.90x", ratio >= 0.9, data)
 
     def _overhead(self) -> Row:
         f, b = self.cases["ferry-live"].median, self.cases["bare-mirror"].median

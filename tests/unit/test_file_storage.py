@@ -14,6 +14,7 @@ import pytest
 from ferry.domain.errors import BadRequest, DriverError
 from ferry.domain.ids import new_id
 from ferry.domain.model import BackendConfig, DiskFormat, VolumeLocation
+from ferry.drivers.storage import file as file_driver
 from ferry.drivers.storage.file import FileStorageDriver
 from ferry.drivers.storage.qemu_img import QemuImg, progress_parser
 
@@ -276,6 +277,27 @@ async def test_copy_flat_across_backends_and_resize(make_driver: DriverFactory) 
         assert allocated(copied) < 8 * MiB
         with pytest.raises(BadRequest, match="Cannot copy"):
             await dst.copy_flat(copied, VolumeLocation(dst.name, new_id(), (new_id(),), fmt), SIZE // 2)
+
+
+async def test_a_copy_is_flushed_before_it_takes_its_final_name(
+    make_driver: DriverFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """qemu-img convert never flushes its output; a migration deletes the source right after."""
+    src, dst = make_driver("a"), make_driver("b")
+    loc = await three_layer_volume(src)
+    flushed: list[tuple[Path, bool]] = []
+    real = file_driver._fsync_file
+
+    def record(path: Path) -> None:
+        real(path)
+        final = path.parent / path.name.removeprefix(".").removesuffix(".part")
+        flushed.append((path, final.exists()))
+
+    monkeypatch.setattr(file_driver, "_fsync_file", record)
+    dest = VolumeLocation("b", new_id(), (loc.layers[0],))
+    await dst.copy_layer(src.layer_path(loc.name_id, loc.layers[0]), dest, loc.layers[0], None)
+    assert flushed == [(dst.part_path(dest.name_id, loc.layers[0]), False)]
+    assert dst.layer_path(dest.name_id, loc.layers[0]).exists()
 
 
 async def test_copy_layer_preserves_the_chain(make_driver: DriverFactory, tmp_path: Path) -> None:

@@ -50,6 +50,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _canonical_uuid(value: str) -> bool:
     return is_uuid(value) and value == value.lower()
 
@@ -112,7 +120,10 @@ class FileStorageDriver(StorageDriver):
         return path
 
     async def _publish(self, part: Path, final: Path) -> None:
-        """Rename a finished temporary file to its final name, durably."""
+        """Rename a finished temporary file to its final name, durably: its data first (qemu-img
+        convert writes with cache=unsafe and never flushes; a migration deletes the source once
+        this returns), then the rename."""
+        await asyncio.to_thread(_fsync_file, part)
         os.replace(part, final)
         await asyncio.to_thread(_fsync_dir, final.parent)
 
