@@ -184,7 +184,7 @@ class Settings:
     """Sizes and repetitions: the full run fits a 2-core machine in under 10 minutes."""
 
     quick: bool = False
-    reps: int = 3
+    reps: int = 5
     """Alternating runs of each side; figures are medians."""
     data: int = GIB
     """Random bytes in the throughput/overhead volumes (1 GiB volumes)."""
