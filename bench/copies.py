@@ -231,7 +231,7 @@ class CopyBench:
         data = self._data("ferry-live", "bare-mirror")
         data["extra_s"] = round(extra, 3)
         return Row("2", f"Orchestration overhead, live, {fmt_size(self.s.data)}", fmt_s(f),
-                   f"bare QMP mirror {fmt_s(b)}", f"{fmt_ratio(f / b)} (+{extra:.2f} s)",
+                   f"bare QMP mirror {fmt_s(b)}", f"{fmt_ratio(f / b)} ({extra:+.2f} s)",
                    "≤ 1.05x or ≤ +0.30 s", met, data)
 
     def _sparse(self, key: str, title: str, sparse: str, full: str) -> Row:
