@@ -679,6 +679,7 @@ class _Run:
                 # unlinked files open until the next restart of its process.
                 self.log(Step.CLEANUP, "info", message=f"could not drop old block nodes: {e.message}")
         await self.src.retire_volume(self.plan.source.name_id)
+        failpoints.hit("cleanup.after_retire")  # renamed into the trash, not yet deleted
         self.done(Step.CLEANUP)
 
     # -- failure -----------------------------------------------------------------------

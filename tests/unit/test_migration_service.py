@@ -220,6 +220,7 @@ ATTACHED = [
     "commit.before",
     "commit.after",
     "cleanup.before",
+    "cleanup.after_retire",
     "cleanup.after",
 ]
 DETACHED = [
@@ -232,6 +233,7 @@ DETACHED = [
     "commit.before",
     "commit.after",
     "cleanup.before",
+    "cleanup.after_retire",
     "cleanup.after",
 ]
 # The decision table (docs/recovery.md): before the pivot a crash rolls back, except a mirror job
@@ -292,6 +294,10 @@ def test_crash_matrix(tmp_path: Path, attached: bool) -> None:
             vol = app.volumes.get(ADMIN, vid)
             assert vol.status == ("in-use" if attached else "available") and vol.migration_status == m.status
             assert not await app.doctor.check(ADMIN), point
+            for driver in app.backends.drivers.values():
+                await driver.reclaim()  # waits for deletions still running in the background
+                trash = Path(driver.config.path) / ".trash"
+                assert not trash.exists() or not any(trash.iterdir()), point
             if attached:
                 assert (await hv.disks(sid))[0].serial == vid
 
