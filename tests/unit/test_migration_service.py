@@ -277,6 +277,24 @@ async def crash_and_restart(tmp: Path, hv: FakeHypervisorDriver, app: Ferry, vid
     return app2
 
 
+def test_start_deletes_what_a_crash_left_in_the_trash(tmp_path: Path) -> None:
+    async def go() -> None:
+        app = make_ferry(tmp_path, AutoReadyDriver())
+        leftovers = []
+        for b in app.config.backends:
+            retired = Path(b.path) / ".trash" / "volume-0f1e2d3c-0000-4000-8000-000000000000.deadbeef"
+            retired.mkdir(parents=True)
+            (retired / "layer.qcow2").write_bytes(b"x" * 4096)
+            leftovers.append(retired)
+        await app.start()
+        try:
+            assert not any(p.exists() for p in leftovers)
+        finally:
+            await app.stop()
+
+    run(go)
+
+
 @pytest.mark.parametrize("attached", [True, False], ids=["attached", "detached"])
 def test_crash_matrix(tmp_path: Path, attached: bool) -> None:
     async def go() -> None:
