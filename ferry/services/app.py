@@ -56,6 +56,7 @@ class Ferry:
         for driver in self.backends.drivers.values():
             await driver.reclaim()  # what a crash left in the trash
         await self.compute.reconcile()
+        await self.snapshots.recover()  # before migrations plan from the layer chains
         await self.migrations.resume_all()
 
     async def stop(self) -> None:

@@ -337,6 +337,9 @@ class ComputeService:
     async def live_merge(self, server_id: str, volume_id: str, layer: LayerFile) -> None:
         await self.hv.merge_layer(server_id, volume_id, layer)
 
+    async def live_files(self, server_id: str, volume_id: str) -> tuple[str, ...] | None:
+        return next((d.files for d in await self.hv.disks(server_id) if d.volume_id == volume_id), None)
+
     # -- restart -----------------------------------------------------------------------
     async def reconcile(self) -> None:
         """Re-attach to every server whose process outlived the previous control plane."""

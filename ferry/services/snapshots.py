@@ -15,9 +15,10 @@ from ferry.db.models import Snapshot, Volume
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
-from ferry.domain.model import GiB, LayerFile
+from ferry.domain.model import GiB, LayerFile, VolumeLocation
 from ferry.domain.volumes import MIGRATION_BUSY, SNAPSHOTTABLE, SnapshotStatus, VolumeStatus, check_metadata
-from ferry.services import policy
+from ferry.drivers.storage.base import StorageDriver
+from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
 from ferry.services.queries import check_limit, get_owned, get_volume, paginate, parse_sort, running_server
 from ferry.services.storage import Backends
@@ -26,6 +27,8 @@ from ferry.services.volumes import VolumeService
 log = logging.getLogger(__name__)
 DELETABLE = ("available", "error", "error_deleting")
 """A failed merge can be retried: merging a layer is idempotent."""
+UNSETTLED = (SnapshotStatus.CREATING.value, SnapshotStatus.DELETING.value)
+"""What a control-plane crash can leave a snapshot in; settled at the next start."""
 
 
 class LiveDisks(Protocol):
@@ -34,6 +37,10 @@ class LiveDisks(Protocol):
     async def live_snapshot(self, server_id: str, volume_id: str, new_active: LayerFile) -> None: ...
 
     async def live_merge(self, server_id: str, volume_id: str, layer: LayerFile) -> None: ...
+
+    async def live_files(self, server_id: str, volume_id: str) -> tuple[str, ...] | None:
+        """The image files the running disk of `volume_id` uses, active first (None: not attached)."""
+        ...
 
 
 class SnapshotService:
@@ -134,8 +141,10 @@ class SnapshotService:
             else:
                 assert self.live is not None
                 await driver.create_overlay(loc, new_layer, loc.active_layer, vol.size_gib * GiB)
+                failpoints.hit("snapshot.after_overlay")
                 path = str(driver.layer_path(loc.name_id, new_layer))
                 await self.live.live_snapshot(live_server, vol.id, LayerFile(path, loc.format))
+            failpoints.hit("snapshot.after_switch")
         except FerryError:
             with self.db.begin() as s:
                 s.execute(delete(Snapshot).where(Snapshot.id == snap.id))
@@ -152,6 +161,90 @@ class SnapshotService:
             )
         snap.status, snap.updated_at = SnapshotStatus.AVAILABLE.value, now
         return snap
+
+    # -- restart -----------------------------------------------------------------------
+    async def recover(self) -> None:
+        """At start: settle the snapshot changes the previous control plane left half done.
+
+        A `creating` snapshot is completed when the new active layer is in use (the guest writes
+        to it, or, with no running guest, the file exists on its parent) and undone otherwise; a
+        `deleting` one is merged again (merging is idempotent).
+        """
+        with self.db() as s:
+            pending = list(
+                s.execute(
+                    select(Snapshot.id, Snapshot.status)
+                    .where(
+                        Snapshot.status.in_((SnapshotStatus.CREATING.value, SnapshotStatus.DELETING.value))
+                    )
+                    .order_by(Snapshot.created_at)
+                )
+            )
+        for snapshot_id, status in pending:
+            if status == SnapshotStatus.DELETING.value:
+                self.volumes.spawn(self._merge(snapshot_id))
+                continue
+            try:
+                await self._settle_create(snapshot_id)
+            except FerryError as e:
+                log.error(
+                    "snapshot %s: could not settle its creation (next start retries): %s", snapshot_id, e
+                )
+
+    async def _settle_create(self, snapshot_id: str) -> None:
+        with self.db() as s:
+            volume_id = s.scalar(select(Snapshot.volume_id).where(Snapshot.id == snapshot_id))
+        if volume_id is None:
+            return
+        async with self.volumes.chain_lock(volume_id):
+            with self.db() as s:
+                snap = s.get(Snapshot, snapshot_id)
+                vol = s.get(Volume, volume_id)
+                if snap is None or vol is None or snap.status != SnapshotStatus.CREATING.value:
+                    return
+                loc = self.backends.location(s, vol)
+                server = running_server(s, vol.id)
+            driver = self.backends.driver(loc.backend)
+            overlay = await self._overlay_on_active(driver, loc)
+            if server is not None and overlay is not None:
+                assert self.live is not None
+                files = await self.live.live_files(server, volume_id)
+                if not files or files[0] != str(driver.layer_path(loc.name_id, overlay)):
+                    await driver.drop_layer(loc.name_id, overlay)  # created, never switched to
+                    overlay = None
+            with self.db.begin() as s:
+                if overlay is None:
+                    s.execute(delete(Snapshot).where(Snapshot.id == snapshot_id))
+                else:
+                    now = utcnow()
+                    s.execute(
+                        update(Volume)
+                        .where(Volume.id == volume_id)
+                        .values(active_layer_id=overlay, updated_at=now)
+                    )
+                    s.execute(
+                        update(Snapshot)
+                        .where(Snapshot.id == snapshot_id)
+                        .values(status=SnapshotStatus.AVAILABLE.value, updated_at=now)
+                    )
+            log.warning(
+                "snapshot %s of volume %s: %s after a control-plane restart",
+                snapshot_id,
+                volume_id,
+                "undone" if overlay is None else "completed",
+            )
+
+    @staticmethod
+    async def _overlay_on_active(driver: StorageDriver, loc: VolumeLocation) -> str | None:
+        """The layer file in the volume's directory, outside its chain, backed by its active layer."""
+        active = driver.layer_path(loc.name_id, loc.active_layer)
+        for layer in driver.stored_layers():
+            if layer.name_id != loc.name_id or layer.layer_id in loc.layers:
+                continue
+            chain = await driver.backing_chain(layer.path)
+            if len(chain) > 1 and chain[1] == active:
+                return layer.layer_id
+        return None
 
     def _check_can_snapshot(self, vol: Volume) -> None:
         backend = self.backends.config.backend(vol.backend)

@@ -343,3 +343,55 @@ def test_failpoint_error_action(tmp_path: Path) -> None:
 
 def test_driver_error_type_is_ferry_error() -> None:
     assert issubclass(DriverError, Exception)
+
+
+# -- snapshots interrupted by a crash ------------------------------------------------------------
+SNAPSHOT_POINTS = {
+    # point: (attached?, the snapshot survives the restart?)
+    "attached-after_overlay": (True, False),  # overlay created, the guest never switched to it
+    "attached-after_switch": (True, True),  # the guest writes to the new layer; the DB did not know
+    "detached-after_switch": (False, True),  # the new active file exists on its parent
+}
+
+
+@pytest.mark.parametrize("case", SNAPSHOT_POINTS)
+def test_snapshot_create_interrupted_is_settled_at_start(tmp_path: Path, case: str) -> None:
+    attached, survives = SNAPSHOT_POINTS[case]
+    point = "snapshot." + case.split("-", 1)[1]
+
+    async def go() -> None:
+        hv = AutoReadyDriver()
+        app = make_ferry(tmp_path, hv)
+        sid, vid = await attached_volume(app, tmp_path, snapshots=1)
+        if not attached:
+            await app.compute.detach(ADMIN, sid, vid)
+        before = app.volumes.get(ADMIN, vid).active_layer_id
+        failpoints.ARMED[point] = "abort"
+        try:
+            with pytest.raises(failpoints.Abort):
+                await app.snapshots.create(ADMIN, vid, "interrupted", None, {})
+        finally:
+            failpoints.ARMED.clear()
+        [stuck] = [s for s in app.snapshots.list_snapshots(ADMIN, vid, False, None, None, None)
+                   if s.name == "interrupted"]  # fmt: skip
+        assert stuck.status == "creating"
+
+        app = make_ferry(tmp_path, hv)  # a new control plane; the (fake) QEMU lives on
+        await app.start()
+        names = {s.name: s for s in app.snapshots.list_snapshots(ADMIN, vid, False, None, None, None)}
+        vol = app.volumes.get(ADMIN, vid)
+        if survives:
+            assert names["interrupted"].status == "available" and vol.active_layer_id != before
+        else:
+            assert "interrupted" not in names and vol.active_layer_id == before
+        assert not await app.doctor.check(ADMIN), case  # no orphan file, chains agree with QEMU
+        if attached:
+            [disk] = await hv.disks(sid)
+            assert disk.files[0].endswith(f"{vol.active_layer_id}.qcow2")
+        other = "fast" if vol.backend == "bulk" else "bulk"
+        mig = await app.migrations.migrate(ADMIN, vid, other)
+        await app.migrations.wait(mig.id)
+        assert app.migrations.report(ADMIN, vid).migration.status == "success"
+        await app.stop()
+
+    run(go)

@@ -81,6 +81,10 @@ class StorageDriver(abc.ABC):
         """Detached snapshot: freeze the active layer, put a new empty active layer on top."""
 
     @abc.abstractmethod
+    async def drop_layer(self, name_id: str, layer_id: str) -> None:
+        """Delete one layer file that no chain uses (an overlay a crash left unused). Idempotent."""
+
+    @abc.abstractmethod
     async def merge_layer(self, loc: VolumeLocation, layer_id: str) -> VolumeLocation:
         """Detached snapshot delete: fold read-only `layer_id` into the layer above it
         (`qemu-img rebase` onto its parent), then delete its file. Returns the new location."""

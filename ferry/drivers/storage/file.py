@@ -191,6 +191,11 @@ class FileStorageDriver(StorageDriver):
             await self._publish(part, final)
         return replace(loc, layers=(*loc.layers, new_layer))
 
+    async def drop_layer(self, name_id: str, layer_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.layer_path(name_id, layer_id).unlink()
+            await asyncio.to_thread(_fsync_dir, self.volume_dir(name_id))
+
     async def merge_layer(self, loc: VolumeLocation, layer_id: str) -> VolumeLocation:
         self._require_qcow2()
         self._check_location(loc)
