@@ -21,6 +21,7 @@ from ferry.testing.scenario import (
     boot,
     create_volume,
     location,
+    migrate,
     snapshot,
     volume,
     wait_migration,
@@ -143,6 +144,35 @@ def test_crash_matrix_detached_with_snapshots(crashy: FerryServer) -> None:
     for failpoint in DETACHED:
         m = crash_and_recover(crashy, vid, failpoint)
         assert_settled(crashy, vid, m, failpoint, snaps, "available")
+
+
+def test_live_snapshot_cut_by_a_crash_is_completed_at_restart(crashy: FerryServer) -> None:
+    """The guest already writes to the new layer when the control plane dies, before the database
+    knows it: the restarted one must adopt that layer (else the next migration would copy a chain
+    without the guest's newest writes), then the volume migrates with every view verifying."""
+    api = crashy.api("ferry-admin")
+    sid = boot(api, "ferry-test-guest", "snap-crash-guest")
+    vid = create_volume(api, 1, "snap-crashy")
+    attach(api, sid, vid)
+    wait_writing(crashy, sid, vid, writes=40)
+    crashy.stop()
+    crashy.start(env={"FERRY_FAILPOINTS": "snapshot.after_switch:crash"})
+    api = crashy.api("ferry-admin")
+    with pytest.raises(httpx.TransportError):  # the process dies inside the request
+        api.volume("POST", "/snapshots", json={"snapshot": {"volume_id": vid, "name": "cut"}})
+    assert crashy.wait_exit(120) == 137, crashy.log_tail()
+    crashy.start()
+    api = crashy.api("ferry-admin")
+    [snap] = api.ok(api.volume("GET", "/snapshots", params={"volume_id": vid}))["snapshots"]
+    assert (snap["name"], snap["status"]) == ("cut", "available")
+    assert [lay["snapshot_id"] for lay in location(api, vid)["layers"]] == [snap["id"], None]
+    files = [d["files"] for d in api.ok(api.compute("GET", f"/servers/{sid}/ferry-disks"))["disks"]]
+    assert files == [[lay["path"] for lay in reversed(location(api, vid)["layers"])]]
+    assert wait_writing(crashy, sid, vid, writes=20).healthy
+    migrate(api, vid, other(api, vid))
+    m = wait_migration(api, vid, timeout=180)
+    assert_settled(crashy, vid, m, "after a snapshot cut by a crash", [snap["id"]], "in-use")
+    api.ok(api.compute("DELETE", f"/servers/{sid}"), 204)
 
 
 def test_doctor_detects_drift(crashy: FerryServer) -> None:
