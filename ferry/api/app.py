@@ -25,6 +25,7 @@ def create_app(ferry: Ferry) -> FastAPI:
             yield
         finally:
             await ferry.stop()
+            gc.unfreeze()  # an embedding process (tests) may start many apps in turn
 
     app = FastAPI(
         title="Ferry",
