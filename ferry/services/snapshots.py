@@ -174,9 +174,7 @@ class SnapshotService:
             pending = list(
                 s.execute(
                     select(Snapshot.id, Snapshot.status)
-                    .where(
-                        Snapshot.status.in_((SnapshotStatus.CREATING.value, SnapshotStatus.DELETING.value))
-                    )
+                    .where(Snapshot.status.in_(UNSETTLED))
                     .order_by(Snapshot.created_at)
                 )
             )
