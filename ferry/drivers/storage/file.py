@@ -159,7 +159,7 @@ class FileStorageDriver(StorageDriver):
             return
         retired = trash / f"{path.name}.{uuid.uuid4().hex}"
         os.rename(path, retired)
-        _fsync_dir(self.root)
+        await asyncio.to_thread(_fsync_dir, self.root)
         task = asyncio.create_task(asyncio.to_thread(shutil.rmtree, retired, ignore_errors=True))
         self._reclaiming.add(task)
         task.add_done_callback(self._reclaiming.discard)
