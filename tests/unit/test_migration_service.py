@@ -295,14 +295,22 @@ def test_start_deletes_what_a_crash_left_in_the_trash(tmp_path: Path) -> None:
     run(go)
 
 
+async def volume_with_snapshots(
+    tmp: Path, attached: bool, snapshots: int
+) -> tuple[AutoReadyDriver, Ferry, str, str]:
+    """A fresh control plane with one volume, attached to a running server or detached from it."""
+    hv = AutoReadyDriver()
+    app = make_ferry(tmp, hv)
+    sid, vid = await attached_volume(app, tmp, snapshots=snapshots)
+    if not attached:
+        await app.compute.detach(ADMIN, sid, vid)
+    return hv, app, sid, vid
+
+
 @pytest.mark.parametrize("attached", [True, False], ids=["attached", "detached"])
 def test_crash_matrix(tmp_path: Path, attached: bool) -> None:
     async def go() -> None:
-        hv = AutoReadyDriver()
-        app = make_ferry(tmp_path, hv)
-        sid, vid = await attached_volume(app, tmp_path, snapshots=2)
-        if not attached:
-            await app.compute.detach(ADMIN, sid, vid)
+        hv, app, sid, vid = await volume_with_snapshots(tmp_path, attached, snapshots=2)
         points = ATTACHED if attached else DETACHED
         for point in points:
             app = await crash_and_restart(tmp_path, hv, app, vid, point)
@@ -360,11 +368,7 @@ def test_snapshot_create_interrupted_is_settled_at_start(tmp_path: Path, case: s
     point = "snapshot." + case.split("-", 1)[1]
 
     async def go() -> None:
-        hv = AutoReadyDriver()
-        app = make_ferry(tmp_path, hv)
-        sid, vid = await attached_volume(app, tmp_path, snapshots=1)
-        if not attached:
-            await app.compute.detach(ADMIN, sid, vid)
+        hv, app, sid, vid = await volume_with_snapshots(tmp_path, attached, snapshots=1)
         before = app.volumes.get(ADMIN, vid).active_layer_id
         failpoints.ARMED[point] = "abort"
         try:
