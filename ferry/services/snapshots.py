@@ -16,11 +16,19 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
 from ferry.domain.model import GiB, LayerFile, VolumeLocation
-from ferry.domain.volumes import MIGRATION_BUSY, SNAPSHOTTABLE, SnapshotStatus, VolumeStatus, check_metadata
+from ferry.domain.volumes import MIGRATION_BUSY, SNAPSHOTTABLE, SnapshotStatus, check_metadata
 from ferry.drivers.storage.base import StorageDriver
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
-from ferry.services.queries import check_limit, get_owned, get_volume, paginate, parse_sort, running_server
+from ferry.services.queries import (
+    being_copied_into,
+    check_limit,
+    get_owned,
+    get_volume,
+    paginate,
+    parse_sort,
+    running_server,
+)
 from ferry.services.storage import Backends
 from ferry.services.volumes import VolumeService
 
@@ -275,11 +283,7 @@ class SnapshotService:
             assert vol is not None
             if vol.migration_status in MIGRATION_BUSY:
                 raise Conflict(f"Volume {vol.id} is being migrated; delete the snapshot when it ends.")
-            copying = s.scalar(
-                select(Volume.id)
-                .where(Volume.snapshot_id == snap.id, Volume.status == VolumeStatus.CREATING.value)
-                .limit(1)
-            )
+            copying = being_copied_into(s, Volume.snapshot_id, snap.id)
             if copying is not None:
                 raise Conflict(
                     f"Snapshot {snap.id} is being copied into volume {copying}; delete it when "

@@ -32,6 +32,7 @@ from ferry.services import policy
 from ferry.services.context import RequestContext
 from ferry.services.queries import (
     attachment_of,
+    being_copied_into,
     check_limit,
     get_owned,
     get_type,
@@ -276,11 +277,7 @@ class VolumeService:
                 raise BadRequest(f"Volume {vol.id} has snapshots: delete them first or use cascade=true.")
             if vol.status not in DELETABLE:
                 raise BadRequest(f"Volume {vol.id} is {vol.status}: it must be available or error to delete.")
-            copying = s.scalar(
-                select(Volume.id)
-                .where(Volume.source_volid == vol.id, Volume.status == VolumeStatus.CREATING.value)
-                .limit(1)
-            )
+            copying = being_copied_into(s, Volume.source_volid, vol.id)
             if copying is not None:
                 raise Conflict(
                     f"Volume {vol.id} is being copied into volume {copying}; delete it when that "
