@@ -22,7 +22,6 @@ from typing import Any
 
 from bench.core import MIB, Row, Settings, fmt_ms, fmt_ratio, fmt_s, median
 from bench.env import Cloud, ConsoleRecorder, MigrationRun, finished_migration, layer_files, request_migration
-from ferry.testing import scenario
 from ferry.testing.guest import DiskStatus
 
 FLAT_OUT = {"rate": 0, "span_mb": 8, "sync_every": 16}
@@ -58,26 +57,18 @@ def _migrate(cloud: Cloud, vid: str, speed: int, timeout: float) -> MigrationRun
 
 
 def run_convergence(cloud: Cloud, random: Path, settings: Settings) -> list[Row]:
-    image = cloud.image("bench-flat-out", **FLAT_OUT)
-    sid = cloud.boot(image, "bench-busy")
-    try:
-        vid = cloud.data_volume(1, "bench-busy", random, FLAT_OUT["span_mb"] * MIB)
-        cloud.attach(sid, vid)
-        with ConsoleRecorder(scenario.console_path(cloud.srv, sid), vid) as rec:
-            rec.wait_samples(2, 30)  # past the window in which the disk appeared
-            before = [s.status for s in rec.wait_samples(settings.idle_windows, 30)]
-            speed = int(median([s.wps for s in before]) * BLOCK / 4)
-            allocated = allocated_bytes(layer_files(cloud.api, vid)[-1])
-            run = _migrate(cloud, vid, speed, settings.convergence_timeout)
-            if run is None or not run.ok:
-                status = "did not finish in time" if run is None else run.record["status"]
-                data = {"speed": speed, "before": [asdict(s) for s in before]}
-                title = "Convergence, flat-out guest, cap = 1/4 of its write rate"
-                return [Row("5a", title, status, "—", "—", "completes", False, data)]
-            rec.wait_samples(1, 30)
-            phases = _phases(rec, run)
-    finally:
-        cloud.delete_server(sid)
+    with cloud.writing_guest("bench-busy", FLAT_OUT, random) as (vid, rec):
+        before = [s.status for s in rec.wait_samples(settings.idle_windows, 30)]
+        speed = int(median([s.wps for s in before]) * BLOCK / 4)
+        allocated = allocated_bytes(layer_files(cloud.api, vid)[-1])
+        run = _migrate(cloud, vid, speed, settings.convergence_timeout)
+        if run is None or not run.ok:
+            status = "did not finish in time" if run is None else run.record["status"]
+            data = {"speed": speed, "before": [asdict(s) for s in before]}
+            title = "Convergence, flat-out guest, cap = 1/4 of its write rate"
+            return [Row("5a", title, status, "—", "—", "completes", False, data)]
+        rec.wait_samples(1, 30)
+        phases = _phases(rec, run)
     return _rows(run, before, phases, speed, allocated)
 
 

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -196,6 +196,22 @@ class Cloud:
         since = scenario.console_path(self.srv, sid).stat().st_size
         scenario.attach(self.api, sid, vid)
         scenario.wait_writing(self.srv, sid, vid, writes=1, timeout=timeout, since=since)
+
+    @contextlib.contextmanager
+    def writing_guest(
+        self, name: str, workload: dict[str, int], random: Path
+    ) -> Iterator[tuple[str, ConsoleRecorder]]:
+        """A guest running `workload` on a new 1 GiB volume whose workload span holds random data,
+        with its console recorded from the first full window on; deleted afterwards."""
+        sid = self.boot(self.image(name, **workload), name)
+        try:
+            vid = self.data_volume(1, name, random, workload["span_mb"] * 1024 * 1024)
+            self.attach(sid, vid)
+            with ConsoleRecorder(scenario.console_path(self.srv, sid), vid) as rec:
+                rec.wait_samples(2, 30)  # past the window in which the disk appeared
+                yield vid, rec
+        finally:
+            self.delete_server(sid)
 
     def delete_server(self, sid: str) -> None:
         self.api.ok(self.api.compute("DELETE", f"/servers/{sid}"), 204, 202)

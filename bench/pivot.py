@@ -15,9 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.core import MIB, Row, Settings, fmt_ms, fmt_ratio, median
+from bench.core import Row, Settings, fmt_ms, fmt_ratio, median
 from bench.env import Cloud, ConsoleRecorder, migrate
-from ferry.testing import scenario
 
 STEADY = {"rate": 200, "span_mb": 64, "sync_every": 16}
 MARGIN = 0.05
@@ -43,16 +42,8 @@ def _one(cloud: Cloud, rec: ConsoleRecorder, vid: str, idle_windows: int) -> dic
 
 
 def run_pivot(cloud: Cloud, random: Path, settings: Settings) -> list[Row]:
-    image = cloud.image("bench-steady", **STEADY)
-    sid = cloud.boot(image, "bench-pivot")
-    try:
-        vid = cloud.data_volume(1, "bench-pivot", random, STEADY["span_mb"] * MIB)
-        cloud.attach(sid, vid)
-        with ConsoleRecorder(scenario.console_path(cloud.srv, sid), vid) as rec:
-            rec.wait_samples(2, 30)  # past the window in which the disk appeared
-            runs = [_one(cloud, rec, vid, settings.idle_windows) for _ in range(settings.pivot_reps)]
-    finally:
-        cloud.delete_server(sid)
+    with cloud.writing_guest("bench-pivot", STEADY, random) as (vid, rec):
+        runs = [_one(cloud, rec, vid, settings.idle_windows) for _ in range(settings.pivot_reps)]
     pivot = median([r["pivot_max_ms"] for r in runs])
     idle = median([r["idle_max_ms"] for r in runs])
     extras = [r["pivot_max_ms"] - r["idle_max_ms"] for r in runs]
