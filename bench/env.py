@@ -125,7 +125,7 @@ def step_durations(run: MigrationRun) -> dict[str, float]:
 
 
 def other_backend(api: Api, vid: str) -> str:
-    return "bulk" if scenario.location(api, vid)["backend"] == "fast" else "fast"
+    return scenario.other_backend(scenario.location(api, vid)["backend"])
 
 
 def request_migration(api: Api, vid: str, speed: int | None = None) -> float:

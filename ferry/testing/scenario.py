@@ -61,6 +61,13 @@ def location(api: Api, vid: str) -> dict[str, Any]:
     return dict(api.ok(api.volume("GET", f"/volumes/{vid}/location"))["location"])
 
 
+def other_backend(backend: str) -> str:
+    """The other of the two default backends (`fast`, `bulk`): where a test moves a volume."""
+    if backend not in ("fast", "bulk"):
+        raise ValueError(f"{backend!r} is not one of the two default backends")
+    return "bulk" if backend == "fast" else "fast"
+
+
 def snapshot(api: Api, vid: str, name: str) -> str:
     snap = api.ok(api.volume("POST", "/snapshots", json={"snapshot": {"volume_id": vid, "name": name}}))
     return str(snap["snapshot"]["id"])

@@ -22,6 +22,7 @@ from ferry.testing.scenario import (
     create_volume,
     location,
     migrate,
+    other_backend,
     snapshot,
     volume,
     wait_migration,
@@ -76,7 +77,7 @@ def crashy(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> FerrySe
 
 
 def other(api: Api, vid: str) -> str:
-    return "bulk" if location(api, vid)["backend"] == "fast" else "fast"
+    return other_backend(location(api, vid)["backend"])
 
 
 def crash_and_recover(srv: FerryServer, vid: str, failpoint: str) -> dict[str, object]:

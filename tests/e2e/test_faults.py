@@ -19,6 +19,7 @@ from ferry.testing.scenario import (
     location,
     migrate,
     migration,
+    other_backend,
     server,
     server_dir,
     volume,
@@ -74,7 +75,7 @@ def test_qemu_dies_mid_mirror(faulty: FerryServer) -> None:
     attach(api, sid, vid)
     final = wait_writing(faulty, sid, vid, writes=200)
     src = location(api, vid)
-    migrate(api, vid, "fast" if src["backend"] == "bulk" else "bulk", speed=32 * 1024)
+    migrate(api, vid, other_backend(src["backend"]), speed=32 * 1024)
     wait_until("mirroring", lambda: migration(api, vid)["phase"] == "mirror", timeout=60)
     pid = int((server_dir(faulty, sid) / "qemu.pid").read_text())
     os.kill(pid, signal.SIGKILL)
@@ -109,7 +110,7 @@ def test_destination_directory_disappears(faulty: FerryServer) -> None:
     vid = create_volume(api, 1, "vanishing")
     fill(location(api, vid)["layers"][0]["path"], 16)
     src = location(api, vid)
-    migrate(api, vid, "fast" if src["backend"] == "bulk" else "bulk", speed=256 * 1024)
+    migrate(api, vid, other_backend(src["backend"]), speed=256 * 1024)
     wait_until("copying", lambda: migration(api, vid)["phase"] == "copy-layers")
     m = migration(api, vid)
     target_dir = Path(next(e["detail"]["directory"] for e in m["steps"] if e["step"] == "copy-layers"))
@@ -129,7 +130,7 @@ def test_qemu_img_fails(faulty: FerryServer) -> None:
     src = location(api, vid)
     (faulty.data_dir / "fail-convert").touch()
     try:
-        migrate(api, vid, "fast" if src["backend"] == "bulk" else "bulk")
+        migrate(api, vid, other_backend(src["backend"]))
         m = wait_migration(api, vid)
     finally:
         (faulty.data_dir / "fail-convert").unlink()

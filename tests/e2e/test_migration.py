@@ -17,6 +17,7 @@ from ferry.testing.scenario import (
     location,
     migrate,
     migration,
+    other_backend,
     server,
     snapshot,
     volume,
@@ -58,7 +59,7 @@ def test_attached_without_snapshots(cloud: FerryServer) -> None:
     att = attach(admin, sid, vid)
     wait_writing(cloud, sid, vid, writes=100)
     before, loc = volume(admin, vid), location(admin, vid)
-    dest = "bulk" if loc["backend"] == "fast" else "fast"
+    dest = other_backend(loc["backend"])
     migrate(admin, vid, dest)
     m = wait_migration(admin, vid)
     assert m["status"] == "success", m
@@ -98,7 +99,7 @@ def test_attached_with_two_snapshots(cloud: FerryServer, tmp_path: Path) -> None
         lay["snapshot_id"]: flat_copy(lay["path"], tmp_path / f"{lay['id']}.qcow2")
         for lay in loc["layers"][:2]
     }
-    dest = "bulk" if loc["backend"] == "fast" else "fast"
+    dest = other_backend(loc["backend"])
     migrate(admin, vid, dest)
     m = wait_migration(admin, vid)
     assert m["status"] == "success", m
@@ -141,7 +142,7 @@ def test_detached_with_snapshots(cloud: FerryServer, tmp_path: Path) -> None:
     wait_until("available", lambda: volume(admin, vid)["status"] == "available")
     loc = location(admin, vid)
     views = {lay["id"]: flat_copy(lay["path"], tmp_path / f"{lay['id']}.qcow2") for lay in loc["layers"]}
-    dest = "bulk" if loc["backend"] == "fast" else "fast"
+    dest = other_backend(loc["backend"])
     migrate(admin, vid, dest)
     m = wait_migration(admin, vid)
     assert m["status"] == "success", m
@@ -165,7 +166,7 @@ def test_cancel_before_ready(cloud: FerryServer) -> None:
     attach(admin, sid, vid)
     wait_writing(cloud, sid, vid, writes=200)
     loc, files = location(admin, vid), backend_files(cloud)
-    dest = "bulk" if loc["backend"] == "fast" else "fast"
+    dest = other_backend(loc["backend"])
     migrate(admin, vid, dest, speed=64 * 1024)
     wait_until("mirror running", lambda: migration(admin, vid)["phase"] == "mirror", timeout=60)
     admin.ok(admin.volume("POST", f"/volumes/{vid}/action", json={"ferry-migrate_cancel": {}}), 202)
@@ -185,7 +186,7 @@ def test_convergence_switches_to_write_blocking(cloud: FerryServer) -> None:
     attach(admin, sid, vid)
     st = wait_writing(cloud, sid, vid, writes=500)
     rate = max(st.wps, 100) * 4096
-    dest = "bulk" if location(admin, vid)["backend"] == "fast" else "fast"
+    dest = other_backend(location(admin, vid)["backend"])
     migrate(admin, vid, dest, speed=rate // 4)
     m = wait_migration(admin, vid, timeout=400)
     assert m["status"] == "success", m
@@ -293,7 +294,7 @@ def test_bad_requests_leave_volume_untouched(cloud: FerryServer) -> None:
     r = demo.volume("POST", f"/volumes/{own}/action", json={"os-migrate_volume": {"host": "bulk"}})
     assert r.status_code == 403
     delete_snapshot(admin, snap)
-    other = "bulk" if here == "fast" else "fast"
+    other = other_backend(here)
     active = location(admin, vid)["layers"][-1]["path"]
     subprocess.run(
         ["qemu-io", "-f", "qcow2", "-c", "write -P 7 0 8M", active], check=True, capture_output=True

@@ -20,6 +20,7 @@ from ferry.services.app import Ferry
 from ferry.services.context import RequestContext
 from ferry.services.images import register_image
 from ferry.services.volumes import VolumeCreate
+from ferry.testing.scenario import other_backend
 
 ADMIN = RequestContext("u-admin", "p-admin", frozenset({"admin", "member", "reader"}))
 
@@ -85,9 +86,7 @@ def test_attached_migration_commits_and_cleans(tmp_path: Path) -> None:
         app = make_ferry(tmp_path, hv)
         sid, vid = await attached_volume(app, tmp_path, snapshots=2)
         before = volume_dirs(app)
-        mig = await app.migrations.migrate(
-            ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk" else "bulk"
-        )
+        mig = await app.migrations.migrate(ADMIN, vid, other_backend(app.volumes.get(ADMIN, vid).backend))
         await app.migrations.wait(mig.id)
         report = app.migrations.report(ADMIN, vid)
         assert report.migration.status == "success", report.migration.error
@@ -109,7 +108,7 @@ def test_unverified_target_is_never_pivoted(tmp_path: Path) -> None:
         app = make_ferry(tmp_path, hv)
         sid, vid = await attached_volume(app, tmp_path, snapshots=1)
         before = app.volumes.get(ADMIN, vid)
-        mig = await app.migrations.migrate(ADMIN, vid, "fast" if before.backend == "bulk" else "bulk")
+        mig = await app.migrations.migrate(ADMIN, vid, other_backend(before.backend))
         job = await until("mirror", lambda: next(iter(hv.servers[sid].jobs), None))
         top = hv.servers[sid].jobs[job].target_files[0]
         hv.set_target_chain(sid, job, (top,))  # opened without its backing chain
@@ -133,7 +132,7 @@ def test_job_error_and_dead_qemu_roll_back(tmp_path: Path) -> None:
         app = make_ferry(tmp_path, hv)
         sid, vid = await attached_volume(app, tmp_path)
         backend = app.volumes.get(ADMIN, vid).backend
-        other = "fast" if backend == "bulk" else "bulk"
+        other = other_backend(backend)
         mig = await app.migrations.migrate(ADMIN, vid, other)
         job = await until("mirror", lambda: next(iter(hv.servers[sid].jobs), None))
         hv.conclude(sid, job, error="No space left on device")
@@ -159,9 +158,7 @@ def test_stalled_mirror_switches_to_write_blocking(tmp_path: Path) -> None:
         hv = FakeHypervisorDriver()
         app = make_ferry(tmp_path, hv, stall=0.3)
         sid, vid = await attached_volume(app, tmp_path)
-        mig = await app.migrations.migrate(
-            ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk" else "bulk"
-        )
+        mig = await app.migrations.migrate(ADMIN, vid, other_backend(app.volumes.get(ADMIN, vid).backend))
         job = await until("mirror", lambda: next(iter(hv.servers[sid].jobs), None))
         hv.set_progress(sid, job, 1 << 20)  # the guest dirties as fast as the copy goes
         await until("write-blocking", lambda: ("set_write_blocking", sid, job) in hv.calls)
@@ -182,9 +179,7 @@ def test_cancel_and_swap_guard(tmp_path: Path) -> None:
         hv = FakeHypervisorDriver()
         app = make_ferry(tmp_path, hv)
         sid, vid = await attached_volume(app, tmp_path)
-        mig = await app.migrations.migrate(
-            ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk" else "bulk"
-        )
+        mig = await app.migrations.migrate(ADMIN, vid, other_backend(app.volumes.get(ADMIN, vid).backend))
         job = await until("mirror", lambda: next(iter(hv.servers[sid].jobs), None))
         service = RequestContext("svc", "p-service", frozenset({"service"}))
         await app.migrations.swap_requested(service, sid, vid, vid)  # accepted: migrating now
@@ -263,7 +258,7 @@ async def crash_and_restart(tmp: Path, hv: FakeHypervisorDriver, app: Ferry, vid
     failpoints.ARMED.clear()
     failpoints.ARMED[point] = "abort"
     try:
-        other = "fast" if app.volumes.get(ADMIN, vid).backend == "bulk" else "bulk"
+        other = other_backend(app.volumes.get(ADMIN, vid).backend)
         mig = await app.migrations.migrate(ADMIN, vid, other)
         with pytest.raises(failpoints.Abort):
             await app.migrations.wait(mig.id)
@@ -336,9 +331,7 @@ def test_failpoint_error_action(tmp_path: Path) -> None:
         vid = (await app.volumes.create(ADMIN, VolumeCreate(size=1))).id
         failpoints.ARMED["copy-layers.after"] = "error"
         try:
-            mig = await app.migrations.migrate(
-                ADMIN, vid, "fast" if app.volumes.get(ADMIN, vid).backend == "bulk" else "bulk"
-            )
+            mig = await app.migrations.migrate(ADMIN, vid, other_backend(app.volumes.get(ADMIN, vid).backend))
             await app.migrations.wait(mig.id)
         finally:
             failpoints.ARMED.clear()
@@ -392,7 +385,7 @@ def test_snapshot_create_interrupted_is_settled_at_start(tmp_path: Path, case: s
         if attached:
             [disk] = await hv.disks(sid)
             assert disk.files[0].endswith(f"{vol.active_layer_id}.qcow2")
-        other = "fast" if vol.backend == "bulk" else "bulk"
+        other = other_backend(vol.backend)
         mig = await app.migrations.migrate(ADMIN, vid, other)
         await app.migrations.wait(mig.id)
         assert app.migrations.report(ADMIN, vid).migration.status == "success"
