@@ -392,3 +392,34 @@ def test_snapshot_create_interrupted_is_settled_at_start(tmp_path: Path, case: s
         await app.stop()
 
     run(go)
+
+
+def test_a_ready_write_blocking_mirror_is_sampled_not_spun_on(tmp_path: Path) -> None:
+    """READY in write-blocking mode but not yet actively synced: the run waits for convergence
+    with the machine's own rule and samples at the progress interval (it used to spin: the wait
+    returned at once on READY and every turn cost a QMP query and a database read)."""
+
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        app = make_ferry(tmp_path, hv, stall=0.2)
+        sid, vid = await attached_volume(app, tmp_path)
+        mig = await app.migrations.migrate(ADMIN, vid, other_backend(app.volumes.get(ADMIN, vid).backend))
+        job = await until("mirror", lambda: next(iter(hv.servers[sid].jobs), None))
+        hv.set_progress(sid, job, 1 << 20)
+        await until("write-blocking", lambda: ("set_write_blocking", sid, job) in hv.calls)
+        hv.make_ready(sid, job)
+
+        def queries() -> int:
+            return sum(1 for c in hv.calls if c[0] in ("mirror_status", "wait_mirror"))
+
+        loop = asyncio.get_running_loop()
+        n0, t0 = queries(), loop.time()
+        await asyncio.sleep(1.5)  # a measuring window, not a synchronisation
+        per_second = (queries() - n0) / (loop.time() - t0)
+        assert per_second <= 6, f"{per_second:.0f} mirror queries per second while READY"
+        assert app.migrations.report(ADMIN, vid).migration.status == "running"
+        hv.make_synced(sid, job)
+        await app.migrations.wait(mig.id)
+        assert app.migrations.report(ADMIN, vid).migration.status == "success"
+
+    run(go)

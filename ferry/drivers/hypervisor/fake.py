@@ -178,6 +178,7 @@ class FakeHypervisorDriver(HypervisorDriver):
             server.jobs[job_id] = FakeJob(volume_id, target, sync_top, speed, status)
 
     async def mirror_status(self, server_id: str, job_id: str) -> MirrorStatus | None:
+        self._enter("mirror_status", server_id, job_id)
         job = self._running(server_id).jobs.get(job_id)
         return None if job is None else job.status
 

@@ -1,7 +1,5 @@
-"""The migration plan and its rules, pure: which steps run, what may be migrated where, when a
-mirror must switch to write-blocking, and what a restarted control plane does with an unfinished
-migration. Services perform the steps and feed facts back; nothing here does I/O.
-"""
+"""The migration plan, pure: the steps of each path, the run and copy-mode states, and what may be
+migrated where. The machine (`machine.py`) walks the plan; nothing here does I/O."""
 
 from __future__ import annotations
 
@@ -47,7 +45,20 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+"""A migration in one of these states still holds its volume."""
+
+
+class CopyMode(StrEnum):
+    """How the mirror copies: background first, write-blocking when a busy guest stalls it."""
+
+    BACKGROUND = "background"
+    WRITE_BLOCKING = "write-blocking"
+
+
+NO_RETURN = frozenset({Step.PIVOT, Step.COMMIT, Step.CLEANUP, Step.DONE})
+"""Steps past the point of no return: the guest may already write to the destination, so a cancel
+is refused and a failure finishes forward instead of rolling back."""
 
 
 @dataclass(frozen=True)
@@ -105,70 +116,3 @@ def plan(
     """Same layer ids, new name_id: the destination files never collide with the source's."""
     dest_loc = VolumeLocation(dest.name, dest_name_id, source.layers, dest.format)
     return MigrationPlan(volume_id, source, dest_loc, size_bytes, server_id)
-
-
-@dataclass
-class ConvergenceWatch:
-    """Decides when a background mirror has stalled: the bytes left to copy have not fallen by
-    at least `min_progress` for `stall_seconds`. Fed samples; no clock of its own."""
-
-    stall_seconds: float
-    min_progress: int = 1 << 20
-    _best: int | None = None
-    _since: float = 0.0
-
-    def stalled(self, now: float, remaining: int) -> bool:
-        if self._best is None or remaining < self._best - self.min_progress:
-            self._best, self._since = remaining, now
-            return False
-        return now - self._since >= self.stall_seconds
-
-
-class Recovery(StrEnum):
-    RESUME = "resume"
-    ROLLBACK = "rollback"
-    COMMIT = "commit"
-    CLEANUP = "cleanup"
-
-
-@dataclass(frozen=True)
-class RecoveryFacts:
-    """What a restarted control plane finds: the last step recorded and what QEMU reports."""
-
-    step: Step
-    attached: bool
-    committed: bool
-    """The database already names the destination as the volume's location."""
-    job_exists: bool = False
-    job_failed: bool = False
-    device_on_target: bool = False
-    server_alive: bool = True
-    pivot_completed: bool = False
-    """The step log shows `job-complete` succeeded: the guest may have written to the target since."""
-
-    @property
-    def past_pivot(self) -> bool:
-        """The destination may hold the newest data: only forward (commit) is safe."""
-        return self.attached and (self.device_on_target or self.pivot_completed or self.step is Step.COMMIT)
-
-
-def recover(f: RecoveryFacts) -> Recovery:
-    """The decision table of docs/recovery.md. Never deletes the only copy of a layer: the source
-    goes only after commit; the target goes only while the guest still runs on the source."""
-    if f.committed or f.step in (Step.CLEANUP, Step.DONE):
-        return Recovery.CLEANUP
-    if f.past_pivot:
-        # The pivot happened (QEMU shows it, or the log does even if QEMU died since): the target
-        # is now the only current copy, the source is stale.
-        return Recovery.COMMIT
-    if f.step is Step.COMMIT and not f.attached:
-        return Recovery.COMMIT  # detached: copies were verified before commit was entered
-    if (
-        f.attached
-        and f.step in (Step.MIRROR, Step.VERIFY_TARGET, Step.PIVOT)
-        and f.server_alive
-        and f.job_exists
-        and not f.job_failed
-    ):
-        return Recovery.RESUME  # the job kept running in QEMU: wait for it again
-    return Recovery.ROLLBACK
