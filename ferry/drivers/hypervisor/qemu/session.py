@@ -37,10 +37,6 @@ class ServerSession:
     def server_id(self) -> str:
         return self.run.server_id
 
-    @property
-    def connected(self) -> bool:
-        return self.conn is not None and self.conn.alive
-
     async def connection(self) -> QmpConnection:
         """The live connection, opened if needed; NotFound when the server is not running."""
         if self.conn is not None and self.conn.alive:
