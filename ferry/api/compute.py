@@ -1,12 +1,13 @@
-"""Nova v2.1 subset at /compute/v2.1: servers, actions, volume attachments (incl. guarded swap),
-flavors and the images proxy."""
+"""Nova v2.1 subset at /compute/v2.1: servers, actions (incl. os-getConsoleOutput), the console
+follower extension, volume attachments (incl. guarded swap), flavors and the images proxy."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from ferry.api import deps
@@ -126,6 +127,8 @@ async def server_action(
     if len(body) != 1:
         raise BadRequest("Invalid input: a server action body holds exactly one action.")
     action, args = next(iter(body.items()))
+    if action == "os-getConsoleOutput":
+        return await console_output(app, ctx, server_id, args)
     if action == "os-stop":
         await app.compute.stop(ctx, server_id)
     elif action == "os-start":
@@ -136,8 +139,47 @@ async def server_action(
             raise BadRequest("Invalid input: reboot.type must be HARD or SOFT.")
         await app.compute.reboot(ctx, server_id, kind.upper())
     else:
-        raise BadRequest(f"Unknown server action {action!r}; supported: os-stop, os-start, reboot.")
+        raise BadRequest(
+            f"Unknown server action {action!r}; supported: os-stop, os-start, reboot, os-getConsoleOutput."
+        )
     return Response(status_code=202)
+
+
+# -- console -------------------------------------------------------------------------------
+CONSOLE_LENGTH = re.compile(r"-?[0-9]{1,18}")
+NOT_PRINTABLE = re.compile("[\x00-\x08\x0b-\x1f]")
+"""Control characters Nova strips from os-getConsoleOutput (tab and newline stay)."""
+
+
+def console_length(args: object) -> int | None:
+    """os-getConsoleOutput's `length` as Nova accepts it: an integer or a numeric string; -1,
+    null or no length mean the whole log."""
+    if not isinstance(args, dict) or set(args) - {"length"}:
+        raise BadRequest("Invalid input: os-getConsoleOutput takes an object with an optional length.")
+    length = args.get("length")
+    if isinstance(length, str) and CONSOLE_LENGTH.fullmatch(length):
+        length = int(length)
+    if length is None:
+        return None
+    if isinstance(length, bool) or not isinstance(length, int) or length < -1:
+        raise BadRequest("Invalid input: os-getConsoleOutput.length must be an integer of -1 or more.")
+    return None if length == -1 else length
+
+
+async def console_output(app: Ferry, ctx: RequestContext, server_id: str, args: object) -> Response:
+    """Nova's os-getConsoleOutput action: 200 {"output": the last `length` lines}."""
+    output = await app.compute.console_output(ctx, server_id, console_length(args))
+    return JSONResponse({"output": NOT_PRINTABLE.sub("", output)})
+
+
+@router.get("/servers/{server_id}/ferry-console")
+async def follow_console(
+    server_id: str, offset: int = 0, limit: int = 65536, ctx: RequestContext = Ctx, app: Ferry = App
+) -> dict[str, Any]:
+    """Ferry's extension for following a console: the log from byte `offset` (UTF-8, invalid
+    bytes replaced) and the `offset` to ask for next."""
+    data, after = await app.compute.console_read(ctx, server_id, offset, limit)
+    return {"output": data.decode(errors="replace"), "offset": after}
 
 
 # -- volume attachments --------------------------------------------------------------------

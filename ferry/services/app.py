@@ -73,6 +73,7 @@ def make_hypervisor(config: Config) -> HypervisorDriver:
         from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 
         return FakeHypervisorDriver()
-    from ferry.drivers.hypervisor.qemu import QemuDriver
+    from ferry.drivers.hypervisor.qemu import QemuDriver, servers_root
 
-    return QemuDriver(config.run_dir / "servers", qemu_binary=h.qemu, accel=h.accel, root_ports=h.root_ports)
+    root = servers_root(config.run_dir)
+    return QemuDriver(root, qemu_binary=h.qemu, accel=h.accel, root_ports=h.root_ports)

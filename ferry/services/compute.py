@@ -21,6 +21,7 @@ from ferry.domain.model import DiskFormat, LayerFile
 from ferry.domain.servers import ServerStatus, device_name
 from ferry.domain.volumes import MIGRATION_BUSY, VolumeStatus
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, ServerSpec
+from ferry.drivers.hypervisor.console import complete_utf8
 from ferry.drivers.storage.qemu_img import QemuImg
 from ferry.services import policy
 from ferry.services.context import RequestContext
@@ -329,6 +330,28 @@ class ComputeService:
         if server.status != ServerStatus.ACTIVE.value:
             raise Conflict(f"Server {server.id} is {server.status}: no running process to ask.")
         return await self.hv.disks(server.id)
+
+    # -- console ----------------------------------------------------------------------
+    async def console_output(self, ctx: RequestContext, server_id: str, length: int | None) -> str:
+        """The last `length` lines of the server's console (all when None), as Nova's
+        os-getConsoleOutput. A server without a console log (never started) is NotFound."""
+        server = self._console_server(ctx, server_id)
+        return await self.hv.console_output(server.id, length)
+
+    async def console_read(
+        self, ctx: RequestContext, server_id: str, offset: int, limit: int
+    ) -> tuple[bytes, int]:
+        """Console bytes from byte `offset` and the offset to follow on from. A chunk stops
+        before a character it would cut (the next one starts with it), so each decodes whole."""
+        server = self._console_server(ctx, server_id)
+        data, after = await self.hv.console_read(server.id, offset, limit)
+        whole = complete_utf8(data)
+        return whole, after - (len(data) - len(whole))
+
+    def _console_server(self, ctx: RequestContext, server_id: str) -> Server:
+        policy.enforce(ctx, "server:console")
+        with self.db() as s:
+            return get_owned(s, Server, ctx, server_id, "Server")
 
     # -- live disk work for snapshots (LiveDisks) ---------------------------------------
     async def live_snapshot(self, server_id: str, volume_id: str, new_active: LayerFile) -> None:

@@ -43,6 +43,7 @@ RULES: dict[str, str] = {
     "server:create": "member",
     "server:delete": "member",
     "server:action": "member",
+    "server:console": "member",
     "server:attach_volume": "member",
     "server:detach_volume": "member",
     "server:swap_volume": "service",

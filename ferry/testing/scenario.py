@@ -10,6 +10,7 @@ from typing import Any
 
 from ferry.config import load
 from ferry.db.engine import make_engine, session_factory
+from ferry.drivers.hypervisor.qemu import RunDir, servers_root
 from ferry.services.images import register_image
 from ferry.testing.guest import GUEST_CMDLINE, DiskStatus, console_offset, guest_paths, wait_for_status
 from ferry.testing.server import Api, FerryServer
@@ -104,11 +105,15 @@ def detach(api: Api, sid: str, vid: str) -> None:
 
 def server_dir(srv: FerryServer, sid: str) -> Path:
     """The server's QEMU run dir (console.log, qemu.pid, qmp.sock)."""
-    return load(srv.config_path).run_dir / "servers" / sid
+    return _run_dir(srv, sid).path
 
 
 def console_path(srv: FerryServer, sid: str) -> Path:
-    return server_dir(srv, sid) / "console.log"
+    return _run_dir(srv, sid).console
+
+
+def _run_dir(srv: FerryServer, sid: str) -> RunDir:
+    return RunDir.of(servers_root(load(srv.config_path).run_dir), sid)
 
 
 def wait_writing(

@@ -15,7 +15,7 @@ import pytest
 
 from ferry.config import load
 from ferry.domain.model import LayerFile
-from ferry.drivers.hypervisor.qemu import QemuDriver, chain_options, format_node
+from ferry.drivers.hypervisor.qemu import QemuDriver, chain_options, devices, format_node, servers_root
 from ferry.testing.scenario import (
     attach,
     boot,
@@ -223,14 +223,14 @@ def test_doctor_detects_serial_drift(crashy: FerryServer) -> None:
 
 
 async def _plug_with_serial(srv: FerryServer, sid: str, vid: str, files: list[str], serial: str) -> None:
-    driver = QemuDriver(load(srv.config_path).run_dir / "servers")
+    driver = QemuDriver(servers_root(load(srv.config_path).run_dir))
     try:
         await driver.detach_disk(sid, vid)
         conn = await driver._conn(sid)
         for options in chain_options(LayerFile(f) for f in files):
             await conn.execute("blockdev-add", options)
-        port = await driver._free_port(conn, sid, await QemuDriver._peripherals(conn))
-        device = {**QemuDriver._device_args(vid, format_node(files[-1]), port), "serial": serial}
+        port = await devices.free_port(conn, sid, await devices.peripherals(conn))
+        device = {**devices.device_args(vid, format_node(files[-1]), port), "serial": serial}
         await conn.execute("device_add", device)
     finally:
         await driver.close()

@@ -164,7 +164,17 @@ def test_spawn_with_a_disk_serial_socket_and_session(env: Env) -> None:
     pid = int((run_dir / "qemu.pid").read_text())
     assert os.getsid(pid) == pid and os.getpgid(pid) == pid, "QEMU must lead its own session"
     assert os.getsid(pid) != os.getsid(0)
-    assert Path(env.driver().console_path(spec.server_id)).exists()
+    assert env.driver().run_dir(spec.server_id).console.exists()
+
+
+def test_console_of_a_server_without_a_run_dir_is_not_found(env: Env) -> None:
+    async def main() -> None:
+        with pytest.raises(NotFound, match="no console log"):
+            await env.driver().console_output(str(uuid.uuid4()))
+        with pytest.raises(NotFound, match="no console log"):
+            await env.driver().console_read(str(uuid.uuid4()), 0)
+
+    run(main())
 
 
 def test_spawn_failure_reports_qemus_error(env: Env) -> None:
@@ -478,8 +488,12 @@ def test_hotplug_mirror_under_writes_and_unplug(env: Env, guest_dir: Path) -> No
     async def main() -> DiskStatus:
         drv = env.driver()
         await drv.spawn(spec)
-        console = Path(drv.console_path(spec.server_id))
+        console = drv.run_dir(spec.server_id).console
         await asyncio.to_thread(wait_for_line, console, "FERRY-READY", 120)
+        assert "FERRY-READY" in await drv.console_output(spec.server_id)
+        assert len((await drv.console_output(spec.server_id, length=1)).splitlines()) == 1
+        head, after = await drv.console_read(spec.server_id, 0, 1 << 20)
+        assert b"FERRY-READY" in head and after == len(head)
         since = console_offset(console)
         await drv.attach_disk(spec.server_id, source)
         await asyncio.to_thread(wait_for_event, console, "added", vol, 60, since=since)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,32 @@ def test_boot_attach_serial_and_workload(cloud: FerryServer) -> None:
     assert st.healthy and st.wps > 0
     cinder_atts = admin.ok(admin.volume("GET", "/attachments"))["attachments"]
     assert any(a["volume_id"] == vid and a["instance"] == sid for a in cinder_atts)
+    check_console(cloud, sid)
+
+
+def check_console(cloud: FerryServer, sid: str) -> None:
+    """The console over the API: Nova's os-getConsoleOutput (raw and as novaclient, i.e.
+    `openstack console log show`, calls it) and Ferry's follower."""
+    admin = cloud.api("ferry-admin")
+    body = {"os-getConsoleOutput": {}}
+    whole = admin.ok(admin.compute("POST", f"/servers/{sid}/action", json=body), 200)["output"]
+    assert "FERRY-READY" in whole and "\r" not in whole
+    tail = nova(cloud).servers.get_console_output(sid, length=10)
+    assert 0 < len(tail.splitlines()) <= 10 and "FERRY-" in tail
+    head = admin.ok(admin.compute("GET", f"/servers/{sid}/ferry-console", params={"limit": 1 << 20}))
+    assert "FERRY-READY" in head["output"] and head["offset"] == len(head["output"].encode())
+    more = admin.ok(admin.compute("GET", f"/servers/{sid}/ferry-console", params={"offset": head["offset"]}))
+    assert more["offset"] >= head["offset"]
+
+
+def nova(cloud: FerryServer) -> Any:
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+    from novaclient import client
+
+    auth = cloud.cloud("ferry-admin")
+    keys = ("auth_url", "username", "password", "project_name", "user_domain_name", "project_domain_name")
+    return client.Client("2.1", session=session.Session(auth=v3.Password(**{k: auth[k] for k in keys})))
 
 
 def test_live_snapshot_and_delete_while_writing(cloud: FerryServer) -> None:

@@ -106,6 +106,7 @@ ENDPOINTS = [
     Endpoint("DELETE", f"{C}/servers/{{server_id}}"),
     Endpoint("POST", f"{C}/servers/{{server_id}}/action", {"os-stop": None}),
     Endpoint("GET", f"{C}/servers/{{server_id}}/ferry-disks"),
+    Endpoint("GET", f"{C}/servers/{{server_id}}/ferry-console"),
     Endpoint("GET", f"{C}/servers/{{server_id}}/os-volume_attachments"),
     Endpoint(
         "POST",
@@ -514,7 +515,18 @@ def test_server_create_bad_values(admin: Api, body: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"bogus": None}, {"reboot": {"type": 5}}, {"reboot": "HARD"}, {"os-stop": None, "os-start": None}],
+    [
+        {},
+        {"bogus": None},
+        {"reboot": {"type": 5}},
+        {"reboot": "HARD"},
+        {"os-stop": None, "os-start": None},
+        {"os-getConsoleOutput": None},
+        {"os-getConsoleOutput": {"length": -2}},
+        {"os-getConsoleOutput": {"length": "ten"}},
+        {"os-getConsoleOutput": {"length": "1" * 5000}},
+        {"os-getConsoleOutput": {"lines": 5}},
+    ],
 )
 def test_server_action_bad_bodies(admin: Api, body: dict[str, Any]) -> None:
     error(admin.compute("POST", f"/servers/{UNKNOWN}/action", json=body), 400, body)

@@ -85,7 +85,18 @@ class HypervisorDriver(abc.ABC):
         """Stop and remove every runtime file of the server. Idempotent."""
 
     @abc.abstractmethod
-    def console_path(self, server_id: str) -> str: ...
+    async def console_output(self, server_id: str, length: int | None = None) -> str:
+        """The last `length` lines of the server's serial console log (cf. Nova's
+        `get_console_output`), decoded as UTF-8 with replacement; the whole log when None. Reads
+        at most the last `console.MAX_TAIL` bytes. NotFound when the server has no log; a
+        stopped server's log is still there until `destroy`."""
+
+    @abc.abstractmethod
+    async def console_read(self, server_id: str, offset: int, limit: int = 65536) -> tuple[bytes, int]:
+        """Up to `limit` bytes (at most `console.MAX_CHUNK`) of the console log from byte `offset`,
+        and the offset to read from next: a follower calls again with it. An offset past the end
+        (the log began anew when the server was started again) reads from 0. BadRequest for a
+        negative offset or a limit below 1; NotFound as for `console_output`."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook, default no-op
         """Drop every connection, leaving the servers running (control-plane shutdown)."""

@@ -1,8 +1,9 @@
 """An in-memory HypervisorDriver for unit tests of the services (cf. nova/virt/fake.py).
 
 Owns: fake servers with disks (serial, file chain) and mirror jobs that a test steps by hand
-(`set_progress`, `make_ready`, `make_synced`, `conclude`), a server crash (`crash`), and
-failure injection (`fail_next`). Does not move data: a pivot just puts the disk on the target
+(`set_progress`, `make_ready`, `make_synced`, `conclude`), a server crash (`crash`),
+failure injection (`fail_next`), and a serial console a test can print on (`write_console`; a
+spawn prints `BOOT_LINE`). Does not move data: a pivot just puts the disk on the target
 files. Same contract as the QEMU driver: NotFound for unknown servers, disks and jobs, Conflict
 when no slot is free, DriverError on timeout or when the server dies.
 """
@@ -17,8 +18,11 @@ from dataclasses import dataclass, field, replace
 from ferry.domain.errors import Conflict, DriverError, FerryError, NotFound
 from ferry.domain.model import DiskChain, LayerFile
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, JobStatus, MirrorStatus, ServerSpec
+from ferry.drivers.hypervisor.console import MAX_TAIL, chunk_bounds, last_lines
 
 FINISHED = (JobStatus.CONCLUDED, JobStatus.NULL)
+BOOT_LINE = "FAKE-BOOT"
+"""What a fake server prints on its console when it is spawned (followed by its id)."""
 
 
 @dataclass
@@ -42,6 +46,8 @@ class FakeServer:
     serials: dict[str, str] = field(default_factory=dict)
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     opened_targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    console: bytearray = field(default_factory=bytearray)
+    """The serial console log: a fresh one on every spawn, as QEMU truncates its log file."""
 
 
 class FakeHypervisorDriver(HypervisorDriver):
@@ -81,6 +87,10 @@ class FakeHypervisorDriver(HypervisorDriver):
     def set_serial(self, server_id: str, volume_id: str, serial: str) -> None:
         self._server(server_id).serials[volume_id] = serial
 
+    def write_console(self, server_id: str, text: str) -> None:
+        """The guest prints `text` on its serial console."""
+        self._server(server_id).console += text.encode()
+
     def crash(self, server_id: str) -> None:
         """The QEMU process dies: disks and jobs are gone, waiters get DriverError."""
         server = self._server(server_id)
@@ -98,6 +108,7 @@ class FakeHypervisorDriver(HypervisorDriver):
         if len(spec.disks) > self.slots:
             raise Conflict(f"server {spec.server_id}: {len(spec.disks)} disks but {self.slots} slots")
         self.servers[spec.server_id] = FakeServer(spec, disks={d.volume_id: d for d in spec.disks})
+        self.write_console(spec.server_id, f"{BOOT_LINE} {spec.server_id}\n")
 
     async def reconnect(self, server_id: str) -> bool:
         self._enter("reconnect", server_id)
@@ -119,8 +130,18 @@ class FakeHypervisorDriver(HypervisorDriver):
             self.crash(server_id)
             del self.servers[server_id]
 
-    def console_path(self, server_id: str) -> str:
-        return f"/nonexistent/ferry-fake/{server_id}/console.log"
+    async def console_output(self, server_id: str, length: int | None = None) -> str:
+        console = self._server(server_id).console
+        tail = console[-MAX_TAIL:]
+        return last_lines(bytes(tail), length, partial=len(tail) < len(console))
+
+    async def console_read(self, server_id: str, offset: int, limit: int = 65536) -> tuple[bytes, int]:
+        limit = chunk_bounds(offset, limit)
+        console = self._server(server_id).console
+        if offset > len(console):
+            offset = 0
+        data = bytes(console[offset : offset + limit])
+        return data, offset + len(data)
 
     async def close(self) -> None:
         self._enter("close")
