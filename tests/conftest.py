@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.testing.server import Api, FerryServer
+from testkit.server import Api, FerryServer
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_DIR = ROOT / "build" / "guest"

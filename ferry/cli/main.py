@@ -76,7 +76,7 @@ def _register_test_guest(database_url: str, guest_dir: Path) -> None:
     from ferry.db.engine import make_engine, session_factory
     from ferry.domain.errors import Conflict
     from ferry.services.images import TEST_GUEST, register_image
-    from ferry.testing.guest import GUEST_CMDLINE, guest_paths
+    from testkit.guest import GUEST_CMDLINE, guest_paths
 
     kernel, initrd = guest_paths(guest_dir)
     engine = make_engine(database_url)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from ferry.testing.server import Api, FerryServer
+from testkit.server import Api, FerryServer
 
 pytestmark = pytest.mark.db
 

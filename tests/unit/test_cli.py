@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ferry.testing.server import FerryServer, free_port
+from testkit.server import FerryServer, free_port
 
 pytestmark = pytest.mark.db
 
