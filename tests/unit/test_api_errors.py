@@ -127,6 +127,7 @@ ENDPOINTS = [
     Endpoint("GET", f"{C}/images"),
     Endpoint("GET", f"{C}/images/detail"),
     Endpoint("GET", f"{C}/images/{{image_id}}"),
+    Endpoint("POST", f"{C}/ferry-images", {"image": {"name": "x", "kernel": "/nonexistent/vmlinuz"}}),
     Endpoint("GET", "/identity/v3/auth/catalog"),
     Endpoint("GET", "/identity/v3/auth/tokens"),
     Endpoint("HEAD", "/identity/v3/auth/tokens"),
