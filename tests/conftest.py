@@ -43,6 +43,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryServer]:
 
 
 @pytest.fixture(scope="module")
+def no_server_errors(server: FerryServer) -> Iterator[None]:
+    """Use it module-wide (`pytest.mark.usefixtures`): the module's server logged no error."""
+    yield
+    assert server.log_problems() == []
+
+
+@pytest.fixture(scope="module")
 def admin(server: FerryServer) -> Api:
     """The admin's API caller on the module's server."""
     return server.api("ferry-admin")

@@ -4,22 +4,15 @@ the admin may, a member may not, and every bad name, path or format is a 400 tha
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 
 from ferry.domain.errors import BadRequest
 from ferry.services.images import register_image
-from testkit.server import Api, FerryServer
+from testkit.server import Api
 
-pytestmark = pytest.mark.db
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_server_errors(server: FerryServer) -> Iterator[None]:
-    yield
-    assert server.log_problems() == []
+pytestmark = [pytest.mark.db, pytest.mark.usefixtures("no_server_errors")]
 
 
 @pytest.fixture(scope="module")
