@@ -34,6 +34,7 @@ demo: venv guest
 lint: venv
 	$(BIN)/ruff check ferry tests bench scripts
 	$(BIN)/mypy ferry
+	$(BIN)/lint-imports
 
 unit: venv
 	$(BIN)/pytest -q -m "not e2e" tests

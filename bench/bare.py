@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from qemu.qmp import EventListener, QMPClient
 
-from ferry.testing.guest import guest_serial, wait_for_status
+from testkit.guest import guest_serial, wait_for_status
 
 T = TypeVar("T")
 QMP_TIMEOUT = 30.0

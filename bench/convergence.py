@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.core import MIB, Row, Settings, fmt_ms, fmt_ratio, fmt_s, median
 from bench.env import Cloud, ConsoleRecorder, MigrationRun, finished_migration, layer_files, request_migration
-from ferry.testing.guest import DiskStatus
+from testkit.guest import DiskStatus
 
 FLAT_OUT = {"rate": 0, "span_mb": 8, "sync_every": 16}
 BLOCK = 4096

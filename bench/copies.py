@@ -48,7 +48,7 @@ from bench.env import (
     step_durations,
     write_data,
 )
-from ferry.testing.guest import GUEST_CMDLINE, guest_paths
+from testkit.guest import GUEST_CMDLINE, guest_paths
 
 FIGURE_CASES = {
     "throughput": ("convert", "ferry-detached", "ferry-live"),

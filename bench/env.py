@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ferry.config import load
-from ferry.testing import scenario
-from ferry.testing.guest import DiskStatus, guest_serial, parse_status
-from ferry.testing.server import Api, FerryServer
+from testkit import scenario
+from testkit.guest import DiskStatus, guest_serial, parse_status
+from testkit.server import Api, FerryServer
 
 POLL = 0.02
 """Interval of the console recorder and of the bounded condition waits on local state."""

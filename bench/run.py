@@ -39,7 +39,7 @@ from bench.core import (  # noqa: E402
 from bench.env import Cloud, random_file  # noqa: E402
 from bench.pivot import run_pivot  # noqa: E402
 from bench.scale import run_scale  # noqa: E402
-from ferry.testing.guest import ensure_guest  # noqa: E402
+from testkit.guest import ensure_guest  # noqa: E402
 
 FIGURES = ("throughput", "overhead", "sparse", "pivot", "convergence", "scale", "concurrency")
 NEEDS_CLOUD = {"throughput", "overhead", "sparse", "pivot", "convergence", "concurrency"}

@@ -33,7 +33,7 @@ from ferry.config import load
 from ferry.db.engine import make_engine
 from ferry.db.models import Project, User, Volume
 from ferry.domain.clock import utcnow
-from ferry.testing.server import Api
+from testkit.server import Api
 
 PAGE = 1000
 TARGET_MS = 100.0

@@ -9,7 +9,7 @@ import hashlib
 import os
 import tempfile
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,10 +139,6 @@ def default_config(data_dir: Path, port: int = DEFAULT_PORT) -> Config:
             BackendConfig("bulk", str(data_dir / "backends" / "bulk"), capacity_gib=500),
         ),
     )
-
-
-def with_backends(cfg: Config, backends: tuple[BackendConfig, ...]) -> Config:
-    return replace(cfg, backends=backends)
 
 
 def dump(cfg: Config) -> str:

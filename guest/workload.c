@@ -5,7 +5,7 @@
  *
  *   ferry-workload [-r RATE] [-s SPAN_MB] [-f SYNC_EVERY]
  *
- * Block layout (4096 bytes, integers little endian; ferry/testing/verify.py reads the same):
+ * Block layout (4096 bytes, integers little endian; testkit/verify.py reads the same):
  *   0..7       magic "FERRYBLK"
  *   8..27      first 20 bytes of the disk serial, NUL padded
  *   28..31     reserved, 0

@@ -13,10 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rich.console import Console
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make `testkit` (test support, not installed) importable
+    sys.path.insert(0, str(ROOT))
 
-from ferry.testing.guest import console_offset, ensure_guest, wait_for_status
-from ferry.testing.scenario import (
+from rich.console import Console  # noqa: E402
+
+from testkit.guest import console_offset, ensure_guest, wait_for_status  # noqa: E402
+from testkit.scenario import (  # noqa: E402
     attach,
     boot,
     console_path,
@@ -26,8 +30,8 @@ from ferry.testing.scenario import (
     volume,
     wait_writing,
 )
-from ferry.testing.server import FerryServer
-from ferry.testing.verify import verify_image
+from testkit.server import FerryServer  # noqa: E402
+from testkit.verify import verify_image  # noqa: E402
 
 out = Console()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.testing.server import Api, FerryServer
+from testkit.server import Api, FerryServer
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_DIR = ROOT / "build" / "guest"
@@ -40,6 +40,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryServer]:
     srv.start()
     yield srv
     srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def no_server_errors(server: FerryServer) -> Iterator[None]:
+    """Use it module-wide (`pytest.mark.usefixtures`): the module's server logged no error."""
+    yield
+    assert server.log_problems() == []
 
 
 @pytest.fixture(scope="module")

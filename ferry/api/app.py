@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ferry import __version__
-from ferry.api import compute, errors, extensions, identity, versions, volume
+from ferry.api import compute, errors, extensions, identity, images, versions, volume
 from ferry.services.app import Ferry
 
 
@@ -42,4 +42,5 @@ def create_app(ferry: Ferry) -> FastAPI:
     app.include_router(extensions.compute_router)
     app.include_router(volume.router)
     app.include_router(compute.router)
+    app.include_router(images.router)
     return app

@@ -16,7 +16,11 @@ CLOUDS_PATHS = ("clouds.yaml", "~/.config/openstack/clouds.yaml", "/etc/openstac
 
 
 class CliError(Exception):
-    """An error to print as one line (no traceback)."""
+    """An error to print as one line (no traceback); `status` is the HTTP status when the API said no."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _auth_from_cloud(name: str) -> dict[str, Any]:
@@ -78,7 +82,7 @@ class Client:
                 raise_exc=True,
             )
         except ks_exc.HttpError as e:
-            raise CliError(_message(e)) from None
+            raise CliError(_message(e), e.http_status) from None
         except (ks_exc.ConnectFailure, ks_exc.DiscoveryFailure, ks_exc.EndpointNotFound) as e:
             raise CliError(f"Cannot reach Ferry: {e}") from None
         except ks_exc.Unauthorized as e:

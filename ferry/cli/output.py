@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 console = Console()
 err = Console(stderr=True)
+
+Fmt = typer.Option("table", "-f", "--format", help="table or json")
 
 
 def show(data: Any, fmt: str, columns: list[str] | None = None) -> None:

@@ -19,10 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from ferry.db.models import Project, RoleAssignment, Token, User
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import Unauthorized
-from ferry.domain.ids import is_uuid, new_id
+from ferry.domain.ids import new_id
 from ferry.services.context import RequestContext
 
-ROLES = ("reader", "member", "admin", "service")
 IMPLIED = {"admin": {"member", "reader"}, "member": {"reader"}}
 _hasher = PasswordHasher()
 
@@ -134,7 +133,3 @@ def _verify(hashed: str, password: str) -> bool:
         return _hasher.verify(hashed, password)
     except (VerificationError, InvalidHashError):
         return False
-
-
-def looks_like_id(ref: str) -> bool:
-    return is_uuid(ref) or (len(ref) == 32 and all(c in "0123456789abcdef" for c in ref))

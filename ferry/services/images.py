@@ -1,7 +1,12 @@
-"""Images (what a server boots) and flavors (its size)."""
+"""Images (what a server boots) and flavors (its size).
+
+An image is a kernel (with an optional initrd and command line) or a bootable disk: files on the
+control plane's host, which QEMU opens when a server boots."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from sqlalchemy import select
@@ -16,6 +21,7 @@ from ferry.services import policy
 from ferry.services.context import RequestContext
 
 TEST_GUEST = "ferry-test-guest"
+NAME_MAX = 255
 
 
 class ImageService:
@@ -33,7 +39,12 @@ class ImageService:
         disk: str | None = None,
         disk_format: str | None = None,
     ) -> Image:
-        policy.enforce(ctx, "image:manage")
+        """Register an image for the API caller: paths must be absolute (a relative one would be read
+        from the server's working directory, which the caller does not know)."""
+        policy.enforce(ctx, "image:register")
+        for path in (kernel, initrd, disk):
+            if path and not Path(path).is_absolute():
+                raise BadRequest(f"Image file {path} is not an absolute path.")
         return register_image(
             self.db, name, kernel=kernel, initrd=initrd, cmdline=cmdline, disk=disk, disk_format=disk_format
         )
@@ -85,13 +96,12 @@ def register_image(
     disk: str | None = None,
     disk_format: str | None = None,
 ) -> Image:
-    if not name.strip():
-        raise BadRequest("Image name must not be empty.")
+    _check_name(name)
     if bool(kernel) == bool(disk):
         raise BadRequest("Give either a kernel (with an optional initrd) or a disk.")
     for path in (kernel, initrd, disk):
-        if path and not Path(path).is_file():
-            raise BadRequest(f"Image file {path} does not exist.")
+        if path and not _is_regular_file(path):
+            raise BadRequest(f"Image file {path} does not exist or is not a regular file.")
     if disk and disk_format not in ("qcow2", "raw"):
         raise BadRequest("disk_format must be qcow2 or raw.")
     try:
@@ -110,6 +120,24 @@ def register_image(
         return img
     except IntegrityError:
         raise Conflict(f"Image {name!r} already exists.") from None
+
+
+def _check_name(name: str) -> None:
+    if not name.strip():
+        raise BadRequest("Image name must not be empty.")
+    if len(name) > NAME_MAX:
+        raise BadRequest(f"Image name must be at most {NAME_MAX} characters.")
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # a lone surrogate: JSON can carry one as a \u escape
+        raise BadRequest("Image name must be valid UTF-8.") from None
+
+
+def _is_regular_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):  # missing, unreadable, name too long, NUL byte
+        return False
 
 
 def _abs(path: str | None) -> str | None:

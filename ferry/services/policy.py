@@ -48,6 +48,7 @@ RULES: dict[str, str] = {
     "server:detach_volume": "member",
     "server:swap_volume": "service",
     "image:get": "reader",
+    "image:register": "admin",
     "image:manage": "admin",
     "flavor:get": "reader",
     "doctor:run": "admin",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ferry.testing.guest import ensure_guest
-from ferry.testing.scenario import register_guest
-from ferry.testing.server import FerryServer
+from testkit.guest import ensure_guest
+from testkit.scenario import register_guest
+from testkit.server import FerryServer
 from tests.conftest import GUEST_DIR, make_server
 
 

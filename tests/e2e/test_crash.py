@@ -16,7 +16,7 @@ import pytest
 from ferry.config import load
 from ferry.domain.model import LayerFile
 from ferry.drivers.hypervisor.qemu import QemuDriver, chain_options, devices, format_node, servers_root
-from ferry.testing.scenario import (
+from testkit.scenario import (
     attach,
     boot,
     create_volume,
@@ -28,8 +28,8 @@ from ferry.testing.scenario import (
     wait_migration,
     wait_writing,
 )
-from ferry.testing.server import Api, FerryServer
-from ferry.testing.verify import verify_image
+from testkit.server import Api, FerryServer
+from testkit.verify import verify_image
 from tests.conftest import make_server
 
 pytestmark = pytest.mark.e2e

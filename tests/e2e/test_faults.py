@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.testing.scenario import (
+from testkit.scenario import (
     attach,
     boot,
     create_volume,
@@ -27,8 +27,8 @@ from ferry.testing.scenario import (
     wait_until,
     wait_writing,
 )
-from ferry.testing.server import FerryServer
-from ferry.testing.verify import verify_image
+from testkit.server import FerryServer
+from testkit.verify import verify_image
 from tests.conftest import make_server
 
 pytestmark = pytest.mark.e2e

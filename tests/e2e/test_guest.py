@@ -1,7 +1,7 @@
 """End-to-end tests of the test guest itself: boot it under QEMU (TCG), let it write, verify.
 
 QEMU is driven directly here (subprocess + qemu.qmp) so that these tests only depend on
-ferry.testing, not on Ferry's hypervisor driver.
+testkit, not on Ferry's hypervisor driver.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from qemu.qmp import QMPClient
 
-from ferry.testing.guest import (
+from testkit.guest import (
     GUEST_CMDLINE,
     REPO_ROOT,
     DiskStatus,
@@ -29,7 +29,7 @@ from ferry.testing.guest import (
     wait_for_line,
     wait_for_status,
 )
-from ferry.testing.verify import BLOCK, read_span, verify_bytes, verify_image
+from testkit.verify import BLOCK, read_span, verify_bytes, verify_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

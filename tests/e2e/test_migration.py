@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ferry.testing.scenario import (
+from testkit.scenario import (
     attach,
     boot,
     create_volume,
@@ -25,8 +25,8 @@ from ferry.testing.scenario import (
     wait_until,
     wait_writing,
 )
-from ferry.testing.server import Api, FerryServer
-from ferry.testing.verify import verify_image
+from testkit.server import Api, FerryServer
+from testkit.verify import verify_image
 
 pytestmark = pytest.mark.e2e
 

@@ -30,7 +30,7 @@ from ferry.domain.errors import Conflict, DriverError, NotFound
 from ferry.domain.model import DiskChain, LayerFile
 from ferry.drivers.hypervisor.base import JobStatus, MirrorStatus, ServerSpec
 from ferry.drivers.hypervisor.qemu import QemuDriver, file_node, format_node
-from ferry.testing.guest import (
+from testkit.guest import (
     GUEST_CMDLINE,
     DiskStatus,
     console_offset,
@@ -41,7 +41,7 @@ from ferry.testing.guest import (
     wait_for_line,
     wait_for_status,
 )
-from ferry.testing.verify import verify_image
+from testkit.verify import verify_image
 
 pytestmark = [
     pytest.mark.e2e,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from ferry.testing.guest import console_offset, wait_for_event
-from ferry.testing.scenario import (
+from testkit.guest import console_offset, wait_for_event
+from testkit.scenario import (
     attach,
     boot,
     console_path,
@@ -24,8 +24,8 @@ from ferry.testing.scenario import (
     wait_until,
     wait_writing,
 )
-from ferry.testing.server import FerryServer
-from ferry.testing.verify import verify_image
+from testkit.server import FerryServer
+from testkit.verify import verify_image
 
 pytestmark = pytest.mark.e2e
 

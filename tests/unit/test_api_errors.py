@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from ferry.testing.server import Api, FerryServer
+from testkit.server import Api, FerryServer
 
 pytestmark = pytest.mark.db
 
@@ -128,6 +128,7 @@ ENDPOINTS = [
     Endpoint("GET", f"{C}/images"),
     Endpoint("GET", f"{C}/images/detail"),
     Endpoint("GET", f"{C}/images/{{image_id}}"),
+    Endpoint("POST", f"{C}/ferry-images", {"image": {"name": "x", "kernel": "/nonexistent/vmlinuz"}}),
     Endpoint("GET", "/identity/v3/auth/catalog"),
     Endpoint("GET", "/identity/v3/auth/tokens"),
     Endpoint("HEAD", "/identity/v3/auth/tokens"),

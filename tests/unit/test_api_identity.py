@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from ferry.domain.clock import utcnow
-from ferry.testing.server import Api, FerryServer
+from testkit.server import Api, FerryServer
 from tests.conftest import make_server
 
 pytestmark = pytest.mark.db

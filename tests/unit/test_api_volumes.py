@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ferry.testing.server import Api, FerryServer
+from testkit.server import Api, FerryServer
 
 pytestmark = pytest.mark.db
 

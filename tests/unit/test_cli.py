@@ -1,6 +1,8 @@
 """The `ferry` command line as a user runs it (`python -m ferry.cli.main`, credentials from the
 clouds.yaml `ferry init` wrote) against a real `ferry serve`: round trips with `-f json`, and
-failures that end with exit code 1 and one line on stderr, never a traceback."""
+failures that end with exit code 1 and one line on stderr, never a traceback. The console and
+migration-summary commands are also driven in-process against a stub `Client` that records calls
+(their endpoints and step-log kinds are contracts the server side is built to)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,16 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-from ferry.testing.server import FerryServer, free_port
+from ferry.cli import main as cli_main
+from ferry.cli import migrations, servers
+from ferry.cli.client import CliError
+from testkit.server import FerryServer, free_port
 
 pytestmark = pytest.mark.db
 
@@ -156,3 +162,198 @@ def test_failures_are_one_line_and_names_are_data(server: FerryServer, tmp_path:
     for result in (table, shown):
         assert result.returncode == 0, result.stderr
         assert name in result.stdout
+
+
+def test_image_register_round_trip(server: FerryServer, tmp_path: Path) -> None:
+    """Registered over the API as the admin (a relative path is taken from the CLI's directory);
+    a member is refused by policy."""
+    (tmp_path / "vmlinuz").write_bytes(b"\0" * 512)
+    (tmp_path / "initrd.img").write_bytes(b"\0" * 512)
+    args = ["image", "register", "cli-img", "--kernel", "vmlinuz", "--initrd", str(tmp_path / "initrd.img")]
+    done = subprocess.run(
+        [sys.executable, "-m", "ferry.cli.main", *args, "--cmdline", "console=ttyS0"],
+        env=server.cli_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    images = {i["name"]: i for i in ok_json(cli(server, "image", "list", "-f", "json"))}
+    assert done.stdout.strip() == f"registered image cli-img ({images['cli-img']['id']})"
+    api = server.api("ferry-admin")
+    assert api.ok(api.compute("GET", f"/images/{images['cli-img']['id']}"))["image"]["name"] == "cli-img"
+
+    kernel = str(tmp_path / "vmlinuz")
+    refused = failed(cli(server, "image", "register", "cli-img-2", "--kernel", kernel, cloud="ferry-demo"))
+    assert "image:register" in refused and "(HTTP 403)" in refused
+    missing = failed(cli(server, "image", "register", "cli-img-3", "--kernel", str(tmp_path / "nope")))
+    assert "does not exist" in missing and "(HTTP 400)" in missing
+
+
+def test_init_registers_the_test_guest(tmp_path: Path) -> None:
+    """`ferry init --guest-dir` (before any server runs) writes the test guest into the database,
+    from a guest dir given relative to the current directory."""
+    from sqlalchemy import create_engine, select
+
+    from ferry.db.models import Image
+
+    guest = tmp_path / "guest"
+    guest.mkdir()
+    for name in ("vmlinuz", "initrd.img"):
+        (guest / name).write_bytes(b"\0" * 512)
+    for _ in range(2):  # run again on the same database: still one image
+        subprocess.run(
+            [sys.executable, "-m", "ferry.cli.main", "init", "--data-dir", "data", "--guest-dir", "guest"],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'ferry.db'}")
+    with engine.connect() as c:
+        rows = c.execute(select(Image.name, Image.kernel, Image.initrd, Image.cmdline)).all()
+    engine.dispose()
+    assert len(rows) == 1
+    name, kernel, initrd, cmdline = rows[0]
+    assert (name, kernel, initrd) == ("ferry-test-guest", str(guest / "vmlinuz"), str(guest / "initrd.img"))
+    assert cmdline.startswith("console=ttyS0 ") and "ferry.rate=200" in cmdline
+
+
+# -- in-process, against a stub Client ---------------------------------------------------------
+SID = "6a0b5c1e-0000-4000-8000-000000000001"
+
+
+class StubClient:
+    """Answers compute calls from a script (an exception is raised), recording each call."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[str, str, Any, dict[str, Any]]] = []
+
+    def compute(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        self.calls.append((method, path, body, params))
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+def test_console_prints_the_log_through_os_get_console_output(capsys: pytest.CaptureFixture[str]) -> None:
+    stub = StubClient({"output": "line 1\nline 2\n"})
+    servers.print_console(cast(Any, stub), SID, 2)
+    assert stub.calls == [("POST", f"/servers/{SID}/action", {"os-getConsoleOutput": {"length": 2}}, {})]
+    assert capsys.readouterr().out == "line 1\nline 2\n"
+
+
+def test_console_follow_reads_on_from_each_offset_until_the_server_is_gone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stub = StubClient(
+        {"output": "boot\n", "offset": 5},
+        {"output": "", "offset": 5},  # idle: the only time it sleeps
+        {"output": "[red]x[/red]\n", "offset": 18},
+        {"output": "y", "offset": 19},
+        CliError("Server could not be found. (HTTP 404)", 404),
+    )
+    slept: list[float] = []
+    servers.follow_console(cast(Any, stub), SID, sleep=slept.append)
+    assert [(c[0], c[1], c[3]) for c in stub.calls] == [
+        ("GET", f"/servers/{SID}/ferry-console", {"offset": o}) for o in (0, 5, 5, 18, 19)
+    ]
+    assert slept == [servers.CONSOLE_IDLE_S]
+    out = capsys.readouterr()
+    assert out.out == "boot\n[red]x[/red]\ny"  # printed as the guest wrote it, never as markup
+    assert SID in out.err and "gone" in out.err
+
+
+def test_console_follow_passes_other_errors_on() -> None:
+    stub = StubClient({"output": "a", "offset": 1}, CliError("Cannot reach Ferry: refused"))
+    with pytest.raises(CliError, match="Cannot reach"):
+        servers.follow_console(cast(Any, stub), SID, sleep=lambda _: None)
+
+
+@pytest.mark.parametrize(
+    ("args", "expect_calls"),
+    [
+        ([], [("POST", f"/servers/{SID}/action", {"os-getConsoleOutput": {"length": None}}, {})]),
+        (["--lines", "7"], [("POST", f"/servers/{SID}/action", {"os-getConsoleOutput": {"length": 7}}, {})]),
+        (["--follow"], [("GET", f"/servers/{SID}/ferry-console", None, {"offset": 0})]),
+    ],
+)
+def test_console_command(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], expect_calls: list[Any]
+) -> None:
+    """Default: print once; `--follow` follows, and Ctrl-C ends it with exit code 0."""
+    answer = KeyboardInterrupt() if "--follow" in args else {"output": "hello\n"}
+    stub = StubClient({"server": {"id": SID, "name": "vm"}}, answer)
+    monkeypatch.setattr(servers, "Client", lambda: stub)
+    result = CliRunner().invoke(cli_main.app, ["server", "console", "vm", *args])
+    assert result.exit_code == 0, result.output
+    assert stub.calls == [("GET", "/servers/vm", None, {}), *expect_calls]
+    assert result.stdout == ("" if "--follow" in args else "hello\n")
+
+
+def finished_migration(**changes: Any) -> dict[str, Any]:
+    def step(step: str, event: str, **detail: Any) -> dict[str, Any]:
+        return {"at": "2025-01-01T00:00:01", "step": step, "event": event, "detail": detail}
+
+    m: dict[str, Any] = {
+        "status": "success",
+        "source_backend": "fast",
+        "destination_backend": "bulk",
+        "started_at": "2025-01-01T00:00:00",
+        "finished_at": "2025-01-01T00:00:02.5",
+        "bytes_total": 3 << 20,
+        "copy_mode": "background",
+        "pivot_ms": 12.34,
+        "attached": True,
+        "error": None,
+        "steps": [
+            step("copy", "start"),
+            step("copy", migrations.LAYER_COPIED, message="layer 1/2 copied and compared"),
+            step("copy", migrations.LAYER_COPIED, message="layer 2/2 copied and compared"),
+            step("mirror", migrations.COPY_MODE_SWITCHED, remaining=4096),
+            step("pivot", "done", pivot_ms=12.34),
+            step("pivot", migrations.SERIAL_CHECKED, serial="vol-serial", file="/b/v"),
+            # a message alone never counts: kinds are read, not text
+            step("pivot", "note", message="serial checked", serial="not-this-one"),
+        ],
+    }
+    return {**m, **changes}
+
+
+def summary_rows(capsys: pytest.CaptureFixture[str], m: dict[str, Any]) -> dict[str, str]:
+    migrations.summary(m, "table")
+    rows = {}
+    for line in capsys.readouterr().out.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if len(cells) == 2 and cells[0] not in ("Field", ""):
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_migration_summary_reads_typed_step_kinds(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = summary_rows(capsys, finished_migration())
+    assert rows == {
+        "copy mode": "background → write-blocking",
+        "error": "",
+        "from": "fast",
+        "layers copied": "2",
+        "mirrored bytes": "3.0 MiB",
+        "pivot": "12.3 ms",
+        "serial check": "ok (vol-serial)",
+        "status": "success",
+        "time": "2.50 s",
+        "to": "bulk",
+    }
+    detached = finished_migration(steps=[], pivot_ms=None, attached=False)
+    rows = summary_rows(capsys, detached)
+    assert (rows["layers copied"], rows["copy mode"], rows["pivot"], rows["serial check"]) == (
+        "0",
+        "background",
+        "(detached: no pivot)",
+        "n/a (detached)",
+    )
+    assert summary_rows(capsys, finished_migration(steps=[]))["serial check"] == "missing"

@@ -20,7 +20,7 @@ from ferry.services.app import Ferry
 from ferry.services.context import RequestContext
 from ferry.services.images import register_image
 from ferry.services.volumes import VolumeCreate
-from ferry.testing.scenario import other_backend
+from testkit.scenario import other_backend
 
 ADMIN = RequestContext("u-admin", "p-admin", frozenset({"admin", "member", "reader"}))
 

@@ -12,7 +12,7 @@ import pytest
 from openstack import exceptions as os_exc
 from openstack.connection import Connection
 
-from ferry.testing.server import FerryServer
+from testkit.server import FerryServer
 
 pytestmark = pytest.mark.db
 

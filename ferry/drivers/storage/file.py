@@ -359,7 +359,7 @@ class FileStorageDriver(StorageDriver):
         return total
 
     def stored_layers(self) -> list[StoredLayer]:
-        """Complete layer files only; unfinished copies are listed by `partial_files`."""
+        """Complete layer files only (never an unfinished `.<layer_id>.part` copy)."""
         found: list[StoredLayer] = []
         for volume in self._volume_dirs():
             name_id = volume.name.removeprefix(_VOLUME_PREFIX)
@@ -370,13 +370,6 @@ class FileStorageDriver(StorageDriver):
                     if is_layer and entry.is_file(follow_symlinks=False):
                         found.append(StoredLayer(name_id=name_id, layer_id=stem, path=Path(entry.path)))
         return sorted(found, key=lambda s: str(s.path))
-
-    def partial_files(self) -> list[Path]:
-        """Leftover `.<layer_id>.part` files of interrupted copies (for `ferry doctor`)."""
-        found: list[Path] = []
-        for volume in self._volume_dirs():
-            found.extend(p for p in volume.glob(f".*{_PART_SUFFIX}") if p.is_file())
-        return sorted(found)
 
     def _volume_dirs(self) -> list[Path]:
         """`volume-<uuid>` directories under the root; anything else there is ignored."""

@@ -65,14 +65,6 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
-class Measurement:
-    """`qemu-img measure`: bytes a converted copy needs now and when fully allocated."""
-
-    required: int
-    fully_allocated: int
-
-
-@dataclass(frozen=True)
 class _Result:
     returncode: int
     stdout: bytes
@@ -193,17 +185,6 @@ class QemuImg:
             argv.append("-u")
         await self._run([*argv, _file_arg(path)])
 
-    async def commit(
-        self, path: Path, fmt: DiskFormat, *, base: Path | None = None, drop: bool = False
-    ) -> None:
-        """`qemu-img commit`: write `path`'s data into its backing file (or into `base`)."""
-        argv = ["commit", "-q", "-f", fmt]
-        if base is not None:
-            argv += ["-b", _file_arg(base)]
-        if drop:
-            argv.append("-d")
-        await self._run([*argv, _file_arg(path)])
-
     async def compare(self, a: Path, a_fmt: DiskFormat, b: Path, b_fmt: DiskFormat) -> bool:
         """True when the guest-visible contents are identical (exit 0), False when they differ (1)."""
         argv = ["compare", "-q", "-U", "-f", a_fmt, "-F", b_fmt, _file_arg(a), _file_arg(b)]
@@ -213,12 +194,6 @@ class QemuImg:
     async def resize(self, path: Path, fmt: DiskFormat, size: int) -> None:
         """Grow `path` to `size` bytes (qemu-img refuses to shrink without --shrink; so do we)."""
         await self._run(["resize", "-q", "-f", fmt, _file_arg(path), str(size)])
-
-    async def measure(self, src: Path, src_fmt: DiskFormat, out_fmt: DiskFormat) -> Measurement:
-        """Space a converted copy of the chain whose top is `src` would need."""
-        argv = ["measure", "--output=json", "-U", "-f", src_fmt, "-O", out_fmt, _file_arg(src)]
-        out = await self._run_json(argv)
-        return Measurement(required=int(out["required"]), fully_allocated=int(out["fully-allocated"]))
 
     async def _run_json(self, args: Sequence[str]) -> Any:
         result = await self._run(args)

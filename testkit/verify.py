@@ -18,7 +18,7 @@ flushed, so each position ``i`` must hold at least the last such seq that went t
 ``s_i = max{s <= synced_seq : s % nblocks == i}`` -- unless ``s_i < first_seq`` (written by
 an earlier boot of the guest, which may have lost unflushed writes when it stopped).
 
-CLI: ``python -m ferry.testing.verify IMAGE SERIAL [--synced-seq N] [--first-seq N]
+CLI: ``python -m testkit.verify IMAGE SERIAL [--synced-seq N] [--first-seq N]
 [--span-mb N]``; exits 1 if the image fails.
 """
 
@@ -188,7 +188,7 @@ def verify_image(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m ferry.testing.verify", description="Verify a Ferry test guest disk image."
+        prog="python -m testkit.verify", description="Verify a Ferry test guest disk image."
     )
     p.add_argument("image")
     p.add_argument("serial", help="the disk serial given to QEMU (first 20 bytes are compared)")

@@ -21,7 +21,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The guest's boot contract lives with Ferry (`ferry init` registers the guest); re-exported here.
+from ferry.services.guest_image import GUEST_CMDLINE as GUEST_CMDLINE
+from ferry.services.guest_image import guest_paths
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 GUEST_SRC = REPO_ROOT / "guest"
 SERIAL_LEN = 20  # virtio-blk exposes at most 20 bytes of serial to the guest
 
@@ -60,22 +64,6 @@ class DiskEvent:
     kind: str  # "added" | "removed"
     dev: str
     serial: str
-
-
-def GUEST_CMDLINE(rate: int = 200, span_mb: int = 64, sync_every: int = 16) -> str:
-    """Kernel command line for the test guest.
-
-    rate: max writes/s per disk (0 = flat out); span_mb: MiB at the start of each disk the
-    workload cycles over; sync_every: fdatasync every N writes (0 = never).
-    """
-    for name, value in (("rate", rate), ("span_mb", span_mb), ("sync_every", sync_every)):
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-    return (
-        # mitigations=off: a throwaway test guest; the speculation mitigations only slow TCG.
-        "console=ttyS0 quiet panic=-1 mitigations=off "
-        f"ferry.rate={rate} ferry.span_mb={span_mb} ferry.sync_every={sync_every}"
-    )
 
 
 def _parse_status_line(line: str) -> DiskStatus | None:
@@ -224,20 +212,6 @@ def wait_for_line(
         if m := rx.search(line):
             return m
     raise AssertionError("unreachable")
-
-
-def guest_paths(build_dir: Path, pvh: bool = True) -> tuple[Path, Path]:
-    """(kernel, initrd) inside ``build_dir``; they exist only after ensure_guest().
-
-    The kernel is ``vmlinux-pvh`` (uncompressed ELF, booted by QEMU through its PVH entry:
-    ~5 s faster under TCG) when the build produced it and ``pvh`` is true, else ``vmlinuz``.
-    Both take the same ``-kernel/-initrd/-append`` arguments.
-    """
-    build_dir = Path(build_dir)
-    kernel = build_dir / "vmlinux-pvh"
-    if not (pvh and kernel.exists()):
-        kernel = build_dir / "vmlinuz"
-    return kernel, build_dir / "initrd.img"
 
 
 def ensure_guest(build_dir: Path, src: Path = GUEST_SRC, pvh: bool = True) -> tuple[Path, Path]:

@@ -12,8 +12,8 @@ from ferry.config import load
 from ferry.db.engine import make_engine, session_factory
 from ferry.drivers.hypervisor.qemu import RunDir, servers_root
 from ferry.services.images import register_image
-from ferry.testing.guest import GUEST_CMDLINE, DiskStatus, console_offset, guest_paths, wait_for_status
-from ferry.testing.server import Api, FerryServer
+from testkit.guest import GUEST_CMDLINE, DiskStatus, console_offset, guest_paths, wait_for_status
+from testkit.server import Api, FerryServer
 
 
 def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60, interval: float = 0.1) -> Any:
