@@ -23,7 +23,7 @@ from ferry.services import bootstrap
 from ferry.services.app import Ferry
 from ferry.services.identity import IdentityService
 from ferry.services.images import register_image
-from ferry.testing.server import Api
+from testkit.server import Api
 
 
 @dataclass
