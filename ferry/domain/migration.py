@@ -47,7 +47,7 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from ferry.db.models import Flavor, Image
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, NotFound
 from ferry.domain.ids import is_uuid, new_id
+from ferry.domain.model import DiskFormat
 from ferry.services import policy
 from ferry.services.context import RequestContext
 
@@ -92,8 +93,7 @@ def register_image(
     for path in (kernel, initrd, disk):
         if path and not Path(path).is_file():
             raise BadRequest(f"Image file {path} does not exist.")
-    if disk and disk_format not in ("qcow2", "raw"):
-        raise BadRequest("disk_format must be qcow2 or raw.")
+    fmt = _disk_format(disk_format, required=bool(disk))
     try:
         with db.begin() as s:
             img = Image(
@@ -103,13 +103,23 @@ def register_image(
                 initrd=_abs(initrd),
                 cmdline=cmdline,
                 disk=_abs(disk),
-                disk_format=disk_format,
+                disk_format=fmt,
                 created_at=utcnow(),
             )
             s.add(img)
         return img
     except IntegrityError:
         raise Conflict(f"Image {name!r} already exists.") from None
+
+
+def _disk_format(given: str | None, *, required: bool) -> DiskFormat | None:
+    """The format of a disk image: required with a disk, and always one Ferry knows."""
+    if given is None and not required:
+        return None
+    try:
+        return DiskFormat(given or "")
+    except ValueError:
+        raise BadRequest(f"disk_format must be {' or '.join(DiskFormat)}.") from None
 
 
 def _abs(path: str | None) -> str | None:
