@@ -11,22 +11,25 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, Enum, MetaData, inspect, text
+from sqlalchemy import Engine, Enum, MetaData, inspect, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from ferry.db.engine import make_engine, upgrade
 from ferry.db.models import Attachment, Base, Image, RoleAssignment, Server, Snapshot, Volume
+from ferry.domain.errors import Conflict
 from ferry.domain.model import DiskFormat
 from ferry.domain.roles import Role, with_implied
 from ferry.domain.servers import TASK_VERB, ServerStatus, ServerTaskState, refusal
 from ferry.domain.volumes import (
+    DELETABLE,
     VOLUME_ACTION,
     AttachmentStatus,
     MigrationStatus,
     SnapshotStatus,
     VolumeStatus,
 )
+from ferry.services.volumes import set_status
 from tests.conftest import reset_database
 
 # -- messages from tables --------------------------------------------------------------------
@@ -212,3 +215,21 @@ def test_a_value_outside_the_enum_is_refused(database_url: str, engine: Engine) 
     with Session(engine) as s:
         vol = s.get(Volume, "v1")
         assert vol is not None and vol.status is VolumeStatus.ERROR_EXTENDING
+
+
+@pytest.mark.db
+def test_a_refused_volume_change_names_the_action_and_the_state(database_url: str, engine: Engine) -> None:
+    upgrade(database_url)
+    store_0001_rows(engine, ROWS_0001[:8])  # up to volume v2, in-use
+    with Session(engine) as s:
+        with pytest.raises(Conflict) as refused:
+            set_status(s, "v2", VolumeStatus.DELETING, expect=DELETABLE)
+        assert refused.value.message == (
+            "Cannot delete volume v2: it is status 'in-use'; expected available or error or error_deleting."
+        )
+        s.execute(update(Volume).where(Volume.id == "v2").values(migration_status=MigrationStatus.MIGRATING))
+        with pytest.raises(Conflict) as refused:
+            set_status(s, "v2", VolumeStatus.DETACHING, expect=(VolumeStatus.IN_USE,))
+        assert refused.value.message == (
+            "Cannot detach volume v2: it is being migrated (migration_status 'migrating'); expected in-use."
+        )
