@@ -202,6 +202,7 @@ class FerryServer:
         database, and a cloud of the same name for `api()`/`cloud()`. Returns the cloud name."""
         from ferry import config as cfgmod
         from ferry.db.engine import make_engine, session_factory
+        from ferry.domain.roles import Role
         from ferry.services.identity import IdentityService
 
         cfg = cfgmod.load(self.config_path)
@@ -210,7 +211,7 @@ class FerryServer:
             db = session_factory(engine)
             ident = IdentityService(db, cfg.token_lifetime_s)
             with db.begin() as s:
-                ident.ensure_user(s, name, password, ident.ensure_project(s, project), role)
+                ident.ensure_user(s, name, password, ident.ensure_project(s, project), Role(role))
         finally:
             engine.dispose()
         auth = {**self.cloud("ferry-admin"), "username": name, "password": password, "project_name": project}

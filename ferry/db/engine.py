@@ -34,9 +34,9 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def upgrade(url: str) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the schema to `revision`, the newest by default (idempotent)."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, revision)

@@ -1,17 +1,39 @@
-"""SQLAlchemy models. One table per concept; the schema is owned by Alembic (`migrations/`)."""
+"""SQLAlchemy models. One table per concept; the schema is owned by Alembic (`migrations/`).
+
+Every state column holds members of a domain enum (`columns.enum_type`), never free strings.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
+
+from ferry.db.columns import NAMING, enum_type
+from ferry.domain.model import DiskFormat
+from ferry.domain.roles import Role
+from ferry.domain.servers import ServerStatus, ServerTaskState
+from ferry.domain.volumes import AttachmentStatus, MigrationStatus, SnapshotStatus, VolumeStatus
 
 ID = String(36)
 
 
 class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
@@ -35,7 +57,7 @@ class RoleAssignment(Base):
     __tablename__ = "role_assignments"
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
-    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    role: Mapped[Role] = mapped_column(enum_type(Role, 32), primary_key=True)
 
 
 class Token(Base):
@@ -66,12 +88,12 @@ class Volume(Base):
     name: Mapped[str | None] = mapped_column(String(255), index=True)
     description: Mapped[str | None] = mapped_column(Text)
     size_gib: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[VolumeStatus] = mapped_column(enum_type(VolumeStatus, 32), index=True)
     volume_type_id: Mapped[str | None] = mapped_column(ForeignKey("volume_types.id"))
     backend: Mapped[str] = mapped_column(String(255), index=True)
     name_id: Mapped[str] = mapped_column(ID)
     active_layer_id: Mapped[str] = mapped_column(ID)
-    migration_status: Mapped[str | None] = mapped_column(String(32))
+    migration_status: Mapped[MigrationStatus | None] = mapped_column(enum_type(MigrationStatus, 32))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     snapshot_id: Mapped[str | None] = mapped_column(ID)
     source_volid: Mapped[str | None] = mapped_column(ID)
@@ -90,12 +112,12 @@ class VolumeRow(NamedTuple):
     name: str | None
     description: str | None
     size_gib: int
-    status: str
+    status: VolumeStatus
     volume_type_id: str | None
     backend: str
     name_id: str
     active_layer_id: str
-    migration_status: str | None
+    migration_status: MigrationStatus | None
     meta: dict[str, Any]
     snapshot_id: str | None
     source_volid: str | None
@@ -122,7 +144,7 @@ class Snapshot(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text)
     size_gib: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[SnapshotStatus] = mapped_column(enum_type(SnapshotStatus, 32))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
@@ -136,7 +158,7 @@ class Image(Base):
     initrd: Mapped[str | None] = mapped_column(Text)
     cmdline: Mapped[str] = mapped_column(Text, default="")
     disk: Mapped[str | None] = mapped_column(Text)
-    disk_format: Mapped[str | None] = mapped_column(String(16))
+    disk_format: Mapped[DiskFormat | None] = mapped_column(enum_type(DiskFormat, 16))
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -155,8 +177,8 @@ class Server(Base):
     project_id: Mapped[str] = mapped_column(ID, index=True)
     user_id: Mapped[str] = mapped_column(ID)
     name: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    task_state: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[ServerStatus] = mapped_column(enum_type(ServerStatus, 16), index=True)
+    task_state: Mapped[ServerTaskState | None] = mapped_column(enum_type(ServerTaskState, 32))
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id"))
     flavor_id: Mapped[str] = mapped_column(ForeignKey("flavors.id"))
     fault: Mapped[str | None] = mapped_column(Text)
@@ -171,7 +193,7 @@ class Attachment(Base):
     server_id: Mapped[str] = mapped_column(ForeignKey("servers.id"), index=True)
     project_id: Mapped[str] = mapped_column(ID, index=True)
     device: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[AttachmentStatus] = mapped_column(enum_type(AttachmentStatus, 32))
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 

@@ -1,4 +1,5 @@
-"""Server states (as Nova names them) and small rules about disks."""
+"""Server states and task states (as Nova names them), the words a refusal uses for each task,
+and small rules about disks. Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -14,13 +15,45 @@ class ServerStatus(StrEnum):
     DELETED = "DELETED"
 
 
-POWER_STATE = {"ACTIVE": 1, "SHUTOFF": 4, "ERROR": 0, "BUILD": 0, "HARD_REBOOT": 1}
+class ServerTaskState(StrEnum):
+    """The one life-cycle action a server is busy with (`task_state`; None when idle)."""
+
+    SPAWNING = "spawning"
+    POWERING_OFF = "powering-off"
+    POWERING_ON = "powering-on"
+    REBOOTING = "rebooting"
+    DELETING = "deleting"
+
+
+TASK_VERB = {
+    ServerTaskState.SPAWNING: "spawn",
+    ServerTaskState.POWERING_OFF: "power off",
+    ServerTaskState.POWERING_ON: "power on",
+    ServerTaskState.REBOOTING: "reboot",
+    ServerTaskState.DELETING: "delete",
+}
+"""What the user asked for, for each task, as a refusal names it."""
+
+
+def refusal(task: ServerTaskState, server_id: str, status: ServerStatus, busy: ServerTaskState | None) -> str:
+    """Why `task` may not start on a server in `status` (busy with `busy`), as the user reads it."""
+    doing = f" ({busy})" if busy else ""
+    return f"Cannot {TASK_VERB[task]} server {server_id} while it is {status}{doing}."
+
+
+POWER_STATE = {
+    ServerStatus.ACTIVE: 1,
+    ServerStatus.SHUTOFF: 4,
+    ServerStatus.ERROR: 0,
+    ServerStatus.BUILD: 0,
+    ServerStatus.REBOOT: 1,
+}
 VM_STATE = {
-    "ACTIVE": "active",
-    "SHUTOFF": "stopped",
-    "ERROR": "error",
-    "BUILD": "building",
-    "HARD_REBOOT": "active",
+    ServerStatus.ACTIVE: "active",
+    ServerStatus.SHUTOFF: "stopped",
+    ServerStatus.ERROR: "error",
+    ServerStatus.BUILD: "building",
+    ServerStatus.REBOOT: "active",
 }
 
 

@@ -1,4 +1,8 @@
-"""Volume and snapshot states and the rules that decide what may happen to them."""
+"""Volume, snapshot and attachment states, and the rules that decide what may happen to them.
+
+Every state Ferry stores is a member of one of these enums (the database refuses any other value);
+the sets below say which states allow an action. Pure: no I/O.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ class VolumeStatus(StrEnum):
     EXTENDING = "extending"
     ERROR = "error"
     ERROR_DELETING = "error_deleting"
+    ERROR_EXTENDING = "error_extending"
 
 
 class SnapshotStatus(StrEnum):
@@ -29,6 +34,14 @@ class SnapshotStatus(StrEnum):
     AVAILABLE = "available"
     DELETING = "deleting"
     ERROR = "error"
+    ERROR_DELETING = "error_deleting"
+
+
+class AttachmentStatus(StrEnum):
+    """An attachment row exists from the attach request on; it is deleted on detach."""
+
+    ATTACHING = "attaching"
+    ATTACHED = "attached"
 
 
 class MigrationStatus(StrEnum):
@@ -40,11 +53,25 @@ class MigrationStatus(StrEnum):
     ERROR = "error"
 
 
-MIGRATION_BUSY = (MigrationStatus.STARTING.value, MigrationStatus.MIGRATING.value)
+MIGRATION_BUSY = (MigrationStatus.STARTING, MigrationStatus.MIGRATING)
 """A volume in one of these migration states refuses any other change."""
 
-DELETABLE = (VolumeStatus.AVAILABLE.value, VolumeStatus.ERROR.value, VolumeStatus.ERROR_DELETING.value)
-SNAPSHOTTABLE = (VolumeStatus.AVAILABLE.value, VolumeStatus.IN_USE.value)
+DELETABLE = (VolumeStatus.AVAILABLE, VolumeStatus.ERROR, VolumeStatus.ERROR_DELETING)
+SNAPSHOTTABLE = (VolumeStatus.AVAILABLE, VolumeStatus.IN_USE)
+
+VOLUME_ACTION = {
+    VolumeStatus.ATTACHING: "attach",
+    VolumeStatus.DETACHING: "detach",
+    VolumeStatus.EXTENDING: "extend",
+    VolumeStatus.DELETING: "delete",
+}
+"""The action a move into each transitional status is, as a refusal names it ("Cannot extend ...")."""
+
+SNAPSHOT_DELETABLE = (SnapshotStatus.AVAILABLE, SnapshotStatus.ERROR, SnapshotStatus.ERROR_DELETING)
+"""A failed merge can be retried: merging a layer is idempotent. (Tuples, not sets: refusals list
+them in this order.)"""
+SNAPSHOT_UNSETTLED = (SnapshotStatus.CREATING, SnapshotStatus.DELETING)
+"""What a control-plane crash can leave a snapshot in; settled at the next start."""
 
 
 def check_size(size: object, *, minimum: int = 1) -> int:

@@ -14,6 +14,7 @@ from ferry import config as cfgmod
 from ferry.config import Config
 from ferry.db.engine import make_engine, session_factory, upgrade
 from ferry.db.models import Flavor
+from ferry.domain.roles import Role
 from ferry.services.identity import IdentityService
 
 FLAVORS = (("1", "tiny", 1, 256), ("2", "small", 1, 512), ("3", "medium", 2, 1024))
@@ -59,9 +60,9 @@ def setup_database(cfg: Config, creds: Credentials) -> None:
         service_p = ident.ensure_project(s, "service")
         demo_p = ident.ensure_project(s, "demo")
         s.flush()
-        ident.ensure_user(s, "admin", creds.admin, admin_p, "admin")
-        ident.ensure_user(s, "ferry-service", creds.service, service_p, "service")
-        ident.ensure_user(s, "demo", creds.demo, demo_p, "member")
+        ident.ensure_user(s, "admin", creds.admin, admin_p, Role.ADMIN)
+        ident.ensure_user(s, "ferry-service", creds.service, service_p, Role.SERVICE)
+        ident.ensure_user(s, "demo", creds.demo, demo_p, Role.MEMBER)
         _flavors(s)
     engine.dispose()
 

@@ -18,8 +18,8 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
 from ferry.domain.ids import new_id
 from ferry.domain.model import DiskFormat, LayerFile
-from ferry.domain.servers import ServerStatus, device_name
-from ferry.domain.volumes import MIGRATION_BUSY, VolumeStatus
+from ferry.domain.servers import ServerStatus, ServerTaskState, device_name, refusal
+from ferry.domain.volumes import MIGRATION_BUSY, AttachmentStatus, VolumeStatus
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, ServerSpec
 from ferry.drivers.hypervisor.console import complete_utf8
 from ferry.drivers.storage.qemu_img import QemuImg
@@ -105,8 +105,8 @@ class ComputeService:
                 project_id=ctx.project_id,
                 user_id=ctx.user_id,
                 name=name,
-                status=ServerStatus.BUILD.value,
-                task_state="spawning",
+                status=ServerStatus.BUILD,
+                task_state=ServerTaskState.SPAWNING,
                 image_id=image.id,
                 flavor_id=flavor.id,
                 created_at=now,
@@ -156,17 +156,21 @@ class ComputeService:
         )
 
     def _set(
-        self, server_id: str, status: ServerStatus, fault: str | None = None, task: str | None = None
+        self,
+        server_id: str,
+        status: ServerStatus,
+        fault: str | None = None,
+        task: ServerTaskState | None = None,
     ) -> None:
         with self.db.begin() as s:
             s.execute(
                 update(Server)
                 .where(Server.id == server_id)
-                .values(status=status.value, task_state=task, fault=fault, updated_at=utcnow())
+                .values(status=status, task_state=task, fault=fault, updated_at=utcnow())
             )
 
     def _claim(
-        self, ctx: RequestContext, server_id: str, task: str, *, expect: tuple[ServerStatus, ...]
+        self, ctx: RequestContext, server_id: str, task: ServerTaskState, *, expect: tuple[ServerStatus, ...]
     ) -> Server:
         """Take the server's task slot (one life-cycle action at a time) if its status allows."""
         policy.enforce(ctx, "server:action")
@@ -177,31 +181,30 @@ class ComputeService:
                 .join(Attachment, Attachment.volume_id == Volume.id)
                 .where(Attachment.server_id == server.id, Volume.migration_status.in_(MIGRATION_BUSY))
             )
-            if busy and task != "deleting":
+            if busy and task is not ServerTaskState.DELETING:
                 raise Conflict(f"Server {server.id}: volume {busy} is being migrated; try when it is done.")
             res = s.execute(
                 update(Server)
                 .where(
                     Server.id == server.id,
                     Server.task_state.is_(None),
-                    Server.status.in_([e.value for e in expect]),
+                    Server.status.in_(expect),
                 )
                 .values(task_state=task, updated_at=utcnow())
             )
             if res.rowcount != 1:  # type: ignore[attr-defined]
-                raise Conflict(
-                    f"Cannot {task.rstrip('ing')} server {server.id} while it is {server.status}"
-                    f"{' (' + server.task_state + ')' if server.task_state else ''}."
-                )
+                raise Conflict(refusal(task, server.id, server.status, server.task_state))
             return server
 
     async def stop(self, ctx: RequestContext, server_id: str) -> None:
-        self._claim(ctx, server_id, "powering-off", expect=(ServerStatus.ACTIVE, ServerStatus.ERROR))
+        self._claim(
+            ctx, server_id, ServerTaskState.POWERING_OFF, expect=(ServerStatus.ACTIVE, ServerStatus.ERROR)
+        )
         await self.hv.stop(server_id)
         self._set(server_id, ServerStatus.SHUTOFF)
 
     async def start(self, ctx: RequestContext, server_id: str) -> None:
-        self._claim(ctx, server_id, "powering-on", expect=(ServerStatus.SHUTOFF,))
+        self._claim(ctx, server_id, ServerTaskState.POWERING_ON, expect=(ServerStatus.SHUTOFF,))
         await self._boot(server_id)
 
     async def reboot(self, ctx: RequestContext, server_id: str, kind: str) -> None:
@@ -210,7 +213,7 @@ class ComputeService:
         self._claim(
             ctx,
             server_id,
-            "rebooting",
+            ServerTaskState.REBOOTING,
             expect=(ServerStatus.ACTIVE, ServerStatus.ERROR, ServerStatus.SHUTOFF),
         )
         # A SOFT reboot of a guest without ACPI support is a HARD one: restart the process.
@@ -219,7 +222,7 @@ class ComputeService:
 
     async def delete(self, ctx: RequestContext, server_id: str) -> None:
         policy.enforce(ctx, "server:delete")
-        self._claim(ctx, server_id, "deleting", expect=tuple(ServerStatus))
+        self._claim(ctx, server_id, ServerTaskState.DELETING, expect=tuple(ServerStatus))
         with self.db.begin() as s:
             busy = s.scalar(
                 select(Volume.id)
@@ -237,7 +240,7 @@ class ComputeService:
                 s.execute(
                     update(Volume)
                     .where(Volume.id.in_(vols))
-                    .values(status=VolumeStatus.AVAILABLE.value, updated_at=utcnow())
+                    .values(status=VolumeStatus.AVAILABLE, updated_at=utcnow())
                 )
             s.execute(delete(Server).where(Server.id == server_id))
         (self.config.run_dir / "disks" / f"{server_id}.qcow2").unlink(missing_ok=True)
@@ -246,7 +249,7 @@ class ComputeService:
         if image.disk:
             disk = self.config.run_dir / "disks" / f"{server_id}.qcow2"
             disk.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fmt = DiskFormat(image.disk_format or "qcow2")
+            fmt = image.disk_format or DiskFormat.QCOW2
             await QemuImg().create(
                 disk, DiskFormat.QCOW2, None, backing=str(Path(image.disk)), backing_fmt=fmt
             )
@@ -259,13 +262,11 @@ class ComputeService:
             vol = get_volume(s, ctx, volume_id)
             if vol.project_id != server.project_id:
                 raise NotFound(f"Volume {volume_id} could not be found.")
-            if server.status != ServerStatus.ACTIVE.value or server.task_state:
+            if server.status != ServerStatus.ACTIVE or server.task_state:
                 raise Conflict(f"Server {server.id} is {server.status}: volumes attach to ACTIVE servers.")
             if attachment_of(s, vol.id) is not None:
                 raise Conflict(f"Volume {vol.id} is already attached.")
-            set_status(
-                s, vol.id, VolumeStatus.ATTACHING.value, expect=(VolumeStatus.AVAILABLE.value,), what="attach"
-            )
+            set_status(s, vol.id, VolumeStatus.ATTACHING, expect=(VolumeStatus.AVAILABLE,))
             used = set(s.scalars(select(Attachment.device).where(Attachment.server_id == server.id)))
             att = Attachment(
                 id=new_id(),
@@ -273,7 +274,7 @@ class ComputeService:
                 server_id=server.id,
                 project_id=vol.project_id,
                 device=device_name(used),
-                status="attaching",
+                status=AttachmentStatus.ATTACHING,
                 created_at=utcnow(),
             )
             s.add(att)
@@ -283,18 +284,18 @@ class ComputeService:
         except FerryError:
             with self.db.begin() as s:
                 s.execute(delete(Attachment).where(Attachment.id == att.id))
-                s.execute(
-                    update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.AVAILABLE.value)
-                )
+                s.execute(update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.AVAILABLE))
             raise
         with self.db.begin() as s:
-            s.execute(update(Attachment).where(Attachment.id == att.id).values(status="attached"))
+            s.execute(
+                update(Attachment).where(Attachment.id == att.id).values(status=AttachmentStatus.ATTACHED)
+            )
             s.execute(
                 update(Volume)
                 .where(Volume.id == volume_id)
-                .values(status=VolumeStatus.IN_USE.value, updated_at=utcnow())
+                .values(status=VolumeStatus.IN_USE, updated_at=utcnow())
             )
-        att.status = "attached"
+        att.status = AttachmentStatus.ATTACHED
         return att
 
     async def detach(self, ctx: RequestContext, server_id: str, volume_id: str) -> None:
@@ -304,30 +305,26 @@ class ComputeService:
             att = attachment_of(s, volume_id) if volume_id else None
             if att is None or att.server_id != server.id:
                 raise NotFound(f"Volume {volume_id} is not attached to server {server.id}.")
-            set_status(
-                s, volume_id, VolumeStatus.DETACHING.value, expect=(VolumeStatus.IN_USE.value,), what="detach"
-            )
-            running = server.status == ServerStatus.ACTIVE.value
+            set_status(s, volume_id, VolumeStatus.DETACHING, expect=(VolumeStatus.IN_USE,))
+            running = server.status == ServerStatus.ACTIVE
         try:
             if running:
                 await self.hv.detach_disk(server_id, volume_id)
         except FerryError:
             with self.db.begin() as s:
-                s.execute(
-                    update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.IN_USE.value)
-                )
+                s.execute(update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.IN_USE))
             raise
         with self.db.begin() as s:
             s.execute(delete(Attachment).where(Attachment.id == att.id))
             s.execute(
                 update(Volume)
                 .where(Volume.id == volume_id)
-                .values(status=VolumeStatus.AVAILABLE.value, updated_at=utcnow())
+                .values(status=VolumeStatus.AVAILABLE, updated_at=utcnow())
             )
 
     async def hypervisor_disks(self, ctx: RequestContext, server_id: str) -> list[DiskInfo]:
         server = self.get(ctx, server_id)
-        if server.status != ServerStatus.ACTIVE.value:
+        if server.status != ServerStatus.ACTIVE:
             raise Conflict(f"Server {server.id} is {server.status}: no running process to ask.")
         return await self.hv.disks(server.id)
 
@@ -369,7 +366,7 @@ class ComputeService:
         with self.db() as s:
             servers = list(s.scalars(select(Server)))
         for server in servers:
-            if server.status in (ServerStatus.SHUTOFF.value, ServerStatus.ERROR.value):
+            if server.status in (ServerStatus.SHUTOFF, ServerStatus.ERROR):
                 continue
             alive = await self.hv.reconnect(server.id)
             if alive:

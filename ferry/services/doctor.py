@@ -46,7 +46,7 @@ class Doctor:
 
     async def _servers(self) -> list[Drift]:
         with self.db() as s:
-            servers = list(s.scalars(select(Server).where(Server.status == ServerStatus.ACTIVE.value)))
+            servers = list(s.scalars(select(Server).where(Server.status == ServerStatus.ACTIVE)))
             expected: dict[str, dict[str, list[str]]] = {srv.id: {} for srv in servers}
             for att in s.scalars(select(Attachment)):
                 vol = s.get(Volume, att.volume_id)

@@ -1,7 +1,7 @@
 """Identity: users, projects, role assignments, password authentication and tokens.
 
-Tokens are random strings; only their SHA-256 is stored. Roles imply weaker ones as in Keystone
-(admin ⇒ member ⇒ reader).
+Tokens are random strings; only their SHA-256 is stored, with the roles it grants (each held role
+and the weaker ones it implies, `domain/roles.py`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from ferry.db.models import Project, RoleAssignment, Token, User
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import Unauthorized
 from ferry.domain.ids import new_id
+from ferry.domain.roles import Role, with_implied
 from ferry.services.context import RequestContext
 
-IMPLIED = {"admin": {"member", "reader"}, "member": {"reader"}}
 _hasher = PasswordHasher()
 
 
@@ -38,13 +38,6 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def expand_roles(roles: set[str]) -> frozenset[str]:
-    out = set(roles)
-    for r in roles:
-        out |= IMPLIED.get(r, set())
-    return frozenset(out)
-
-
 class IdentityService:
     def __init__(self, db: sessionmaker[Session], token_lifetime_s: int) -> None:
         self.db = db
@@ -58,7 +51,7 @@ class IdentityService:
             s.add(project)
         return project
 
-    def ensure_user(self, s: Session, name: str, password: str, project: Project, role: str) -> User:
+    def ensure_user(self, s: Session, name: str, password: str, project: Project, role: Role) -> User:
         user = s.scalar(select(User).where(User.name == name))
         if user is None:
             user = User(id=new_id().replace("-", ""), name=name, password_hash=_hasher.hash(password))
@@ -91,7 +84,7 @@ class IdentityService:
                 raise Unauthorized(f"User {user_name!r} has no role on project {project.name!r}.")
             token = secrets.token_urlsafe(32)
             now = utcnow()
-            all_roles = expand_roles(roles)
+            all_roles = with_implied(roles)
             s.add(
                 Token(
                     id_hash=_digest(token),
@@ -116,7 +109,9 @@ class IdentityService:
             user = s.get(User, row.user_id)
             project = s.get(Project, row.project_id)
             assert user is not None and project is not None
-            ctx = RequestContext(user.id, project.id, frozenset(row.roles), user.name, project.name)
+            ctx = RequestContext(
+                user.id, project.id, frozenset(map(Role, row.roles)), user.name, project.name
+            )
             return IssuedToken(token, ctx, row.issued_at, row.expires_at)
 
     def revoke(self, token: str) -> None:

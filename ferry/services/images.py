@@ -17,6 +17,7 @@ from ferry.db.models import Flavor, Image
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, NotFound
 from ferry.domain.ids import is_uuid, new_id
+from ferry.domain.model import DiskFormat
 from ferry.services import policy
 from ferry.services.context import RequestContext
 
@@ -102,8 +103,7 @@ def register_image(
     for path in (kernel, initrd, disk):
         if path and not _is_regular_file(path):
             raise BadRequest(f"Image file {path} does not exist or is not a regular file.")
-    if disk and disk_format not in ("qcow2", "raw"):
-        raise BadRequest("disk_format must be qcow2 or raw.")
+    fmt = _disk_format(disk_format, required=bool(disk))
     try:
         with db.begin() as s:
             img = Image(
@@ -113,7 +113,7 @@ def register_image(
                 initrd=_abs(initrd),
                 cmdline=cmdline,
                 disk=_abs(disk),
-                disk_format=disk_format,
+                disk_format=fmt,
                 created_at=utcnow(),
             )
             s.add(img)
@@ -138,6 +138,16 @@ def _is_regular_file(path: str) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except (OSError, ValueError):  # missing, unreadable, name too long, NUL byte
         return False
+
+
+def _disk_format(given: str | None, *, required: bool) -> DiskFormat | None:
+    """The format of a disk image: required with a disk, and always one Ferry knows."""
+    if given is None and not required:
+        return None
+    try:
+        return DiskFormat(given or "")
+    except ValueError:
+        raise BadRequest(f"disk_format must be {' or '.join(DiskFormat)}.") from None
 
 
 def _abs(path: str | None) -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ferry.domain.errors import Forbidden
+from ferry.domain.roles import Role
 from ferry.services.context import RequestContext
 
 RULES: dict[str, str] = {
@@ -55,7 +56,7 @@ RULES: dict[str, str] = {
 }
 
 _CHECKS: dict[str, Callable[[RequestContext], bool]] = {
-    "reader": lambda c: bool(c.roles & {"reader", "member", "admin", "service"}),
+    "reader": lambda c: bool(c.roles & set(Role)),
     "member": lambda c: c.can_write,
     "admin": lambda c: c.is_admin,
     "service": lambda c: c.is_service,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from ferry.db.models import Attachment, Server, Snapshot, Volume, VolumeType
 from ferry.domain.errors import BadRequest, NotFound
 from ferry.domain.ids import is_uuid
+from ferry.domain.servers import ServerStatus
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
 
@@ -49,14 +50,14 @@ def running_server(s: Session, volume_id: str) -> str | None:
     if att is None:
         return None
     server = s.get(Server, att.server_id)
-    return server.id if server is not None and server.status == "ACTIVE" else None
+    return server.id if server is not None and server.status is ServerStatus.ACTIVE else None
 
 
 def being_copied_into(s: Session, source: InstrumentedAttribute[str | None], source_id: str) -> str | None:
     """A volume still being created from `source_id` through the column `source`
     (`Volume.snapshot_id` or `Volume.source_volid`), if any: its source must stay until it is done."""
     return s.scalar(
-        select(Volume.id).where(source == source_id, Volume.status == VolumeStatus.CREATING.value).limit(1)
+        select(Volume.id).where(source == source_id, Volume.status == VolumeStatus.CREATING).limit(1)
     )
 
 

@@ -16,7 +16,14 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
 from ferry.domain.model import GiB, LayerFile, VolumeLocation
-from ferry.domain.volumes import MIGRATION_BUSY, SNAPSHOTTABLE, SnapshotStatus, check_metadata
+from ferry.domain.volumes import (
+    MIGRATION_BUSY,
+    SNAPSHOT_DELETABLE,
+    SNAPSHOT_UNSETTLED,
+    SNAPSHOTTABLE,
+    SnapshotStatus,
+    check_metadata,
+)
 from ferry.drivers.storage.base import StorageDriver
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
@@ -33,10 +40,6 @@ from ferry.services.storage import Backends
 from ferry.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
-DELETABLE = ("available", "error", "error_deleting")
-"""A failed merge can be retried: merging a layer is idempotent."""
-UNSETTLED = (SnapshotStatus.CREATING.value, SnapshotStatus.DELETING.value)
-"""What a control-plane crash can leave a snapshot in; settled at the next start."""
 
 
 class LiveDisks(Protocol):
@@ -135,7 +138,7 @@ class SnapshotService:
                 name=name,
                 description=description,
                 size_gib=vol.size_gib,
-                status=SnapshotStatus.CREATING.value,
+                status=SnapshotStatus.CREATING,
                 meta=metadata,
                 created_at=now,
                 updated_at=now,
@@ -165,9 +168,9 @@ class SnapshotService:
             s.execute(
                 update(Snapshot)
                 .where(Snapshot.id == snap.id)
-                .values(status=SnapshotStatus.AVAILABLE.value, updated_at=now)
+                .values(status=SnapshotStatus.AVAILABLE, updated_at=now)
             )
-        snap.status, snap.updated_at = SnapshotStatus.AVAILABLE.value, now
+        snap.status, snap.updated_at = SnapshotStatus.AVAILABLE, now
         return snap
 
     # -- restart -----------------------------------------------------------------------
@@ -182,12 +185,12 @@ class SnapshotService:
             pending = list(
                 s.execute(
                     select(Snapshot.id, Snapshot.status)
-                    .where(Snapshot.status.in_(UNSETTLED))
+                    .where(Snapshot.status.in_(SNAPSHOT_UNSETTLED))
                     .order_by(Snapshot.created_at)
                 )
             )
         for snapshot_id, status in pending:
-            if status == SnapshotStatus.DELETING.value:
+            if status is SnapshotStatus.DELETING:
                 self.volumes.spawn(self._merge(snapshot_id))
                 continue
             try:
@@ -206,7 +209,7 @@ class SnapshotService:
             with self.db() as s:
                 snap = s.get(Snapshot, snapshot_id)
                 vol = s.get(Volume, volume_id)
-                if snap is None or vol is None or snap.status != SnapshotStatus.CREATING.value:
+                if snap is None or vol is None or snap.status is not SnapshotStatus.CREATING:
                     return
                 loc = self.backends.location(s, vol)
                 server = running_server(s, vol.id)
@@ -231,7 +234,7 @@ class SnapshotService:
                     s.execute(
                         update(Snapshot)
                         .where(Snapshot.id == snapshot_id)
-                        .values(status=SnapshotStatus.AVAILABLE.value, updated_at=now)
+                        .values(status=SnapshotStatus.AVAILABLE, updated_at=now)
                     )
             log.warning(
                 "snapshot %s of volume %s: %s after a control-plane restart",
@@ -291,12 +294,12 @@ class SnapshotService:
                 )
             res = s.execute(
                 update(Snapshot)
-                .where(Snapshot.id == snap.id, Snapshot.status.in_(DELETABLE))
-                .values(status=SnapshotStatus.DELETING.value, updated_at=utcnow())
+                .where(Snapshot.id == snap.id, Snapshot.status.in_(SNAPSHOT_DELETABLE))
+                .values(status=SnapshotStatus.DELETING, updated_at=utcnow())
             )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 raise Conflict(
-                    f"Snapshot {snap.id} is {snap.status}: only {', '.join(DELETABLE)} snapshots "
+                    f"Snapshot {snap.id} is {snap.status}: only {', '.join(SNAPSHOT_DELETABLE)} snapshots "
                     "can be deleted."
                 )
             _bump_position(s, vol)
@@ -311,7 +314,7 @@ class SnapshotService:
     async def _merge_locked(self, snapshot_id: str) -> None:
         with self.db() as s:
             snap = s.get(Snapshot, snapshot_id)
-            if snap is None or snap.status != SnapshotStatus.DELETING.value:
+            if snap is None or snap.status is not SnapshotStatus.DELETING:
                 return
             vol = s.get(Volume, snap.volume_id)
             assert vol is not None
@@ -328,7 +331,11 @@ class SnapshotService:
         except FerryError as e:
             log.error("deleting snapshot %s failed: %s", snapshot_id, e)
             with self.db.begin() as s:
-                s.execute(update(Snapshot).where(Snapshot.id == snapshot_id).values(status="error_deleting"))
+                s.execute(
+                    update(Snapshot)
+                    .where(Snapshot.id == snapshot_id)
+                    .values(status=SnapshotStatus.ERROR_DELETING)
+                )
             return
         with self.db.begin() as s:
             s.execute(delete(Snapshot).where(Snapshot.id == snapshot_id))

@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 from ferry.config import Config
 from ferry.db.models import Migration, Snapshot, Volume
 from ferry.domain.errors import BadRequest
+from ferry.domain.migration import ACTIVE
 from ferry.domain.model import BackendConfig, DiskChain, LayerFile, VolumeLocation
 from ferry.domain.scheduling import PoolStats
+from ferry.domain.volumes import SnapshotStatus
 from ferry.drivers.storage.base import StorageDriver
 from ferry.drivers.storage.file import FileStorageDriver
-
-ACTIVE_MIGRATION = ("queued", "running")
 
 
 class Backends:
@@ -47,7 +47,7 @@ class Backends:
         layers = tuple(
             s.scalars(
                 select(Snapshot.layer_id)
-                .where(Snapshot.volume_id == vol.id, Snapshot.status != "creating")
+                .where(Snapshot.volume_id == vol.id, Snapshot.status != SnapshotStatus.CREATING)
                 .order_by(Snapshot.position)
             )
         )
@@ -71,7 +71,7 @@ class Backends:
             used[name] = used.get(name, 0) + int(total or 0)
         reserved = (
             select(Migration.dst_backend, func.sum(Migration.reserved_gib))
-            .where(Migration.status.in_(ACTIVE_MIGRATION))
+            .where(Migration.status.in_(ACTIVE))
             .group_by(Migration.dst_backend)
         )
         for name, total in s.execute(reserved):

@@ -24,6 +24,8 @@ from ferry.domain.scheduling import choose_backend
 from ferry.domain.volumes import (
     DELETABLE,
     MIGRATION_BUSY,
+    VOLUME_ACTION,
+    SnapshotStatus,
     VolumeStatus,
     check_metadata,
     check_size,
@@ -43,6 +45,7 @@ from ferry.services.queries import (
 from ferry.services.storage import Backends
 
 log = logging.getLogger(__name__)
+_STATUS_VALUES = frozenset(VolumeStatus)
 
 
 @dataclass
@@ -68,8 +71,9 @@ class VolumeFilter:
     sort_dir: str | None = None
 
 
-def set_status(s: Session, volume_id: str, new: str, *, expect: tuple[str, ...], what: str) -> None:
-    """Move a volume to `new` only if it is in one of `expect` and not migrating."""
+def set_status(s: Session, volume_id: str, new: VolumeStatus, *, expect: tuple[VolumeStatus, ...]) -> None:
+    """Move a volume to `new` (a status in `VOLUME_ACTION`) only if it is in one of `expect` and
+    not migrating; the refusal names the action from the table."""
     res = s.execute(
         update(Volume)
         .where(Volume.id == volume_id, Volume.status.in_(expect))
@@ -78,10 +82,12 @@ def set_status(s: Session, volume_id: str, new: str, *, expect: tuple[str, ...],
     )
     if res.rowcount != 1:  # type: ignore[attr-defined]
         row = s.get(Volume, volume_id)
-        state = f"status {row.status!r}" if row else "gone"
+        state = f"status '{row.status}'" if row else "gone"
         if row is not None and row.migration_status in MIGRATION_BUSY:
-            state = f"being migrated (migration_status {row.migration_status!r})"
-        raise Conflict(f"Cannot {what} volume {volume_id}: it is {state}; expected {' or '.join(expect)}.")
+            state = f"being migrated (migration_status '{row.migration_status}')"
+        raise Conflict(
+            f"Cannot {VOLUME_ACTION[new]} volume {volume_id}: it is {state}; expected {' or '.join(expect)}."
+        )
 
 
 class VolumeService:
@@ -127,7 +133,7 @@ class VolumeService:
                 name=req.name,
                 description=req.description,
                 size_gib=size,
-                status=VolumeStatus.CREATING.value,
+                status=VolumeStatus.CREATING,
                 volume_type_id=vtype.id if vtype else None,
                 backend=pool.backend.name,
                 name_id=name_id,
@@ -155,7 +161,7 @@ class VolumeService:
         with self.db() as s:
             if req.snapshot_id:
                 snap = get_owned(s, Snapshot, ctx, req.snapshot_id, "Snapshot")
-                if snap.status != "available":
+                if snap.status is not SnapshotStatus.AVAILABLE:
                     raise BadRequest(f"Snapshot {snap.id} is {snap.status}, not available.")
                 src = s.get(Volume, snap.volume_id)
                 assert src is not None
@@ -163,7 +169,7 @@ class VolumeService:
                 return self.backends.layer_path(loc, snap.layer_id), snap.size_gib, src.volume_type_id
             if req.source_volid:
                 src = get_volume(s, ctx, req.source_volid)
-                if src.status != VolumeStatus.AVAILABLE.value or src.migration_status in MIGRATION_BUSY:
+                if src.status is not VolumeStatus.AVAILABLE or src.migration_status in MIGRATION_BUSY:
                     raise BadRequest(
                         f"Volume {src.id} is {src.status}: only a detached, idle volume can be cloned "
                         "(for an attached one, create a snapshot and a volume from it)."
@@ -179,14 +185,14 @@ class VolumeService:
                 await driver.create_volume(loc, size * GiB)
             else:
                 await driver.copy_flat(source, loc, size * GiB)
-            new = VolumeStatus.AVAILABLE.value
+            new = VolumeStatus.AVAILABLE
         except FerryError as e:
             log.error("creating volume %s failed: %s", vol_id, e)
-            new = VolumeStatus.ERROR.value
+            new = VolumeStatus.ERROR
         with self.db.begin() as s:
             s.execute(
                 update(Volume)
-                .where(Volume.id == vol_id, Volume.status == VolumeStatus.CREATING.value)
+                .where(Volume.id == vol_id, Volume.status == VolumeStatus.CREATING)
                 .values(status=new, updated_at=utcnow())
             )
 
@@ -207,7 +213,9 @@ class VolumeService:
         if f.name is not None:
             stmt = stmt.where(Volume.name == f.name)
         if f.status is not None:
-            stmt = stmt.where(Volume.status == f.status)
+            if f.status not in _STATUS_VALUES:
+                return []  # no volume is ever in a status Ferry does not have
+            stmt = stmt.where(Volume.status == VolumeStatus(f.status))
         with self.db() as s:
             stmt = paginate(s, stmt, Volume, key, desc, f.marker, check_limit(f.limit))
             return [VolumeRow._make(row) for row in s.execute(stmt)]
@@ -244,26 +252,26 @@ class VolumeService:
             size = check_size(new_size)
             if size <= vol.size_gib:
                 raise BadRequest(f"New size {size} GiB must be larger than the current {vol.size_gib} GiB.")
-            if vol.status == VolumeStatus.IN_USE.value:
+            if vol.status is VolumeStatus.IN_USE:
                 raise BadRequest(f"Volume {vol.id} is attached: detach it before extending.")
             pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == vol.backend)
             if not pool.fits(size - vol.size_gib):
                 raise BadRequest(f"No capacity to extend volume {vol.id} to {size} GiB on {vol.backend}.")
-            set_status(
-                s, vol.id, VolumeStatus.EXTENDING.value, expect=(VolumeStatus.AVAILABLE.value,), what="extend"
-            )
+            set_status(s, vol.id, VolumeStatus.EXTENDING, expect=(VolumeStatus.AVAILABLE,))
             loc = self.backends.location(s, vol)
         try:
             await self.backends.driver(loc.backend).extend(loc, size * GiB)
         except FerryError:
             with self.db.begin() as s:
-                s.execute(update(Volume).where(Volume.id == volume_id).values(status="error_extending"))
+                s.execute(
+                    update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_EXTENDING)
+                )
             raise
         with self.db.begin() as s:
             s.execute(
                 update(Volume)
                 .where(Volume.id == volume_id)
-                .values(size_gib=size, status=VolumeStatus.AVAILABLE.value, updated_at=utcnow())
+                .values(size_gib=size, status=VolumeStatus.AVAILABLE, updated_at=utcnow())
             )
 
     async def delete(self, ctx: RequestContext, volume_id: str, cascade: bool = False) -> None:
@@ -283,16 +291,14 @@ class VolumeService:
                     f"Volume {vol.id} is being copied into volume {copying}; delete it when that "
                     "volume is created."
                 )
-            set_status(s, vol.id, VolumeStatus.DELETING.value, expect=DELETABLE, what="delete")
+            set_status(s, vol.id, VolumeStatus.DELETING, expect=DELETABLE)
             name_id, backend = vol.name_id, vol.backend
         try:
             await self.backends.driver(backend).retire_volume(name_id)
         except FerryError:
             with self.db.begin() as s:
                 s.execute(
-                    update(Volume)
-                    .where(Volume.id == volume_id)
-                    .values(status=VolumeStatus.ERROR_DELETING.value)
+                    update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_DELETING)
                 )
             raise
         with self.db.begin() as s:

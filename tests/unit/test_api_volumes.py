@@ -651,6 +651,8 @@ def test_filters(pager: tuple[Api, list[dict[str, Any]]]) -> None:
     available = api.ok(api.volume("GET", "/volumes/detail", params={"status": "available"}))["volumes"]
     assert len(available) == 12
     assert api.ok(api.volume("GET", "/volumes/detail", params={"status": "error"}))["volumes"] == []
+    # A status no volume can have (the column holds only VolumeStatus members) matches nothing.
+    assert api.ok(api.volume("GET", "/volumes/detail", params={"status": "bogus"}))["volumes"] == []
     two = api.ok(
         api.volume("GET", "/volumes/detail", params={"status": "available", "limit": 2, "sort": "name:desc"})
     )["volumes"]
