@@ -9,7 +9,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ferry import __version__
-from ferry.api import compute, errors, extensions, identity, versions, volume
+from ferry.api import (
+    attachments,
+    compute,
+    compute_images,
+    errors,
+    extensions,
+    flavors,
+    identity,
+    pools,
+    snapshots,
+    versions,
+    volume_types,
+    volumes,
+)
 from ferry.services.app import Ferry
 
 
@@ -40,6 +53,6 @@ def create_app(ferry: Ferry) -> FastAPI:
     app.include_router(identity.router)
     app.include_router(extensions.router)
     app.include_router(extensions.compute_router)
-    app.include_router(volume.router)
-    app.include_router(compute.router)
+    for resource in (volumes, snapshots, volume_types, pools, attachments, compute, flavors, compute_images):
+        app.include_router(resource.router)
     return app
