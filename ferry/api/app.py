@@ -9,7 +9,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ferry import __version__
-from ferry.api import compute, errors, extensions, identity, images, versions, volume
+from ferry.api import (
+    attachments,
+    compute,
+    compute_images,
+    consoles,
+    errors,
+    extensions,
+    flavors,
+    identity,
+    images,
+    pools,
+    snapshots,
+    versions,
+    volume_types,
+    volumes,
+)
 from ferry.services.app import Ferry
 
 
@@ -40,7 +55,18 @@ def create_app(ferry: Ferry) -> FastAPI:
     app.include_router(identity.router)
     app.include_router(extensions.router)
     app.include_router(extensions.compute_router)
-    app.include_router(volume.router)
-    app.include_router(compute.router)
-    app.include_router(images.router)
+    resources = (
+        volumes,
+        snapshots,
+        volume_types,
+        pools,
+        attachments,
+        compute,
+        consoles,
+        flavors,
+        compute_images,
+        images,
+    )
+    for resource in resources:
+        app.include_router(resource.router)
     return app

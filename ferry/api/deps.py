@@ -1,4 +1,10 @@
-"""Request dependencies: the assembled control plane and the caller's context from X-Auth-Token."""
+"""Request dependencies: each service a router uses, and the caller's context from X-Auth-Token.
+
+Routers name the services they call (`volumes: VolumeService = Depends(deps.volumes)`); only this
+module and `app.py` know the assembled control plane (`Ferry`), which must not reach a router.
+The service getters are `async` only so that FastAPI calls them on the event loop: it runs a plain
+function dependency in its thread pool, a hop that costs more than the lookup itself.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,64 @@ from fastapi import Request
 
 from ferry.domain.errors import BadRequest, Forbidden, Unauthorized
 from ferry.services.app import Ferry
+from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
+from ferry.services.doctor import Doctor
+from ferry.services.identity import IdentityService
+from ferry.services.images import ImageService
+from ferry.services.migration import MigrationService
+from ferry.services.snapshots import SnapshotService
+from ferry.services.storage import Backends
+from ferry.services.types import TypeService
+from ferry.services.volumes import VolumeService
 
 
-def ferry(request: Request) -> Ferry:
+def _ferry(request: Request) -> Ferry:
     app: Ferry = request.app.state.ferry
     return app
+
+
+async def identity(request: Request) -> IdentityService:
+    return _ferry(request).identity
+
+
+async def volumes(request: Request) -> VolumeService:
+    return _ferry(request).volumes
+
+
+async def snapshots(request: Request) -> SnapshotService:
+    return _ferry(request).snapshots
+
+
+async def types(request: Request) -> TypeService:
+    return _ferry(request).types
+
+
+async def migrations(request: Request) -> MigrationService:
+    return _ferry(request).migrations
+
+
+async def backends(request: Request) -> Backends:
+    return _ferry(request).backends
+
+
+async def compute(request: Request) -> ComputeService:
+    return _ferry(request).compute
+
+
+async def images(request: Request) -> ImageService:
+    return _ferry(request).images
+
+
+async def doctor(request: Request) -> Doctor:
+    return _ferry(request).doctor
 
 
 def context(request: Request) -> RequestContext:
     token = request.headers.get("X-Auth-Token")
     if not token:
         raise Unauthorized("The request you have made requires authentication.")
-    ctx = ferry(request).identity.validate(token).context
+    ctx = _ferry(request).identity.validate(token).context
     params = (*request.path_params.values(), *request.query_params.keys(), *request.query_params.values())
     if any("\x00" in str(v) for v in params):  # no id or name holds one, and PostgreSQL refuses them
         raise BadRequest("Invalid input: the URL must not contain NUL characters.")
@@ -33,6 +84,6 @@ def project_context(request: Request, project_id: str) -> RequestContext:
     ctx = context(request)
     if project_id == ctx.project_id:
         return ctx
-    if ctx.is_admin and ferry(request).identity.project_exists(project_id):
+    if ctx.is_admin and _ferry(request).identity.project_exists(project_id):
         return replace(ctx, project_id=project_id)
     raise Forbidden(f"Token is scoped to project {ctx.project_id}, not {project_id}.")

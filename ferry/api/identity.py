@@ -13,10 +13,10 @@ from ferry.api.errors import json_body
 from ferry.api.versions import base_url
 from ferry.domain.clock import iso_z
 from ferry.domain.errors import BadRequest, Unauthorized
-from ferry.services.app import Ferry
-from ferry.services.identity import IssuedToken
+from ferry.services.identity import IdentityService, IssuedToken
 
 router = APIRouter(prefix="/identity/v3")
+Identity = Depends(deps.identity)
 DOMAIN = {"id": "default", "name": "Default"}
 
 
@@ -92,36 +92,36 @@ def _credentials(body: dict[str, Any]) -> tuple[str, str, str, bool]:
 
 
 @router.post("/auth/tokens", status_code=201)
-async def issue_token(request: Request, app: Ferry = Depends(deps.ferry)) -> JSONResponse:
+async def issue_token(request: Request, identity: IdentityService = Identity) -> JSONResponse:
     user, password, project, by_id = _credentials(await json_body(request))
-    issued = app.identity.authenticate(user, password, project, by_id)
+    issued = identity.authenticate(user, password, project, by_id)
     return JSONResponse(
         _token_body(request, issued), status_code=201, headers={"X-Subject-Token": issued.token}
     )
 
 
 @router.get("/auth/tokens")
-def check_token(request: Request, app: Ferry = Depends(deps.ferry)) -> JSONResponse:
+def check_token(request: Request, identity: IdentityService = Identity) -> JSONResponse:
     deps.context(request)
     subject = request.headers.get("X-Subject-Token")
     if not subject:
         raise Unauthorized("Missing X-Subject-Token.")
-    issued = app.identity.validate(subject)
+    issued = identity.validate(subject)
     return JSONResponse(_token_body(request, issued), headers={"X-Subject-Token": subject})
 
 
 @router.head("/auth/tokens", status_code=200)
-def head_token(request: Request, app: Ferry = Depends(deps.ferry)) -> Response:
-    check_token(request, app)
+def head_token(request: Request, identity: IdentityService = Identity) -> Response:
+    check_token(request, identity)
     return Response(status_code=200)
 
 
 @router.delete("/auth/tokens", status_code=204)
-def revoke_token(request: Request, app: Ferry = Depends(deps.ferry)) -> Response:
+def revoke_token(request: Request, identity: IdentityService = Identity) -> Response:
     deps.context(request)
     subject = request.headers.get("X-Subject-Token")
     if subject:
-        app.identity.revoke(subject)
+        identity.revoke(subject)
     return Response(status_code=204)
 
 

@@ -15,8 +15,8 @@ from ferry.api import deps
 from ferry.api.errors import body_part
 from ferry.api.schemas import Body
 from ferry.domain.clock import iso_z
-from ferry.services.app import Ferry
 from ferry.services.context import RequestContext
+from ferry.services.images import ImageService
 
 router = APIRouter(prefix="/compute/v2.1")
 
@@ -34,10 +34,12 @@ class ImageRegisterBody(Body):
 
 @router.post("/ferry-images", status_code=201)
 async def register_image(
-    request: Request, ctx: RequestContext = Depends(deps.context), app: Ferry = Depends(deps.ferry)
+    request: Request,
+    ctx: RequestContext = Depends(deps.context),
+    images: ImageService = Depends(deps.images),
 ) -> dict[str, Any]:
     b = await body_part(request, "image", ImageRegisterBody)
-    img = app.images.register(
+    img = images.register(
         ctx,
         b.name,
         kernel=b.kernel,

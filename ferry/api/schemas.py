@@ -1,4 +1,4 @@
-"""Request bodies. Strict types: a size is a whole number, never a bool or a float."""
+"""Request input: bodies and query flags. Strict types: a size is a whole number, never a bool or a float."""
 
 from __future__ import annotations
 
@@ -106,3 +106,8 @@ class SetSpeedBody(Body):
 class MigrationCompletionBody(Body):
     new_volume: str
     error: StrictBool = False
+
+
+def flag(value: str | None) -> bool:
+    """A boolean query parameter as OpenStack clients send it (`?cascade=true`, `?detail=1`)."""
+    return (value or "").lower() in ("1", "true", "yes", "on")

@@ -1,4 +1,7 @@
-"""JSON views of resources, named and shaped as Cinder and Nova name and shape them."""
+"""JSON views of block storage resources, named and shaped as Cinder names and shapes them.
+
+Views only present: they take the services' read types (`ferry.services.records`), never ORM rows,
+and are told what the caller may see (`admin`) instead of deciding it."""
 
 from __future__ import annotations
 
@@ -7,12 +10,19 @@ from typing import Any
 import orjson
 from fastapi.responses import Response
 
-from ferry.db.models import Attachment, Migration, Snapshot, VolumeRecord, VolumeType
 from ferry.domain.clock import iso
 from ferry.domain.scheduling import PoolStats
+from ferry.services.records import (
+    AttachmentRecord,
+    MigrationRecord,
+    MigrationReportRecord,
+    SnapshotRecord,
+    VolumeRecord,
+    VolumeTypeRecord,
+)
 
 
-def attachment_view(a: Attachment, host: str) -> dict[str, Any]:
+def attachment_view(a: AttachmentRecord, host: str) -> dict[str, Any]:
     return {
         "id": a.id,
         "attachment_id": a.id,
@@ -28,11 +38,11 @@ def volume_view(
     v: VolumeRecord,
     base: str,
     *,
-    attachment: Attachment | None,
+    attachment: AttachmentRecord | None,
     type_name: str | None,
     admin: bool,
     host: str,
-    migration: Migration | None = None,
+    migration: MigrationRecord | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": v.id,
@@ -76,12 +86,12 @@ def volume_view(
     return out
 
 
-def _percent(m: Migration) -> float:
+def _percent(m: MigrationRecord) -> float:
     return round(100.0 * m.bytes_done / m.bytes_total, 1) if m.bytes_total else 0.0
 
 
-def migration_view(report: Any) -> dict[str, Any]:
-    m: Migration = report.migration
+def migration_view(report: MigrationReportRecord) -> dict[str, Any]:
+    m = report.migration
     remaining = max(m.bytes_total - m.bytes_done, 0)
     return {
         "id": m.id,
@@ -114,7 +124,7 @@ def volume_summary(v: VolumeRecord, base: str) -> dict[str, Any]:
     return {"id": v.id, "name": v.name, "links": [{"rel": "self", "href": f"{base}/volumes/{v.id}"}]}
 
 
-def snapshot_view(s: Snapshot) -> dict[str, Any]:
+def snapshot_view(s: SnapshotRecord) -> dict[str, Any]:
     return {
         "id": s.id,
         "name": s.name,
@@ -131,7 +141,7 @@ def snapshot_view(s: Snapshot) -> dict[str, Any]:
     }
 
 
-def type_view(t: VolumeType, admin: bool) -> dict[str, Any]:
+def type_view(t: VolumeTypeRecord, admin: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": t.id,
         "name": t.name,

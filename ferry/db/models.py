@@ -129,9 +129,6 @@ class VolumeRow(NamedTuple):
 VOLUME_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(getattr(Volume, f) for f in VolumeRow._fields)
 """Select these and build `VolumeRow._make(row)`."""
 
-VolumeRecord = Volume | VolumeRow
-"""What read-only code takes: an ORM volume or a VolumeRow."""
-
 
 class Snapshot(Base):
     __tablename__ = "snapshots"

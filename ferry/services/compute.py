@@ -323,6 +323,7 @@ class ComputeService:
             )
 
     async def hypervisor_disks(self, ctx: RequestContext, server_id: str) -> list[DiskInfo]:
+        policy.enforce(ctx, "volume:admin_fields")  # serials and file paths are for operators
         server = self.get(ctx, server_id)
         if server.status != ServerStatus.ACTIVE:
             raise Conflict(f"Server {server.id} is {server.status}: no running process to ask.")

@@ -78,6 +78,11 @@ class TypeService:
         except IntegrityError:
             raise Conflict(f"Volume type {changes.get('name')!r} already exists.") from None
 
+    def specs(self, ctx: RequestContext, ref: str) -> dict[str, Any]:
+        """The type's extra specs, which only admins may read."""
+        policy.enforce(ctx, "type:manage")
+        return self.get(ctx, ref).extra_specs or {}
+
     def set_specs(self, ctx: RequestContext, ref: str, specs: dict[str, str]) -> dict[str, Any]:
         policy.enforce(ctx, "type:manage")
         self._check_specs(specs)

@@ -20,7 +20,7 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
 from ferry.domain.model import GiB, VolumeLocation
-from ferry.domain.scheduling import choose_backend
+from ferry.domain.scheduling import PoolStats, choose_backend
 from ferry.domain.volumes import (
     DELETABLE,
     MIGRATION_BUSY,
@@ -42,6 +42,7 @@ from ferry.services.queries import (
     paginate,
     parse_sort,
 )
+from ferry.services.records import LayerFileInfo, VolumeLayout
 from ferry.services.storage import Backends
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,30 @@ class VolumeService:
         with self.db() as s:
             stmt = paginate(s, stmt, Volume, key, desc, f.marker, check_limit(f.limit))
             return [VolumeRow._make(row) for row in s.execute(stmt)]
+
+    def sees_admin_fields(self, ctx: RequestContext) -> bool:
+        """Whether the caller's volume views show hosts, name ids and migration progress."""
+        return policy.allowed(ctx, "volume:admin_fields")
+
+    def layout(self, ctx: RequestContext, volume_id: str) -> VolumeLayout:
+        """Where the volume's layer files live (admin), base first, each with its snapshot."""
+        policy.enforce(ctx, "volume:admin_fields")
+        with self.db() as s:
+            vol = get_volume(s, ctx, volume_id)
+            loc = self.backends.location(s, vol)
+            snaps = dict(
+                s.execute(select(Snapshot.layer_id, Snapshot.id).where(Snapshot.volume_id == vol.id)).all()
+            )
+        layers = tuple(
+            LayerFileInfo(lid, self.backends.layer_path(loc, lid), snaps.get(lid)) for lid in loc.layers
+        )
+        return VolumeLayout(loc, self.backends.driver(loc.backend).volume_dir(loc.name_id), layers)
+
+    async def pools(self, ctx: RequestContext) -> list[PoolStats]:
+        """Every backend's capacity, provisioning and filesystem usage (admin)."""
+        policy.enforce(ctx, "backend:get_pools")
+        with self.db() as s:
+            return await self.backends.pool_stats_with_usage(s)
 
     def attachments(self, volume_ids: list[str]) -> dict[str, Attachment]:
         if not volume_ids:

@@ -1,0 +1,39 @@
+"""`POST …/action` (Cinder volume actions, Nova server actions): the body's only key names the action,
+its value the arguments; a table maps each name to its handler.
+
+A handler answers None (202, no body) or a JSON body (200). This module only dispatches: the
+handlers parse their arguments and call services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from ferry.api.errors import json_body
+from ferry.domain.errors import BadRequest
+from ferry.services.context import RequestContext
+
+S = TypeVar("S")
+Handler = Callable[[S, RequestContext, str, Any], Awaitable[dict[str, Any] | None]]
+"""(services, caller, resource id, the action's arguments) -> body or None."""
+
+
+async def perform(
+    request: Request, kind: str, table: Mapping[str, Handler[S]], services: S, ctx: RequestContext, ident: str
+) -> Response:
+    """Run the one action of the request body on resource `ident`; `kind` names it in errors."""
+    body = await json_body(request)
+    if len(body) != 1:
+        raise BadRequest(f"Invalid input: a {kind} action body holds exactly one action.")
+    action, args = next(iter(body.items()))
+    handler = table.get(action)
+    if handler is None:
+        raise BadRequest(f"Unknown {kind} action {action!r}; supported: {', '.join(table)}.")
+    result = await handler(services, ctx, ident, args)
+    if result is None:
+        return Response(status_code=202)
+    return JSONResponse(result, status_code=200)
