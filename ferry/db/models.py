@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
 
 from ferry.db.columns import NAMING, enum_type
+from ferry.domain.migration import CopyMode, EventKind, RunStatus, Step
 from ferry.domain.model import DiskFormat
 from ferry.domain.roles import Role
 from ferry.domain.servers import ServerStatus, ServerTaskState
@@ -201,9 +202,8 @@ class Migration(Base):
     __table_args__ = (Index("ix_migrations_status", "status"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     volume_id: Mapped[str] = mapped_column(ForeignKey("volumes.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16))
-    step: Mapped[str] = mapped_column(String(32))
-    prev_volume_status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[RunStatus] = mapped_column(enum_type(RunStatus, 16))
+    step: Mapped[Step] = mapped_column(enum_type(Step, 32))
     server_id: Mapped[str | None] = mapped_column(ID)
     src_backend: Mapped[str] = mapped_column(String(255))
     src_name_id: Mapped[str] = mapped_column(ID)
@@ -216,7 +216,7 @@ class Migration(Base):
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
     rate: Mapped[float] = mapped_column(Float, default=0.0)
-    copy_mode: Mapped[str] = mapped_column(String(16), default="background")
+    copy_mode: Mapped[CopyMode] = mapped_column(enum_type(CopyMode, 16), default=CopyMode.BACKGROUND)
     job_id: Mapped[str | None] = mapped_column(String(64))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     pivot_ms: Mapped[float | None] = mapped_column(Float)
@@ -233,6 +233,6 @@ class MigrationEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     migration_id: Mapped[str] = mapped_column(ForeignKey("migrations.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(DateTime)
-    step: Mapped[str] = mapped_column(String(32))
-    event: Mapped[str] = mapped_column(String(16))
+    step: Mapped[Step] = mapped_column(enum_type(Step, 32))
+    event: Mapped[EventKind] = mapped_column(enum_type(EventKind, 32))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -18,7 +18,6 @@ class EventKind(StrEnum):
     SPEED_CHANGED = "speed-changed"
     CANCEL_REQUESTED = "cancel-requested"
     RESTARTED = "restarted"
-    ROLLBACK_STARTED = "rollback-started"
     ROLLBACK_DONE = "rollback-done"
     NOTE = "note"
     """Anything else worth telling the operator; its detail carries the message."""

@@ -127,7 +127,6 @@ class MigrationService:
                 volume_id=vol.id,
                 status=RunStatus.QUEUED.value,
                 step=Step.QUEUED.value,
-                prev_volume_status=vol.status,
                 server_id=server_id,
                 src_backend=vol.backend,
                 src_name_id=vol.name_id,
