@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Update, select
+from sqlalchemy import ColumnElement, Executable, Select, Update, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Migration, Volume
+from ferry.db.models import Attachment, Migration, Volume
 from ferry.domain.errors import Conflict, FerryError
 from ferry.domain.migration import ACTIVE
 from ferry.domain.volumes import MIGRATION_BUSY
@@ -21,8 +20,20 @@ def active_migration(volume_id: str) -> Select[Migration]:
     return select(Migration).where(Migration.volume_id == volume_id, Migration.status.in_(ACTIVE))
 
 
-def active_migrations(volume_ids: list[str]) -> Select[Migration]:
-    return select(Migration).where(Migration.volume_id.in_(volume_ids), Migration.status.in_(ACTIVE))
+def active_migrations(volume_ids: list[str] | None = None) -> Select[Migration]:
+    """Every migration still holding a volume (of `volume_ids`, when given)."""
+    stmt = select(Migration).where(Migration.status.in_(ACTIVE))
+    return stmt if volume_ids is None else stmt.where(Migration.volume_id.in_(volume_ids))
+
+
+def migrating_volume_of(server_id: str) -> Select[str]:
+    """A volume attached to this server that a migration holds (the server must wait for it)."""
+    return (
+        select(Volume.id)
+        .join(Attachment, Attachment.volume_id == Volume.id)
+        .where(Attachment.server_id == server_id, Volume.migration_status.in_(MIGRATION_BUSY))
+        .limit(1)
+    )
 
 
 def not_migrating() -> ColumnElement[bool]:
@@ -30,22 +41,36 @@ def not_migrating() -> ColumnElement[bool]:
     return Volume.migration_status.is_(None) | Volume.migration_status.not_in(MIGRATION_BUSY)
 
 
+def updated_one(s: Session, stmt: Update) -> bool:
+    """Run a conditional UPDATE; True when it changed exactly one row."""
+    return bool(s.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+
+
 def compare_and_set(s: Session, stmt: Update, refused: str) -> None:
     """Run a conditional UPDATE that must change exactly one row, else raise Conflict(refused)."""
-    if s.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+    if not updated_one(s, stmt):
         raise Conflict(refused)
 
 
 @contextmanager
-def compensate(db: sessionmaker[Session], stmt: Update, **values: Any) -> Iterator[None]:
-    """If the block raises a FerryError, run `stmt.values(**values)` in its own transaction (put a
-    status back, or mark it failed) and re-raise: the caller's claim never outlives a failure."""
+def compensate(db: sessionmaker[Session], *undo: Executable) -> Iterator[None]:
+    """If the block raises a FerryError, run `undo` in one transaction of its own (put a status
+    back, mark it failed, drop a half-made row) and re-raise: a claim never outlives a failure."""
     try:
         yield
     except FerryError:
         with db.begin() as s:
-            s.execute(stmt.values(**values))
+            for stmt in undo:
+                s.execute(stmt)
         raise
 
 
-__all__ = ["active_migration", "active_migrations", "compare_and_set", "compensate", "not_migrating"]
+__all__ = [
+    "active_migration",
+    "active_migrations",
+    "compare_and_set",
+    "compensate",
+    "migrating_volume_of",
+    "not_migrating",
+    "updated_one",
+]

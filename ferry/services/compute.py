@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.config import Config
 from ferry.db.models import Attachment, Flavor, Image, Server, Volume
+from ferry.db.statements import compare_and_set, compensate, migrating_volume_of
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
 from ferry.domain.ids import new_id
 from ferry.domain.model import DiskFormat, LayerFile
 from ferry.domain.servers import ServerStatus, ServerTaskState, device_name, refusal
-from ferry.domain.volumes import MIGRATION_BUSY, AttachmentStatus, VolumeStatus
+from ferry.domain.volumes import AttachmentStatus, VolumeStatus
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, ServerSpec
 from ferry.drivers.hypervisor.console import complete_utf8
 from ferry.drivers.storage.qemu_img import QemuImg
@@ -176,24 +177,16 @@ class ComputeService:
         policy.enforce(ctx, "server:action")
         with self.db.begin() as s:
             server = get_owned(s, Server, ctx, server_id, "Server")
-            busy = s.scalar(
-                select(Volume.id)
-                .join(Attachment, Attachment.volume_id == Volume.id)
-                .where(Attachment.server_id == server.id, Volume.migration_status.in_(MIGRATION_BUSY))
-            )
+            busy = s.scalar(migrating_volume_of(server.id))
             if busy and task is not ServerTaskState.DELETING:
                 raise Conflict(f"Server {server.id}: volume {busy} is being migrated; try when it is done.")
-            res = s.execute(
+            compare_and_set(
+                s,
                 update(Server)
-                .where(
-                    Server.id == server.id,
-                    Server.task_state.is_(None),
-                    Server.status.in_(expect),
-                )
-                .values(task_state=task, updated_at=utcnow())
+                .where(Server.id == server.id, Server.task_state.is_(None), Server.status.in_(expect))
+                .values(task_state=task, updated_at=utcnow()),
+                refusal(task, server.id, server.status, server.task_state),
             )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                raise Conflict(refusal(task, server.id, server.status, server.task_state))
             return server
 
     async def stop(self, ctx: RequestContext, server_id: str) -> None:
@@ -224,11 +217,7 @@ class ComputeService:
         policy.enforce(ctx, "server:delete")
         self._claim(ctx, server_id, ServerTaskState.DELETING, expect=tuple(ServerStatus))
         with self.db.begin() as s:
-            busy = s.scalar(
-                select(Volume.id)
-                .join(Attachment, Attachment.volume_id == Volume.id)
-                .where(Attachment.server_id == server_id, Volume.migration_status.in_(MIGRATION_BUSY))
-            )
+            busy = s.scalar(migrating_volume_of(server_id))
             if busy:
                 s.execute(update(Server).where(Server.id == server_id).values(task_state=None))
                 raise Conflict(f"Server {server_id}: volume {busy} is being migrated; delete it when done.")
@@ -279,13 +268,12 @@ class ComputeService:
             )
             s.add(att)
             chain = self.backends.disk_chain(vol.id, self.backends.location(s, vol))
-        try:
+        with compensate(
+            self.db,
+            delete(Attachment).where(Attachment.id == att.id),
+            update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.AVAILABLE),
+        ):
             await self.hv.attach_disk(server_id, chain)
-        except FerryError:
-            with self.db.begin() as s:
-                s.execute(delete(Attachment).where(Attachment.id == att.id))
-                s.execute(update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.AVAILABLE))
-            raise
         with self.db.begin() as s:
             s.execute(
                 update(Attachment).where(Attachment.id == att.id).values(status=AttachmentStatus.ATTACHED)
@@ -307,13 +295,10 @@ class ComputeService:
                 raise NotFound(f"Volume {volume_id} is not attached to server {server.id}.")
             set_status(s, volume_id, VolumeStatus.DETACHING, expect=(VolumeStatus.IN_USE,))
             running = server.status == ServerStatus.ACTIVE
-        try:
-            if running:
+        if running:
+            back = update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.IN_USE)
+            with compensate(self.db, back):
                 await self.hv.detach_disk(server_id, volume_id)
-        except FerryError:
-            with self.db.begin() as s:
-                s.execute(update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.IN_USE))
-            raise
         with self.db.begin() as s:
             s.execute(delete(Attachment).where(Attachment.id == att.id))
             s.execute(

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Attachment, Migration, Server, Volume
-from ferry.domain.migration import ACTIVE
+from ferry.db.models import Attachment, Server, Volume
+from ferry.db.statements import active_migrations
 from ferry.domain.servers import ServerStatus
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services import policy
@@ -53,9 +53,7 @@ class Doctor:
                 if vol is not None and att.server_id in expected:
                     chain = self.backends.disk_chain(vol.id, self.backends.location(s, vol))
                     expected[att.server_id][vol.id] = [lf.path for lf in reversed(chain.layers)]
-            migrating = {
-                m.volume_id for m in s.scalars(select(Migration).where(Migration.status.in_(ACTIVE)))
-            }
+            migrating = {m.volume_id for m in s.scalars(active_migrations())}
         out: list[Drift] = []
         for srv in servers:
             if not await self.hv.is_running(srv.id):
@@ -92,7 +90,7 @@ class Doctor:
             for vol in s.scalars(select(Volume)):
                 loc = self.backends.location(s, vol)
                 wanted.setdefault(loc.backend, set()).update((loc.name_id, lid) for lid in loc.layers)
-            for m in s.scalars(select(Migration).where(Migration.status.in_(ACTIVE))):
+            for m in s.scalars(active_migrations()):
                 in_flight.setdefault(m.dst_backend, set()).add(m.dst_name_id)
                 in_flight.setdefault(m.src_backend, set()).add(m.src_name_id)
         out: list[Drift] = []

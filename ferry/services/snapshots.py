@@ -12,6 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.db.models import Snapshot, Volume
+from ferry.db.statements import compare_and_set
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
@@ -298,16 +299,14 @@ class SnapshotService:
                     f"Snapshot {snap.id} is being copied into volume {copying}; delete it when "
                     "that volume is created."
                 )
-            res = s.execute(
+            compare_and_set(
+                s,
                 update(Snapshot)
                 .where(Snapshot.id == snap.id, Snapshot.status.in_(SNAPSHOT_DELETABLE))
-                .values(status=SnapshotStatus.DELETING, updated_at=utcnow())
+                .values(status=SnapshotStatus.DELETING, updated_at=utcnow()),
+                f"Snapshot {snap.id} is {snap.status}: only {', '.join(SNAPSHOT_DELETABLE)} snapshots "
+                "can be deleted.",
             )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                raise Conflict(
-                    f"Snapshot {snap.id} is {snap.status}: only {', '.join(SNAPSHOT_DELETABLE)} snapshots "
-                    "can be deleted."
-                )
             _bump_position(s, vol)
 
     async def _merge(self, snapshot_id: str) -> None:
@@ -349,10 +348,10 @@ class SnapshotService:
 
 def _bump_position(s: Session, vol: Volume) -> None:
     """Optimistic lock on the volume's layer chain: two chain changes cannot interleave."""
-    res = s.execute(
+    compare_and_set(
+        s,
         update(Volume)
         .where(Volume.id == vol.id, Volume.next_layer_position == vol.next_layer_position)
-        .values(next_layer_position=vol.next_layer_position + 1)
+        .values(next_layer_position=vol.next_layer_position + 1),
+        f"Volume {vol.id} changed concurrently; retry.",
     )
-    if res.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(f"Volume {vol.id} changed concurrently; retry.")

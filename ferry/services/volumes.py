@@ -16,6 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRow
+from ferry.db.statements import compensate, not_migrating, updated_one
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
@@ -75,13 +76,12 @@ class VolumeFilter:
 def set_status(s: Session, volume_id: str, new: VolumeStatus, *, expect: tuple[VolumeStatus, ...]) -> None:
     """Move a volume to `new` (a status in `VOLUME_ACTION`) only if it is in one of `expect` and
     not migrating; the refusal names the action from the table."""
-    res = s.execute(
+    stmt = (
         update(Volume)
-        .where(Volume.id == volume_id, Volume.status.in_(expect))
-        .where((Volume.migration_status.is_(None)) | (Volume.migration_status.not_in(MIGRATION_BUSY)))
+        .where(Volume.id == volume_id, Volume.status.in_(expect), not_migrating())
         .values(status=new, updated_at=utcnow())
     )
-    if res.rowcount != 1:  # type: ignore[attr-defined]
+    if not updated_one(s, stmt):
         row = s.get(Volume, volume_id)
         state = f"status '{row.status}'" if row else "gone"
         if row is not None and row.migration_status in MIGRATION_BUSY:
@@ -284,14 +284,9 @@ class VolumeService:
                 raise BadRequest(f"No capacity to extend volume {vol.id} to {size} GiB on {vol.backend}.")
             set_status(s, vol.id, VolumeStatus.EXTENDING, expect=(VolumeStatus.AVAILABLE,))
             loc = self.backends.location(s, vol)
-        try:
+        failed = update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_EXTENDING)
+        with compensate(self.db, failed):
             await self.backends.driver(loc.backend).extend(loc, size * GiB)
-        except FerryError:
-            with self.db.begin() as s:
-                s.execute(
-                    update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_EXTENDING)
-                )
-            raise
         with self.db.begin() as s:
             s.execute(
                 update(Volume)
@@ -318,14 +313,9 @@ class VolumeService:
                 )
             set_status(s, vol.id, VolumeStatus.DELETING, expect=DELETABLE)
             name_id, backend = vol.name_id, vol.backend
-        try:
+        failed = update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_DELETING)
+        with compensate(self.db, failed):
             await self.backends.driver(backend).retire_volume(name_id)
-        except FerryError:
-            with self.db.begin() as s:
-                s.execute(
-                    update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_DELETING)
-                )
-            raise
         with self.db.begin() as s:
             s.execute(delete(Snapshot).where(Snapshot.volume_id == volume_id))
             s.execute(delete(Migration).where(Migration.volume_id == volume_id))

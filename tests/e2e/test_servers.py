@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,6 +69,34 @@ def check_console(cloud: FerryServer, sid: str) -> None:
     assert "FERRY-READY" in head["output"] and head["offset"] == len(head["output"].encode())
     more = admin.ok(admin.compute("GET", f"/servers/{sid}/ferry-console", params={"offset": head["offset"]}))
     assert more["offset"] >= head["offset"]
+    check_console_clis(cloud, sid)
+
+
+def check_console_clis(cloud: FerryServer, sid: str) -> None:
+    """The unmodified `openstack console log show`, and `ferry server console` with and without
+    --follow, print the guest's console."""
+    env = cloud.cli_env("ferry-admin")
+    openstack = str(Path(sys.executable).with_name("openstack"))
+    shown = subprocess.run(
+        [openstack, "console", "log", "show", "--lines", "20", sid],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "FERRY-" in shown and 0 < len(shown.splitlines()) <= 21
+    ferry = [sys.executable, "-m", "ferry.cli.main", "server", "console", sid]
+    printed = subprocess.run(ferry, env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "FERRY-READY" in printed
+    with subprocess.Popen([*ferry, "--follow"], env=env, stdout=subprocess.PIPE, text=True) as follower:
+        try:
+            assert follower.stdout is not None
+            lines = iter(follower.stdout.readline, "")
+            assert any("FERRY-READY" in line for line in lines), "the follower ended without the console"
+            assert follower.poll() is None, "--follow must keep following"
+        finally:
+            follower.terminate()
 
 
 def nova(cloud: FerryServer) -> Any:

@@ -302,9 +302,7 @@ class MigrationService:
         """At start: settle every migration the previous control plane left unfinished."""
         with self.db() as s:
             ids = list(
-                s.scalars(
-                    select(Migration.id).where(Migration.status.in_(dm.ACTIVE)).order_by(Migration.created_at)
-                )
+                s.scalars(active_migrations().with_only_columns(Migration.id).order_by(Migration.created_at))
             )
         for mid in ids:
             self._launch(mid, self._recover(mid))

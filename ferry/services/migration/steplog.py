@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.db.models import Migration, MigrationEvent, Volume
+from ferry.db.statements import updated_one
 from ferry.domain.clock import utcnow
 from ferry.domain.migration import MESSAGES, CopyMode, EventKind, RunStatus, Step
 from ferry.domain.volumes import MigrationStatus
@@ -55,7 +56,7 @@ class StepLog:
             stmt = update(Migration).where(Migration.id == self.mid)
             if honour_cancel:
                 stmt = stmt.where(Migration.cancel_requested.is_(False))
-            if s.execute(stmt.values(**values)).rowcount != 1:  # type: ignore[attr-defined]
+            if not updated_one(s, stmt.values(**values)):
                 raise CancelledByOperator()
             if step is Step.RESERVE:
                 s.execute(
