@@ -32,7 +32,7 @@ demo: venv guest
 	$(BIN)/python scripts/demo.py --guest-dir $(GUEST)
 
 lint: venv
-	$(BIN)/ruff check ferry tests bench scripts
+	$(BIN)/ruff check ferry testkit tests bench scripts
 	$(BIN)/mypy ferry
 	$(BIN)/lint-imports
 

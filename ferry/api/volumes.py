@@ -33,7 +33,6 @@ from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
 from ferry.services.migration import MigrationService
 from ferry.services.records import VolumeRecord
-from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
 from ferry.services.volumes import VolumeCreate, VolumeFilter, VolumeService
@@ -215,12 +214,8 @@ async def delete_volume(
     cascade: str | None = None,
     ctx: RequestContext = Ctx,
     volumes: VolumeService = Volumes,
-    snapshots: SnapshotService = Depends(deps.snapshots),
 ) -> Response:
-    if flag(cascade):
-        await snapshots.delete_volume_and_snapshots(ctx, volume_id)
-    else:
-        await volumes.delete(ctx, volume_id)
+    await volumes.delete(ctx, volume_id, cascade=flag(cascade))
     return Response(status_code=202)
 
 

@@ -41,14 +41,15 @@ def not_migrating() -> ColumnElement[bool]:
     return Volume.migration_status.is_(None) | Volume.migration_status.not_in(MIGRATION_BUSY)
 
 
-def updated_one(s: Session, stmt: Update) -> bool:
-    """Run a conditional UPDATE; True when it changed exactly one row."""
-    return bool(s.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+def updated_one(s: Session, stmt: Update, rows: int = 1) -> bool:
+    """Run a conditional UPDATE; True when it changed exactly `rows` rows."""
+    return bool(s.execute(stmt).rowcount == rows)  # type: ignore[attr-defined]
 
 
-def compare_and_set(s: Session, stmt: Update, refused: str) -> None:
-    """Run a conditional UPDATE that must change exactly one row, else raise Conflict(refused)."""
-    if not updated_one(s, stmt):
+def compare_and_set(s: Session, stmt: Update, refused: str, rows: int = 1) -> None:
+    """Run a conditional UPDATE that must change exactly `rows` rows, else raise Conflict(refused)
+    (and the caller's transaction rolls back whatever it did before)."""
+    if not updated_one(s, stmt, rows):
         raise Conflict(refused)
 
 

@@ -269,12 +269,6 @@ class SnapshotService:
             raise Conflict(f"Volume {vol.id} is being migrated; snapshot it when the migration ends.")
 
     # -- delete ------------------------------------------------------------------------
-    async def delete_volume_and_snapshots(self, ctx: RequestContext, volume_id: str) -> None:
-        """Cinder's cascade delete: the volume's snapshots one by one, then the volume."""
-        for snap in self.list_snapshots(ctx, volume_id=self.volumes.get(ctx, volume_id).id):
-            await self.delete_now(ctx, snap.id)
-        await self.volumes.delete(ctx, volume_id, cascade=True)
-
     async def delete(self, ctx: RequestContext, snapshot_id: str) -> None:
         """Mark the snapshot deleting and merge its layer in the background."""
         self._mark_deleting(ctx, snapshot_id)

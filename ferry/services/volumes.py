@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRow
-from ferry.db.statements import compensate, not_migrating, updated_one
+from ferry.db.statements import compare_and_set, compensate, not_migrating, updated_one
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
@@ -25,6 +25,7 @@ from ferry.domain.scheduling import PoolStats, choose_backend
 from ferry.domain.volumes import (
     DELETABLE,
     MIGRATION_BUSY,
+    SNAPSHOT_DELETABLE,
     VOLUME_ACTION,
     SnapshotStatus,
     VolumeStatus,
@@ -295,28 +296,57 @@ class VolumeService:
             )
 
     async def delete(self, ctx: RequestContext, volume_id: str, cascade: bool = False) -> None:
+        """Delete the volume; with `cascade`, its snapshots with it (their layers live in the
+        volume's directory). Every precondition is checked, and the volume and its snapshots are
+        claimed, in one transaction before anything is touched: a refused delete changes nothing."""
         policy.enforce(ctx, "volume:delete")
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
-            if attachment_of(s, vol.id) is not None:
-                raise BadRequest(f"Volume {vol.id} is attached to a server: detach it first.")
-            snaps = s.scalar(select(Snapshot.id).where(Snapshot.volume_id == vol.id).limit(1))
-            if snaps is not None and not cascade:
-                raise BadRequest(f"Volume {vol.id} has snapshots: delete them first or use cascade=true.")
-            if vol.status not in DELETABLE:
-                raise BadRequest(f"Volume {vol.id} is {vol.status}: it must be available or error to delete.")
-            copying = being_copied_into(s, Volume.source_volid, vol.id)
-            if copying is not None:
-                raise Conflict(
-                    f"Volume {vol.id} is being copied into volume {copying}; delete it when that "
-                    "volume is created."
-                )
+            snaps = self._check_deletable(s, vol, cascade)
             set_status(s, vol.id, VolumeStatus.DELETING, expect=DELETABLE)
+            if snaps:
+                compare_and_set(
+                    s,
+                    update(Snapshot)
+                    .where(Snapshot.volume_id == vol.id, Snapshot.status.in_(SNAPSHOT_DELETABLE))
+                    .values(status=SnapshotStatus.DELETING, updated_at=utcnow()),
+                    f"Volume {vol.id}: a snapshot changed while it was being deleted; retry.",
+                    rows=len(snaps),
+                )
             name_id, backend = vol.name_id, vol.backend
-        failed = update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_DELETING)
-        with compensate(self.db, failed):
+        failed = (
+            update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_DELETING),
+            update(Snapshot)
+            .where(Snapshot.volume_id == volume_id)
+            .values(status=SnapshotStatus.ERROR_DELETING),
+        )
+        with compensate(self.db, *failed):
             await self.backends.driver(backend).retire_volume(name_id)
         with self.db.begin() as s:
             s.execute(delete(Snapshot).where(Snapshot.volume_id == volume_id))
             s.execute(delete(Migration).where(Migration.volume_id == volume_id))
             s.execute(delete(Volume).where(Volume.id == volume_id))
+
+    @staticmethod
+    def _check_deletable(s: Session, vol: Volume, cascade: bool) -> list[Snapshot]:
+        """Refuse what would fail, before anything is changed; the snapshots a cascade takes."""
+        if attachment_of(s, vol.id) is not None:
+            raise BadRequest(f"Volume {vol.id} is attached to a server: detach it first.")
+        snaps = list(s.scalars(select(Snapshot).where(Snapshot.volume_id == vol.id)))
+        if snaps and not cascade:
+            raise BadRequest(f"Volume {vol.id} has snapshots: delete them first or use cascade=true.")
+        if vol.status not in DELETABLE:
+            raise BadRequest(f"Volume {vol.id} is {vol.status}: it must be available or error to delete.")
+        busy = next((sn for sn in snaps if sn.status not in SNAPSHOT_DELETABLE), None)
+        if busy is not None:
+            raise Conflict(
+                f"Snapshot {busy.id} of volume {vol.id} is {busy.status}; delete the volume when it settles."
+            )
+        for column, source in [(Volume.source_volid, vol.id), *((Volume.snapshot_id, sn.id) for sn in snaps)]:
+            copying = being_copied_into(s, column, source)
+            if copying is not None:
+                raise Conflict(
+                    f"Volume {vol.id} is being copied into volume {copying}; delete it when that "
+                    "volume is created."
+                )
+        return snaps
