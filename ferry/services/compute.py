@@ -19,7 +19,7 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
 from ferry.domain.ids import new_id
 from ferry.domain.model import DiskFormat, LayerFile
-from ferry.domain.servers import ServerStatus, ServerTaskState, device_name, refusal
+from ferry.domain.servers import TASK_VERB, ServerStatus, ServerTaskState, device_name, refusal
 from ferry.domain.volumes import AttachmentStatus, VolumeStatus
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, ServerSpec
 from ferry.drivers.hypervisor.console import complete_utf8
@@ -177,9 +177,13 @@ class ComputeService:
         policy.enforce(ctx, "server:action")
         with self.db.begin() as s:
             server = get_owned(s, Server, ctx, server_id, "Server")
+            # Checked in the claim's own transaction: a refusal leaves the task slot untouched.
             busy = s.scalar(migrating_volume_of(server.id))
-            if busy and task is not ServerTaskState.DELETING:
-                raise Conflict(f"Server {server.id}: volume {busy} is being migrated; try when it is done.")
+            if busy:
+                raise Conflict(
+                    f"Server {server.id}: volume {busy} is being migrated; "
+                    f"{TASK_VERB[task]} it when the migration is done."
+                )
             compare_and_set(
                 s,
                 update(Server)
@@ -216,11 +220,6 @@ class ComputeService:
     async def delete(self, ctx: RequestContext, server_id: str) -> None:
         policy.enforce(ctx, "server:delete")
         self._claim(ctx, server_id, ServerTaskState.DELETING, expect=tuple(ServerStatus))
-        with self.db.begin() as s:
-            busy = s.scalar(migrating_volume_of(server_id))
-            if busy:
-                s.execute(update(Server).where(Server.id == server_id).values(task_state=None))
-                raise Conflict(f"Server {server_id}: volume {busy} is being migrated; delete it when done.")
         await self.hv.destroy(server_id)
         with self.db.begin() as s:
             vols = list(s.scalars(select(Attachment.volume_id).where(Attachment.server_id == server_id)))

@@ -10,7 +10,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from ferry.db.models import Attachment, Server, Snapshot, Volume, VolumeType
 from ferry.domain.errors import BadRequest, NotFound
 from ferry.domain.ids import is_uuid
-from ferry.domain.servers import ServerStatus
+from ferry.domain.servers import ServerStatus, ServerTaskState
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
 
@@ -51,6 +51,15 @@ def running_server(s: Session, volume_id: str) -> str | None:
         return None
     server = s.get(Server, att.server_id)
     return server.id if server is not None and server.status is ServerStatus.ACTIVE else None
+
+
+def server_task(s: Session, volume_id: str) -> tuple[str, ServerTaskState] | None:
+    """The server this volume is attached to and the life-cycle task it is busy with, if any."""
+    att = attachment_of(s, volume_id)
+    server = s.get(Server, att.server_id) if att is not None else None
+    if server is None or server.task_state is None:
+        return None
+    return server.id, server.task_state
 
 
 def being_copied_into(s: Session, source: InstrumentedAttribute[str | None], source_id: str) -> str | None:

@@ -32,7 +32,7 @@ from ferry.services.migration.runner import MigrationRun, Perform
 from ferry.services.migration.settling import SETTLING
 from ferry.services.migration.steplog import event
 from ferry.services.migration.steps import STEPS
-from ferry.services.queries import get_type, get_volume, running_server
+from ferry.services.queries import get_type, get_volume, running_server, server_task
 from ferry.services.storage import Backends
 from ferry.services.volumes import VolumeService
 
@@ -112,6 +112,11 @@ class MigrationService:
             busy = s.scalar(active_migration(vol.id).with_only_columns(Migration.id))
             if busy:
                 raise Conflict(f"Volume {vol.id} is already being migrated.")
+            task = server_task(s, vol.id)
+            if task is not None:
+                raise Conflict(
+                    f"Volume {vol.id}: its server {task[0]} is busy ({task[1]}); migrate when it is done."
+                )
             compare_and_set(
                 s,
                 update(Volume)

@@ -88,7 +88,15 @@ def _server_died(run: MigrationRun, reason: str) -> None:
 async def finish(run: MigrationRun, action: mm.Finish) -> mm.Fact:
     p = run.plan
     with run.db.begin() as s:
-        if action.status is not RunStatus.SUCCESS:
+        if action.status is RunStatus.SUCCESS:
+            # Released in the transaction that ends the migration: the report and every check
+            # that refuses "being migrated" change together.
+            s.execute(
+                update(Volume)
+                .where(Volume.id == p.volume_id)
+                .values(migration_status=MigrationStatus.SUCCESS, updated_at=utcnow())
+            )
+        else:
             # A rolled-back volume stays where it was; a cancelled one is as if never migrated.
             s.execute(
                 update(Volume)

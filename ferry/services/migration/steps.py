@@ -15,7 +15,6 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import DriverError, FerryError
 from ferry.domain.migration import EventKind, MigrationPlan, Step, converged
 from ferry.domain.migration import machine as mm
-from ferry.domain.volumes import MigrationStatus
 from ferry.drivers.hypervisor.base import JobStatus, MirrorStatus
 from ferry.services import failpoints
 from ferry.services.migration.runner import MigrationRun, Perform
@@ -175,15 +174,11 @@ async def confirm_pivot(run: MigrationRun, _: mm.ConfirmPivot) -> mm.Fact:
 
 
 async def commit(run: MigrationRun, _: mm.Commit) -> mm.Fact:
-    """One transaction: the volume now lives at the destination (and takes its new type)."""
+    """One transaction: the volume now lives at the destination (and takes its new type). Its
+    migration_status stays `migrating` until cleanup is done: `success` means nothing holds it."""
     p = run.plan
     run.enter(Step.COMMIT)
-    values: dict[str, Any] = {
-        "backend": p.dest.backend,
-        "name_id": p.dest.name_id,
-        "migration_status": MigrationStatus.SUCCESS.value,
-        "updated_at": utcnow(),
-    }
+    values: dict[str, Any] = {"backend": p.dest.backend, "name_id": p.dest.name_id, "updated_at": utcnow()}
     if run.mig.new_type_id:
         values["volume_type_id"] = run.mig.new_type_id
     with run.db.begin() as s:
