@@ -132,3 +132,7 @@ def test_sigkill_during_a_burst_leaves_everything_settled(fake_serve: FerryServe
             assert file_size(loc["layers"][-1]["path"]) == vol["size"] << 30, vol
         elif vol["status"] == "error":
             api.ok(api.volume("DELETE", f"/volumes/{vid}", params={"cascade": "true"}), 202)  # the way out
+    repaired = api.ok(api.volume("POST", "/ferry-doctor"))
+    assert repaired["healthy"] and repaired["repaired"] == [], repaired
+    member = fake_serve.api("ferry-demo")
+    assert member.volume("POST", "/ferry-doctor").status_code == 403
