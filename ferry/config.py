@@ -36,6 +36,13 @@ class MigrationConfig:
 
 
 @dataclass(frozen=True)
+class DoctorConfig:
+    stuck_after_s: float = 300.0
+    """A transitional status unchanged for this long is stuck (`ferry doctor` reports it and
+    `--repair` settles it); unfinished or unowned files this old are removed by `--repair`."""
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     database_url: str
@@ -46,6 +53,7 @@ class Config:
     backends: tuple[BackendConfig, ...] = ()
     hypervisor: HypervisorConfig = field(default_factory=HypervisorConfig)
     migration: MigrationConfig = field(default_factory=MigrationConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
     guest_dir: Path | None = None
 
     @property
@@ -106,6 +114,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         backends=backends,
         hypervisor=HypervisorConfig(**raw.get("hypervisor", {})),
         migration=MigrationConfig(**raw.get("migration", {})),
+        doctor=DoctorConfig(**raw.get("doctor", {})),
         guest_dir=(base / guest).resolve() if guest else None,
     )
 
@@ -168,6 +177,9 @@ def dump(cfg: Config) -> str:
         f"stall_seconds = {m.stall_seconds}",
         f"ready_timeout_s = {m.ready_timeout_s}",
         f"default_speed = {m.default_speed}",
+        "",
+        "[doctor]",
+        f"stuck_after_s = {cfg.doctor.stuck_after_s}",
     ]
     for b in cfg.backends:
         lines += [

@@ -62,3 +62,17 @@ async def doctor(
     """Drift between the database, the running QEMU processes and the backend directories."""
     drift = await checkup.check(ctx)
     return {"healthy": not drift, "drift": [d.as_dict() for d in drift]}
+
+
+@router.post("/ferry-doctor")
+async def doctor_repair(
+    ctx: RequestContext = Depends(deps.project_context), checkup: Doctor = Depends(deps.doctor)
+) -> dict[str, Any]:
+    """`ferry doctor --repair`: the safe repairs (stuck statuses settled as at start-up, unowned
+    files past the threshold removed), what was done, and the drift still found afterwards."""
+    report = await checkup.repair(ctx)
+    return {
+        "repaired": report.repaired,
+        "healthy": not report.drift,
+        "drift": [d.as_dict() for d in report.drift],
+    }

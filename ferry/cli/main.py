@@ -88,15 +88,24 @@ def serve(
 
 
 @app.command()
-def doctor(json_out: bool = typer.Option(False, "--json", help="Machine-readable report")) -> None:
-    """Compare the database with every running QEMU and every backend; exit 1 on drift."""
-    report = Client().volume("GET", "/ferry-doctor")
+def doctor(
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable report"),
+    repair: bool = typer.Option(
+        False, "--repair", help="Settle stuck statuses and remove unowned files (admin), then report."
+    ),
+) -> None:
+    """Compare the database with every running QEMU and every backend; exit 1 on drift. Each
+    finding says what to run to repair it."""
+    report = Client().volume("POST" if repair else "GET", "/ferry-doctor")
     if json_out:
         print(json.dumps(report, indent=2))
-    elif report["healthy"]:
-        console.print("[green]no drift[/green]: database, QEMU and backends agree")
     else:
-        show(report["drift"], "table", ["kind", "resource", "detail"])
+        for line in report.get("repaired", []):
+            console.print(f"repaired: {line}")
+        if report["healthy"]:
+            console.print("[green]no drift[/green]: database, QEMU and backends agree")
+        else:
+            show(report["drift"], "table", ["kind", "resource", "detail", "repair"])
     if not report["healthy"]:
         raise typer.Exit(1)
 

@@ -89,7 +89,11 @@ class Volume(Base):
     name: Mapped[str | None] = mapped_column(String(255), index=True)
     description: Mapped[str | None] = mapped_column(Text)
     size_gib: Mapped[int] = mapped_column(Integer)
+    target_size_gib: Mapped[int | None] = mapped_column(Integer)
+    """The size an extend in progress grows the file to, recorded before the file grows."""
     status: Mapped[VolumeStatus] = mapped_column(enum_type(VolumeStatus, 32), index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    """Why the volume is in an error status (set when recovery or a failed step puts it there)."""
     volume_type_id: Mapped[str | None] = mapped_column(ForeignKey("volume_types.id"))
     backend: Mapped[str] = mapped_column(String(255), index=True)
     name_id: Mapped[str] = mapped_column(ID)

@@ -16,6 +16,7 @@ from ferry.services.doctor import Doctor
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
+from ferry.services.recovery import VolumeRecovery
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
@@ -43,7 +44,8 @@ class Ferry:
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor)
         self.snapshots.live = self.compute
         self.migrations = MigrationService(self.db, config, self.backends, self.hypervisor, self.volumes)
-        self.doctor = Doctor(self.db, self.backends, self.hypervisor)
+        self.recovery = VolumeRecovery(self.db, self.backends, self.volumes, self.hypervisor)
+        self.doctor = Doctor(self.db, config, self.backends, self.hypervisor, self.recovery, self.compute)
 
     @classmethod
     def from_file(cls, path: Path) -> Ferry:
@@ -55,7 +57,8 @@ class Ferry:
         log.info("ferry control plane starting with backends %s", ", ".join(self.backends.drivers))
         for driver in self.backends.drivers.values():
             await driver.reclaim()  # what a crash left in the trash
-        await self.compute.reconcile()
+        await self.compute.reconcile()  # servers first: volume settling asks QEMU what is plugged
+        await self.recovery.start()
         await self.snapshots.recover()  # before migrations plan from the layer chains
         await self.migrations.resume_all()
 

@@ -20,11 +20,12 @@ from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
 from ferry.domain.ids import new_id
 from ferry.domain.model import DiskFormat, LayerFile
 from ferry.domain.servers import TASK_VERB, ServerStatus, ServerTaskState, device_name, refusal
+from ferry.domain.settling import Outcome, ServerFacts, ServerSettlement, settle_server
 from ferry.domain.volumes import AttachmentStatus, VolumeStatus
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, ServerSpec
 from ferry.drivers.hypervisor.console import complete_utf8
 from ferry.drivers.storage.qemu_img import QemuImg
-from ferry.services import policy
+from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
 from ferry.services.images import find_image
 from ferry.services.queries import attachment_of, get_owned, get_volume
@@ -123,7 +124,9 @@ class ComputeService:
         try:
             with self.db() as s:
                 spec = self._spec(s, server_id)
+            failpoints.hit("server-boot.before_spawn")
             await self.hv.spawn(spec)
+            failpoints.hit("server-boot.after_spawn")
             self._set(server_id, ServerStatus.ACTIVE, fault=None)
         except FerryError as e:
             log.error("server %s failed to boot: %s", server_id, e)
@@ -198,6 +201,7 @@ class ComputeService:
             ctx, server_id, ServerTaskState.POWERING_OFF, expect=(ServerStatus.ACTIVE, ServerStatus.ERROR)
         )
         await self.hv.stop(server_id)
+        failpoints.hit("server-stop.after_stop")
         self._set(server_id, ServerStatus.SHUTOFF)
 
     async def start(self, ctx: RequestContext, server_id: str) -> None:
@@ -215,12 +219,20 @@ class ComputeService:
         )
         # A SOFT reboot of a guest without ACPI support is a HARD one: restart the process.
         await self.hv.stop(server_id)
+        failpoints.hit("server-reboot.after_stop")
         await self._boot(server_id)
 
     async def delete(self, ctx: RequestContext, server_id: str) -> None:
         policy.enforce(ctx, "server:delete")
         self._claim(ctx, server_id, ServerTaskState.DELETING, expect=tuple(ServerStatus))
+        await self.finish_delete(server_id)
+
+    async def finish_delete(self, server_id: str) -> None:
+        """Destroy a `deleting` server's process, free its volumes, drop its rows and boot disk.
+        Idempotent: start-up recovery completes an interrupted delete with it."""
+        failpoints.hit("server-delete.before_destroy")
         await self.hv.destroy(server_id)
+        failpoints.hit("server-delete.after_destroy")
         with self.db.begin() as s:
             vols = list(s.scalars(select(Attachment.volume_id).where(Attachment.server_id == server_id)))
             s.execute(delete(Attachment).where(Attachment.server_id == server_id))
@@ -267,12 +279,14 @@ class ComputeService:
             )
             s.add(att)
             chain = self.backends.disk_chain(vol.id, self.backends.location(s, vol))
+        failpoints.hit("attach.before_plug")
         with compensate(
             self.db,
             delete(Attachment).where(Attachment.id == att.id),
             update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.AVAILABLE),
         ):
             await self.hv.attach_disk(server_id, chain)
+        failpoints.hit("attach.after_plug")
         with self.db.begin() as s:
             s.execute(
                 update(Attachment).where(Attachment.id == att.id).values(status=AttachmentStatus.ATTACHED)
@@ -294,10 +308,12 @@ class ComputeService:
                 raise NotFound(f"Volume {volume_id} is not attached to server {server.id}.")
             set_status(s, volume_id, VolumeStatus.DETACHING, expect=(VolumeStatus.IN_USE,))
             running = server.status == ServerStatus.ACTIVE
+        failpoints.hit("detach.before_unplug")
         if running:
             back = update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.IN_USE)
             with compensate(self.db, back):
                 await self.hv.detach_disk(server_id, volume_id)
+        failpoints.hit("detach.after_unplug")
         with self.db.begin() as s:
             s.execute(delete(Attachment).where(Attachment.id == att.id))
             s.execute(
@@ -347,15 +363,37 @@ class ComputeService:
 
     # -- restart -----------------------------------------------------------------------
     async def reconcile(self) -> None:
-        """Re-attach to every server whose process outlived the previous control plane."""
+        """At start: re-attach to every server whose process outlived the previous control plane,
+        and settle every task a crash interrupted (`domain.settling.settle_server`)."""
         with self.db() as s:
-            servers = list(s.scalars(select(Server)))
-        for server in servers:
-            if server.status in (ServerStatus.SHUTOFF, ServerStatus.ERROR):
-                continue
-            alive = await self.hv.reconnect(server.id)
-            if alive:
-                self._set(server.id, ServerStatus.ACTIVE)
-            else:
-                log.warning("server %s: its process is gone; marking it SHUTOFF", server.id)
-                self._set(server.id, ServerStatus.SHUTOFF, fault="process not running at control-plane start")
+            servers = [
+                (srv.id, srv.status, srv.task_state, s.scalar(migrating_volume_of(srv.id)) is not None)
+                for srv in s.scalars(select(Server))
+            ]
+        for server_id, status, task, migrating in servers:
+            if task is None and status in (ServerStatus.SHUTOFF, ServerStatus.ERROR):
+                continue  # stopped on purpose or failed before: nothing to reconnect to
+            try:
+                await self.settle(
+                    server_id, ServerFacts(status, task, await self.hv.reconnect(server_id), migrating)
+                )
+            except FerryError as e:
+                log.error("server %s: could not settle it (next start retries): %s", server_id, e)
+
+    async def settle(self, server_id: str, facts: ServerFacts) -> ServerSettlement:
+        """Perform what the server table decides for these facts."""
+        decision = settle_server(facts)
+        if decision.status is None:
+            await self.finish_delete(server_id)
+        elif decision.outcome is not Outcome.LEAVE or facts.status is not decision.status:
+            self._set(server_id, decision.status, fault=decision.fault)
+        if decision.outcome is not Outcome.LEAVE:
+            log.warning(
+                "server %s (%s, %s): %s after a control-plane restart: %s",
+                server_id,
+                facts.status,
+                facts.task,
+                decision.outcome,
+                decision.why,
+            )
+        return decision

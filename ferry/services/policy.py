@@ -53,6 +53,7 @@ RULES: dict[str, str] = {
     "image:manage": "admin",
     "flavor:get": "reader",
     "doctor:run": "admin",
+    "doctor:repair": "admin",
 }
 
 _CHECKS: dict[str, Callable[[RequestContext], bool]] = {

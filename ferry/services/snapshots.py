@@ -23,6 +23,7 @@ from ferry.domain.volumes import (
     SNAPSHOT_UNSETTLED,
     SNAPSHOTTABLE,
     SnapshotStatus,
+    VolumeStatus,
     check_metadata,
 )
 from ferry.drivers.storage.base import StorageDriver
@@ -186,7 +187,9 @@ class SnapshotService:
             pending = list(
                 s.execute(
                     select(Snapshot.id, Snapshot.status)
-                    .where(Snapshot.status.in_(SNAPSHOT_UNSETTLED))
+                    .join(Volume, Volume.id == Snapshot.volume_id)
+                    # a cascade delete's snapshots go with their volume (volume recovery ends it)
+                    .where(Snapshot.status.in_(SNAPSHOT_UNSETTLED), Volume.status != VolumeStatus.DELETING)
                     .order_by(Snapshot.created_at)
                 )
             )

@@ -32,7 +32,7 @@ from ferry.domain.volumes import (
     check_metadata,
     check_size,
 )
-from ferry.services import policy
+from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
 from ferry.services.queries import (
     attachment_of,
@@ -98,6 +98,13 @@ class VolumeService:
         self.backends = backends
         self._tasks: set[asyncio.Task[None]] = set()
         self._chains: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._creating: set[str] = set()
+
+    def in_flight(self, volume_id: str) -> bool:
+        """Whether this process is still working on the volume's files (a create or copy, an
+        extend, a snapshot): `ferry doctor --repair` must not settle what is only slow."""
+        lock = self._chains.get(volume_id)
+        return volume_id in self._creating or (lock is not None and lock.locked())
 
     def chain_lock(self, volume_id: str) -> asyncio.Lock:
         """One change of a volume's layer files at a time (snapshot, merge, extend): each reads the
@@ -148,6 +155,7 @@ class VolumeService:
                 updated_at=now,
             )
             s.add(vol)
+        failpoints.hit("volume-create.after_row")
         loc = VolumeLocation(pool.backend.name, name_id, (layer,), pool.backend.format)
         if source_path is None:
             await self._finish_create(vol_id, loc, size, None)
@@ -182,20 +190,26 @@ class VolumeService:
 
     async def _finish_create(self, vol_id: str, loc: VolumeLocation, size: int, source: Any) -> None:
         driver = self.backends.driver(loc.backend)
+        reason: str | None = None
+        self._creating.add(vol_id)
         try:
+            failpoints.hit("volume-create.before_file")
             if source is None:
                 await driver.create_volume(loc, size * GiB)
             else:
                 await driver.copy_flat(source, loc, size * GiB)
+            failpoints.hit("volume-create.after_file")
             new = VolumeStatus.AVAILABLE
         except FerryError as e:
             log.error("creating volume %s failed: %s", vol_id, e)
-            new = VolumeStatus.ERROR
+            new, reason = VolumeStatus.ERROR, f"creation failed: {e.message}"
+        finally:
+            self._creating.discard(vol_id)
         with self.db.begin() as s:
             s.execute(
                 update(Volume)
                 .where(Volume.id == vol_id, Volume.status == VolumeStatus.CREATING)
-                .values(status=new, updated_at=utcnow())
+                .values(status=new, status_reason=reason, updated_at=utcnow())
             )
 
     # -- read --------------------------------------------------------------------------
@@ -284,15 +298,22 @@ class VolumeService:
             if not pool.fits(size - vol.size_gib):
                 raise BadRequest(f"No capacity to extend volume {vol.id} to {size} GiB on {vol.backend}.")
             set_status(s, vol.id, VolumeStatus.EXTENDING, expect=(VolumeStatus.AVAILABLE,))
+            # Durable intent, in the same transaction as the claim: a restart settles the extend
+            # from the file's real size against this, so the database never disagrees with it.
+            s.execute(update(Volume).where(Volume.id == vol.id).values(target_size_gib=size))
             loc = self.backends.location(s, vol)
+        failpoints.hit("volume-extend.before_resize")
         failed = update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_EXTENDING)
         with compensate(self.db, failed):
             await self.backends.driver(loc.backend).extend(loc, size * GiB)
+        failpoints.hit("volume-extend.after_resize")
         with self.db.begin() as s:
             s.execute(
                 update(Volume)
                 .where(Volume.id == volume_id)
-                .values(size_gib=size, status=VolumeStatus.AVAILABLE, updated_at=utcnow())
+                .values(
+                    size_gib=size, target_size_gib=None, status=VolumeStatus.AVAILABLE, updated_at=utcnow()
+                )
             )
 
     async def delete(self, ctx: RequestContext, volume_id: str, cascade: bool = False) -> None:
@@ -321,7 +342,14 @@ class VolumeService:
             .values(status=SnapshotStatus.ERROR_DELETING),
         )
         with compensate(self.db, *failed):
-            await self.backends.driver(backend).retire_volume(name_id)
+            await self.finish_delete(volume_id, backend, name_id)
+
+    async def finish_delete(self, volume_id: str, backend: str, name_id: str) -> None:
+        """Retire a `deleting` volume's files, then its rows. Idempotent: start-up recovery
+        completes an interrupted delete with it."""
+        failpoints.hit("volume-delete.before_retire")
+        await self.backends.driver(backend).retire_volume(name_id)
+        failpoints.hit("volume-delete.after_retire")
         with self.db.begin() as s:
             s.execute(delete(Snapshot).where(Snapshot.volume_id == volume_id))
             s.execute(delete(Migration).where(Migration.volume_id == volume_id))

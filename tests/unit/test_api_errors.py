@@ -97,6 +97,7 @@ ENDPOINTS = [
     Endpoint("GET", f"{V}/attachments/detail"),
     Endpoint("GET", f"{V}/attachments/{{attachment_id}}"),
     Endpoint("GET", f"{V}/ferry-doctor"),
+    Endpoint("POST", f"{V}/ferry-doctor"),
     Endpoint("GET", f"{C}/servers"),
     Endpoint("GET", f"{C}/servers/detail"),
     Endpoint(

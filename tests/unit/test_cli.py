@@ -357,3 +357,10 @@ def test_migration_summary_reads_typed_step_kinds(capsys: pytest.CaptureFixture[
         "n/a (detached)",
     )
     assert summary_rows(capsys, finished_migration(steps=[]))["serial check"] == "missing"
+
+
+def test_doctor_repair_reports_what_it_did(server: FerryServer) -> None:
+    report = ok_json(cli(server, "doctor", "--repair", "--json", cloud="ferry-admin"))
+    assert report["healthy"] and report["repaired"] == [], report
+    plain = cli(server, "doctor", "--repair", cloud="ferry-admin")
+    assert plain.returncode == 0 and "no drift" in plain.stdout, plain.stderr

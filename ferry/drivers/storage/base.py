@@ -33,6 +33,19 @@ class StoredLayer:
     name_id: str
     layer_id: str
     path: Path
+    modified: float = 0.0
+    """Last modification (epoch seconds): `ferry doctor --repair` leaves recent files alone."""
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    """What one layer file really is, for recovery and `ferry doctor`."""
+
+    present: bool
+    sound: bool = False
+    """Readable by `qemu-img info`, and `qemu-img check` finds no corruption (qcow2)."""
+    virtual_size: int | None = None
+    problem: str | None = None
 
 
 class StorageDriver(abc.ABC):
@@ -138,3 +151,19 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     def stored_layers(self) -> list[StoredLayer]:
         """Every layer file present on the backend."""
+
+    @abc.abstractmethod
+    def stored_partials(self) -> list[StoredLayer]:
+        """Every unfinished copy of a layer (written, never published) present on the backend."""
+
+    @abc.abstractmethod
+    def stored_locations(self) -> list[str]:
+        """The name ids of every volume location that has a directory on the backend."""
+
+    @abc.abstractmethod
+    async def remove_partial(self, name_id: str, layer_id: str) -> None:
+        """Delete an unfinished copy of a layer. Idempotent."""
+
+    @abc.abstractmethod
+    async def check_layer(self, name_id: str, layer_id: str) -> LayerCheck:
+        """Whether a layer's final file exists and is a sound image, and its virtual size."""

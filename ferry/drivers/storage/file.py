@@ -21,14 +21,21 @@ from dataclasses import replace
 from pathlib import Path
 
 from ferry.domain.errors import BadRequest, DriverError
-from ferry.domain.ids import is_uuid, require_uuid
+from ferry.domain.ids import require_uuid
 from ferry.domain.model import BackendConfig, DiskFormat, VolumeLocation
-from ferry.drivers.storage.base import BackendUsage, ProgressCallback, StorageDriver, StoredLayer
+from ferry.drivers.storage import layout
+from ferry.drivers.storage.base import (
+    BackendUsage,
+    LayerCheck,
+    ProgressCallback,
+    StorageDriver,
+    StoredLayer,
+)
+from ferry.drivers.storage.layout import PART_SUFFIX as _PART_SUFFIX
+from ferry.drivers.storage.layout import TRASH as _TRASH
+from ferry.drivers.storage.layout import VOLUME_PREFIX as _VOLUME_PREFIX
 from ferry.drivers.storage.qemu_img import QemuImg
 
-_VOLUME_PREFIX = "volume-"
-_PART_SUFFIX = ".part"
-_TRASH = ".trash"
 # Explicit so a changed qemu-img default cannot silently change what Ferry writes.
 _QCOW2_OPTIONS = {"lazy_refcounts": "off", "preallocation": "off"}
 
@@ -56,10 +63,6 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _canonical_uuid(value: str) -> bool:
-    return is_uuid(value) and value == value.lower()
 
 
 class FileStorageDriver(StorageDriver):
@@ -230,6 +233,8 @@ class FileStorageDriver(StorageDriver):
             raise BadRequest(f"Cannot shrink volume {loc.name_id} from {current} to {new_size_bytes} bytes.")
         if new_size_bytes > current:
             await self.img.resize(active, self.format, new_size_bytes)
+            # The caller records the new size next: the grown header must be on disk first.
+            await asyncio.to_thread(_fsync_file, active)
 
     # -- copies --------------------------------------------------------------------------------
 
@@ -346,42 +351,35 @@ class FileStorageDriver(StorageDriver):
         return BackendUsage(allocated_bytes=allocated, free_bytes=stat.f_bavail * stat.f_frsize)
 
     def _allocated_bytes(self) -> int:
-        """Blocks of every file in every volume directory (`.part` files and the trash included:
-        they use space until deleted)."""
-        total = 0
-        trash = self.root / _TRASH
-        retired = [Path(e.path) for e in os.scandir(trash) if e.is_dir()] if trash.is_dir() else []
-        for volume in self._volume_dirs() + retired:
-            with os.scandir(volume) as entries:
-                for entry in entries:
-                    if entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_blocks * 512
-        return total
+        return layout.allocated_bytes(self.root)
 
     def stored_layers(self) -> list[StoredLayer]:
         """Complete layer files only (never an unfinished `.<layer_id>.part` copy)."""
-        found: list[StoredLayer] = []
-        for volume in self._volume_dirs():
-            name_id = volume.name.removeprefix(_VOLUME_PREFIX)
-            with os.scandir(volume) as entries:
-                for entry in entries:
-                    stem, _, ext = entry.name.partition(".")
-                    is_layer = ext in {f.value for f in DiskFormat} and _canonical_uuid(stem)
-                    if is_layer and entry.is_file(follow_symlinks=False):
-                        found.append(StoredLayer(name_id=name_id, layer_id=stem, path=Path(entry.path)))
-        return sorted(found, key=lambda s: str(s.path))
+        return layout.layers(self.root)
 
-    def _volume_dirs(self) -> list[Path]:
-        """`volume-<uuid>` directories under the root; anything else there is ignored."""
-        dirs: list[Path] = []
-        with os.scandir(self.root) as entries:
-            for entry in entries:
-                name = entry.name
-                if not name.startswith(_VOLUME_PREFIX) or not entry.is_dir(follow_symlinks=False):
-                    continue
-                if _canonical_uuid(name.removeprefix(_VOLUME_PREFIX)):
-                    dirs.append(Path(entry.path))
-        return dirs
+    def stored_partials(self) -> list[StoredLayer]:
+        return layout.partials(self.root)
+
+    def stored_locations(self) -> list[str]:
+        return [layout.name_id_of(d) for d in layout.volume_dirs(self.root)]
+
+    async def remove_partial(self, name_id: str, layer_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.part_path(name_id, layer_id).unlink()
+            await asyncio.to_thread(_fsync_dir, self.volume_dir(name_id))
+
+    async def check_layer(self, name_id: str, layer_id: str) -> LayerCheck:
+        path = self.layer_path(name_id, layer_id)
+        if not path.is_file():
+            return LayerCheck(present=False)
+        fmt = format_of(path)
+        try:
+            info = await self.img.info(path, fmt)
+            if fmt is DiskFormat.QCOW2:
+                await self.img.check(path, fmt)
+        except DriverError as e:
+            return LayerCheck(present=True, problem=e.message)
+        return LayerCheck(present=True, sound=True, virtual_size=info.virtual_size)
 
 
 def _check_size(size_bytes: int) -> None:

@@ -1,0 +1,178 @@
+"""Settling volumes that a crash (or a lost task) left in a transitional status: gather the facts
+from the database, the backends and QEMU, let `domain.settling.settle_volume` decide, perform it.
+
+Runs at start (`Ferry.start`, after the servers are reconciled and before snapshots and migrations
+recover) and from `ferry doctor --repair` for statuses stuck longer than a threshold. At start no
+copy can still be running, so every unfinished `.part` file is swept first. It never touches a
+volume a migration holds (the migration settles it) nor one this process is still working on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.db.models import Attachment, Server, Volume
+from ferry.domain.clock import utcnow
+from ferry.domain.errors import FerryError
+from ferry.domain.servers import ServerStatus
+from ferry.domain.settling import UNSETTLED_VOLUME, Outcome, VolumeFacts, VolumeSettlement, settle_volume
+from ferry.domain.volumes import MIGRATION_BUSY, AttachmentStatus, VolumeStatus
+from ferry.drivers.hypervisor.base import HypervisorDriver
+from ferry.drivers.storage.base import LayerCheck, StoredLayer
+from ferry.services.storage import Backends
+from ferry.services.volumes import VolumeService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """One volume settled: what was found and what was decided (for logs and the doctor's report)."""
+
+    volume_id: str
+    found: VolumeStatus
+    decision: VolumeSettlement
+
+
+class VolumeRecovery:
+    def __init__(
+        self, db: sessionmaker[Session], backends: Backends, volumes: VolumeService, hv: HypervisorDriver
+    ) -> None:
+        self.db = db
+        self.backends = backends
+        self.volumes = volumes
+        self.hv = hv
+
+    async def start(self) -> list[Settled]:
+        """At start: sweep every unfinished copy, then settle every unsettled volume."""
+        for partial in await self.sweep_partials():
+            log.warning("removed unfinished copy %s after a control-plane restart", partial.path)
+        return await self.settle_unsettled()
+
+    async def sweep_partials(self, older_than: datetime | None = None) -> list[StoredLayer]:
+        """Remove `.part` files (those last written before `older_than`, when given) that no
+        create in progress here owns. Returns what was removed."""
+        busy = self._busy_name_ids()
+        removed: list[StoredLayer] = []
+        for driver in self.backends.drivers.values():
+            for part in driver.stored_partials():
+                if part.name_id in busy or (older_than and part.modified > older_than.timestamp()):
+                    continue
+                await driver.remove_partial(part.name_id, part.layer_id)
+                removed.append(part)
+        return removed
+
+    def _busy_name_ids(self) -> set[str]:
+        with self.db() as s:
+            rows = s.execute(select(Volume.id, Volume.name_id)).all()
+        return {name_id for vid, name_id in rows if self.volumes.in_flight(vid)}
+
+    async def settle_unsettled(self, updated_before: datetime | None = None) -> list[Settled]:
+        """Settle every volume in a transitional status (last changed before `updated_before`,
+        when given) that no migration holds and no work of this process still touches."""
+        stmt = select(Volume.id, Volume.status).where(Volume.status.in_(UNSETTLED_VOLUME))
+        if updated_before is not None:
+            stmt = stmt.where(Volume.updated_at < updated_before)
+        with self.db() as s:
+            pending = list(s.execute(stmt.order_by(Volume.created_at)))
+        done: list[Settled] = []
+        for volume_id, status in pending:
+            if self.volumes.in_flight(volume_id):
+                continue
+            try:
+                decision = await self.settle(volume_id)
+            except FerryError as e:
+                log.error("volume %s: could not settle it (next start retries): %s", volume_id, e)
+                continue
+            if decision is not None and decision.outcome is not Outcome.LEAVE:
+                log.warning("volume %s (%s): %s: %s", volume_id, status, decision.outcome, decision.why)
+                done.append(Settled(volume_id, status, decision))
+        return done
+
+    async def settle(self, volume_id: str) -> VolumeSettlement | None:
+        facts = await self.facts(volume_id)
+        if facts is None:
+            return None
+        decision = settle_volume(facts)
+        if decision.outcome is not Outcome.LEAVE:
+            await self._perform(volume_id, facts, decision)
+        return decision
+
+    # -- facts -----------------------------------------------------------------------------
+    async def facts(self, volume_id: str) -> VolumeFacts | None:
+        with self.db() as s:
+            vol = s.get(Volume, volume_id)
+            if vol is None:
+                return None
+            loc = self.backends.location(s, vol)
+            att = s.scalar(select(Attachment).where(Attachment.volume_id == volume_id))
+            server = s.get(Server, att.server_id) if att is not None else None
+            base = VolumeFacts(
+                status=vol.status,
+                size_gib=vol.size_gib,
+                target_size_gib=vol.target_size_gib,
+                migrating=vol.migration_status in MIGRATION_BUSY,
+                attached=att is not None,
+            )
+        check = LayerCheck(present=False)
+        if base.status in (VolumeStatus.CREATING, VolumeStatus.EXTENDING):
+            check = await self.backends.driver(loc.backend).check_layer(loc.name_id, loc.active_layer)
+        plugged = False
+        if (
+            server is not None
+            and server.status is ServerStatus.ACTIVE
+            and await self.hv.is_running(server.id)
+        ):
+            plugged = any(
+                d.volume_id == volume_id and d.serial == volume_id for d in await self.hv.disks(server.id)
+            )
+        return VolumeFacts(
+            status=base.status,
+            size_gib=base.size_gib,
+            target_size_gib=base.target_size_gib,
+            migrating=base.migrating,
+            file_present=check.present,
+            file_sound=check.sound,
+            file_size=check.virtual_size,
+            attached=base.attached,
+            plugged=plugged,
+        )
+
+    # -- performing ------------------------------------------------------------------------
+    async def _perform(self, volume_id: str, f: VolumeFacts, d: VolumeSettlement) -> None:
+        with self.db() as s:
+            vol = s.get(Volume, volume_id)
+            assert vol is not None
+            backend, name_id = vol.backend, vol.name_id
+        if d.status is None:
+            await self.volumes.finish_delete(volume_id, backend, name_id)
+            return
+        if f.status is VolumeStatus.CREATING and not f.file_present:
+            # Nothing whole was written: drop what a copy left (the volume keeps its row, in error).
+            await self.backends.driver(backend).retire_volume(name_id)
+        values: dict[str, object] = {"status": d.status, "target_size_gib": None, "updated_at": utcnow()}
+        values["status_reason"] = d.why if d.outcome is Outcome.FAIL else None
+        if d.size_gib is not None:
+            values["size_gib"] = d.size_gib
+        with self.db.begin() as s:
+            s.execute(
+                update(Volume).where(Volume.id == volume_id, Volume.status == f.status).values(**values)
+            )
+            if d.status is VolumeStatus.IN_USE:
+                s.execute(
+                    update(Attachment)
+                    .where(Attachment.volume_id == volume_id)
+                    .values(status=AttachmentStatus.ATTACHED)
+                )
+            elif f.status in (VolumeStatus.ATTACHING, VolumeStatus.DETACHING):
+                s.execute(delete(Attachment).where(Attachment.volume_id == volume_id))
+
+
+def stuck_since(threshold_s: float) -> datetime:
+    """The moment before which a transitional status counts as stuck."""
+    return utcnow() - timedelta(seconds=threshold_s)
