@@ -103,6 +103,19 @@ CASES: dict[str, tuple[Step, Step, Step, str]] = {
     # Delete: always finished.
     "volume-delete.before_retire": (volume, lambda w: w.app.volumes.delete(ADMIN, w.vid), nothing, "gone"),
     "volume-delete.after_retire": (volume, lambda w: w.app.volumes.delete(ADMIN, w.vid), nothing, "gone"),
+    # A cascade delete: the volume and every snapshot go together.
+    "cascade:volume-delete.before_retire": (
+        lambda w: _with_snapshots(w),
+        lambda w: w.app.volumes.delete(ADMIN, w.vid, cascade=True),
+        nothing,
+        "gone",
+    ),
+    "cascade:volume-delete.after_retire": (
+        lambda w: _with_snapshots(w),
+        lambda w: w.app.volumes.delete(ADMIN, w.vid, cascade=True),
+        nothing,
+        "gone",
+    ),
     # Attach and detach: what the (fake) QEMU has decides.
     "attach.before_plug": (volume, lambda w: server(w, attach=True), nothing, "available"),
     "attach.after_plug": (volume, lambda w: server(w, attach=True), nothing, "in-use"),
@@ -146,6 +159,12 @@ CASES: dict[str, tuple[Step, Step, Step, str]] = {
         "available",
     ),
 }
+
+
+async def _with_snapshots(w: World) -> None:
+    await volume(w)
+    for i in range(2):
+        await w.app.snapshots.create(ADMIN, w.vid, f"s{i}", None, {})
 
 
 async def _attached(w: World) -> None:
