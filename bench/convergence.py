@@ -74,7 +74,7 @@ def run_convergence(cloud: Cloud, random: Path, settings: Settings) -> list[Row]
 
 def _phases(rec: ConsoleRecorder, run: MigrationRun) -> dict[str, dict[str, Any]]:
     start = run.event("mirror", "start")
-    switch = run.event("mirror", "info", "write-blocking")
+    switch = run.event("mirror", "copy-mode-switched")
     pivot = run.event("pivot", "start")
     assert start is not None and pivot is not None
     background = rec.inside(start, switch or pivot)
