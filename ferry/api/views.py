@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi.responses import Response
 
+from ferry.api.responses import render
 from ferry.domain.clock import iso
 from ferry.domain.scheduling import PoolStats
 from ferry.services.records import (
@@ -185,5 +185,6 @@ def pool_view(p: PoolStats, host: str, detail: bool) -> dict[str, Any]:
 
 def listing(key: str, items: list[dict[str, Any]]) -> Response:
     """A list body, serialized directly: the views are plain JSON already, and FastAPI's generic
-    encoder would walk every value of a 1000-item page again (ten times the cost of orjson)."""
-    return Response(orjson.dumps({key: items}), media_type="application/json")
+    encoder would walk every value of a 1000-item page again (ten times the cost of orjson).
+    `render` still shows rows holding text that orjson refuses."""
+    return Response(render({key: items}), media_type="application/json")
