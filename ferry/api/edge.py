@@ -19,10 +19,9 @@ import logging
 import uuid
 
 from starlette.datastructures import Headers
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ferry.api.errors import error_response, unexpected_message
+from ferry.api.errors import error_response, serves, unexpected_message
 from ferry.domain.errors import OverLimit
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ class Edge:
             return
         rid = f"req-{uuid.uuid4()}"
         scope.setdefault("state", {})["request_id"] = rid
-        head = scope["method"] == "HEAD" and not _serves_head(scope)
+        head = scope["method"] == "HEAD" and not serves(scope["app"], scope, "HEAD")
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -104,8 +103,3 @@ class Edge:
 
         return counted
 
-
-def _serves_head(scope: Scope) -> bool:
-    """Whether a route answers HEAD at this path itself (Keystone's token check does)."""
-    routes = getattr(getattr(scope.get("app"), "router", None), "routes", ())
-    return any(isinstance(r, BaseRoute) and r.matches(scope)[0] is Match.FULL for r in routes)

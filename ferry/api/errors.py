@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from ferry.api.responses import JSONBody
 from ferry.api.schemas import INT64_MAX, INT64_MIN, text_problem
@@ -60,12 +61,19 @@ def _validation_message(errors: list[Any]) -> str:
     return "Invalid input: " + "; ".join(parts)
 
 
+METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def serves(app: Any, scope: Scope, method: str) -> bool:
+    """Whether a route of `app` answers `method` at the scope's path. (Asked of the routes, which
+    FastAPI nests per included router, rather than read from them.)"""
+    probe = {**scope, "method": method}
+    return any(r.matches(probe)[0] is Match.FULL for r in app.router.routes if isinstance(r, BaseRoute))
+
+
 def allowed_methods(request: Request) -> str:
-    """The `Allow` header of a 405: every method some route serves at this path (HEAD with GET)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    """The `Allow` header of a 405: every method served at this path (HEAD wherever GET is)."""
+    methods = {m for m in METHODS if serves(request.app, request.scope, m)}
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))

@@ -66,7 +66,10 @@ def _token_body(request: Request, issued: IssuedToken) -> dict[str, Any]:
 
 MAX_PASSWORD = 4096
 """Keystone's default `max_password_length`; names and ids are at most `MAX_TEXT` (255)."""
-_NAMED: dict[str, Any] = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}
+_NAMED: dict[str, Any] = {
+    "type": "object",
+    "properties": {"id": {"type": "string"}, "name": {"type": "string"}},
+}
 AUTH_BODY = {
     "type": "object",
     "required": ["identity", "scope"],

@@ -14,7 +14,7 @@ from ferry.api import deps
 from ferry.api.errors import body_part, json_body
 from ferry.api.openapi import body
 from ferry.api.schemas import Pairs, TypeCreateBody, TypeUpdateBody, string_pairs
-from ferry.api.views import type_view
+from ferry.api.views import stored, type_view
 from ferry.domain.errors import BadRequest
 from ferry.services.context import RequestContext
 from ferry.services.types import TypeService
@@ -66,7 +66,7 @@ def delete_type(
 def list_specs(
     project_id: str, type_id: str, ctx: RequestContext = Ctx, types: TypeService = Types
 ) -> dict[str, Any]:
-    return {"extra_specs": types.specs(ctx, type_id)}
+    return {"extra_specs": stored(types.specs(ctx, type_id))}
 
 
 @router.post("/types/{type_id}/extra_specs", openapi_extra=body("extra_specs", Pairs))
@@ -77,7 +77,7 @@ async def set_specs(
         specs = string_pairs((await json_body(request)).get("extra_specs"), "extra_specs")
     except ValueError as e:
         raise BadRequest(f"Invalid input: {e}.") from None
-    return {"extra_specs": types.set_specs(ctx, type_id, specs)}
+    return {"extra_specs": stored(types.set_specs(ctx, type_id, specs))}
 
 
 @router.delete("/types/{type_id}/extra_specs/{key}", status_code=202)

@@ -32,7 +32,7 @@ from ferry.api.schemas import (
     flag,
 )
 from ferry.api.versions import base_url
-from ferry.api.views import listing, migration_view, volume_summary, volume_view
+from ferry.api.views import listing, migration_view, stored, volume_summary, volume_view
 from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
@@ -233,7 +233,7 @@ async def delete_volume(
 def get_metadata(
     volume_id: str, project_id: str, ctx: RequestContext = Ctx, volumes: VolumeService = Volumes
 ) -> dict[str, Any]:
-    return {"metadata": volumes.get(ctx, volume_id).meta or {}}
+    return {"metadata": stored(volumes.get(ctx, volume_id).meta)}
 
 
 @router.post("/volumes/{volume_id}/metadata", openapi_extra=body("metadata", Pairs))
@@ -249,7 +249,7 @@ async def set_metadata(
         raise BadRequest("Invalid input: 'metadata' must be an object.")
     parsed = parse(VolumeUpdateBody, {"metadata": meta}, "metadata").metadata or {}
     merged = {**(volumes.get(ctx, volume_id).meta or {}), **parsed}
-    return {"metadata": volumes.update(ctx, volume_id, {"metadata": merged}).meta}
+    return {"metadata": stored(volumes.update(ctx, volume_id, {"metadata": merged}).meta)}
 
 
 # -- actions -------------------------------------------------------------------------------
