@@ -50,6 +50,8 @@ class Config:
     listen_port: int = DEFAULT_PORT
     host_name: str = "ferry"
     token_lifetime_s: int = 3600
+    max_body_bytes: int = 1_048_576
+    """Request bodies over this are refused with 413 as they stream in."""
     backends: tuple[BackendConfig, ...] = ()
     hypervisor: HypervisorConfig = field(default_factory=HypervisorConfig)
     migration: MigrationConfig = field(default_factory=MigrationConfig)
@@ -111,6 +113,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         listen_port=int(port),
         host_name=str(raw.get("host_name", "ferry")),
         token_lifetime_s=int(raw.get("token_lifetime_s", 3600)),
+        max_body_bytes=int(raw.get("max_body_bytes", 1_048_576)),
         backends=backends,
         hypervisor=HypervisorConfig(**raw.get("hypervisor", {})),
         migration=MigrationConfig(**raw.get("migration", {})),
@@ -158,6 +161,7 @@ def dump(cfg: Config) -> str:
         f'listen = "{cfg.listen_host}:{cfg.listen_port}"',
         f'host_name = "{cfg.host_name}"',
         f"token_lifetime_s = {cfg.token_lifetime_s}",
+        f"max_body_bytes = {cfg.max_body_bytes}",
     ]
     if cfg.guest_dir:
         lines.append(f'guest_dir = "{cfg.guest_dir}"')

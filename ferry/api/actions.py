@@ -18,6 +18,10 @@ from ferry.domain.errors import BadRequest
 from ferry.services.context import RequestContext
 
 S = TypeVar("S")
+ACTION_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The action's answer (the actions that have one)"}
+}
+"""The action route's other success answer, for its OpenAPI `responses` (202 is the route's own)."""
 Handler = Callable[[S, RequestContext, str, Any], Awaitable[dict[str, Any] | None]]
 """(services, caller, resource id, the action's arguments) -> body or None."""
 

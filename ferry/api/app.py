@@ -19,12 +19,15 @@ from ferry.api import (
     flavors,
     identity,
     images,
+    openapi,
     pools,
     snapshots,
     versions,
     volume_types,
     volumes,
 )
+from ferry.api.edge import Edge
+from ferry.api.responses import JSONBody
 from ferry.services.app import Ferry
 
 
@@ -47,10 +50,12 @@ def create_app(ferry: Ferry) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="Live volume migration for QEMU/KVM clouds, OpenStack-compatible.",
+        default_response_class=JSONBody,
     )
     app.state.ferry = ferry
     errors.install(app)
     app.add_middleware(versions.Microversions)
+    app.add_middleware(Edge, max_body_bytes=ferry.config.max_body_bytes)  # outermost: sees every answer
     app.include_router(versions.router)
     app.include_router(identity.router)
     app.include_router(extensions.router)
@@ -69,4 +74,5 @@ def create_app(ferry: Ferry) -> FastAPI:
     )
     for resource in resources:
         app.include_router(resource.router)
+    openapi.install(app)
     return app

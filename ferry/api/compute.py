@@ -7,17 +7,18 @@ HTTP only: parse, call `ComputeService` (and `MigrationService` for the swap), r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import Field
 
 from ferry.api import consoles, deps
-from ferry.api.actions import Handler, perform
+from ferry.api.actions import ACTION_ANSWERS, Handler, perform
 from ferry.api.compute_views import server_summary, server_view, volume_attachment_view
 from ferry.api.errors import body_part, json_body, parse
-from ferry.api.schemas import Body
+from ferry.api.openapi import ANY, actions, body
+from ferry.api.schemas import MAX_TEXT, Body, QueryText
 from ferry.domain.errors import BadRequest
 from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
@@ -37,7 +38,20 @@ class ServerCreateBody(Body):
 
 class AttachBody(Body):
     volumeId: str = Field(min_length=1, max_length=64)
-    device: str | None = None
+    device: str | None = Field(default=None, max_length=MAX_TEXT)
+
+
+class RebootBody(Body):
+    type: Literal["HARD", "SOFT", "hard", "soft"] = "HARD"
+
+
+# The arguments each server action takes, as the OpenAPI declares them (the handlers parse them).
+ARGUMENTS = {
+    "os-stop": ANY,
+    "os-start": ANY,
+    "reboot": RebootBody,
+    "os-getConsoleOutput": consoles.CONSOLE_ARGUMENTS,
+}
 
 
 def _servers(
@@ -52,7 +66,7 @@ def list_servers(
     request: Request,
     ctx: RequestContext = Ctx,
     compute: ComputeService = Compute,
-    all_tenants: str | None = None,
+    all_tenants: QueryText = None,
 ) -> dict[str, Any]:
     servers = compute.list_servers(ctx, all_tenants in ("1", "true", "True"))
     return {"servers": [server_summary(request, s) for s in servers]}
@@ -63,14 +77,14 @@ def list_servers_detail(
     request: Request,
     ctx: RequestContext = Ctx,
     compute: ComputeService = Compute,
-    all_tenants: str | None = None,
+    all_tenants: QueryText = None,
 ) -> dict[str, Any]:
     return {
         "servers": _servers(request, compute, compute.list_servers(ctx, all_tenants in ("1", "true", "True")))
     }
 
 
-@router.post("/servers", status_code=202)
+@router.post("/servers", status_code=202, openapi_extra=body("server", ServerCreateBody))
 async def create_server(
     request: Request, ctx: RequestContext = Ctx, compute: ComputeService = Compute
 ) -> dict[str, Any]:
@@ -94,7 +108,9 @@ async def delete_server(
     return Response(status_code=204)
 
 
-@router.post("/servers/{server_id}/action", status_code=202)
+@router.post(
+    "/servers/{server_id}/action", status_code=202, responses=ACTION_ANSWERS, openapi_extra=actions(ARGUMENTS)
+)
 async def server_action(
     request: Request, server_id: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
 ) -> Response:
@@ -110,10 +126,7 @@ async def _start(compute: ComputeService, ctx: RequestContext, server_id: str, a
 
 
 async def _reboot(compute: ComputeService, ctx: RequestContext, server_id: str, args: Any) -> None:
-    kind = args.get("type", "HARD") if isinstance(args, dict) else None
-    if not isinstance(kind, str):
-        raise BadRequest("Invalid input: reboot.type must be HARD or SOFT.")
-    await compute.reboot(ctx, server_id, kind.upper())
+    await compute.reboot(ctx, server_id, parse(RebootBody, args, "reboot").type.upper())
 
 
 # An unknown action's error lists them in this order.
@@ -123,6 +136,7 @@ SERVER_ACTIONS: dict[str, Handler[ComputeService]] = {
     "reboot": _reboot,
     "os-getConsoleOutput": consoles.console_output,
 }
+assert SERVER_ACTIONS.keys() == ARGUMENTS.keys()
 
 
 # -- volume attachments --------------------------------------------------------------------
@@ -135,7 +149,7 @@ def list_volume_attachments(
     }
 
 
-@router.post("/servers/{server_id}/os-volume_attachments")
+@router.post("/servers/{server_id}/os-volume_attachments", openapi_extra=body("volumeAttachment", AttachBody))
 async def attach_volume(
     request: Request, server_id: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
 ) -> dict[str, Any]:
@@ -153,7 +167,11 @@ def show_volume_attachment(
     raise BadRequest(f"Volume {volume_id} is not attached to server {server_id}.")
 
 
-@router.put("/servers/{server_id}/os-volume_attachments/{volume_id}", status_code=202)
+@router.put(
+    "/servers/{server_id}/os-volume_attachments/{volume_id}",
+    status_code=202,
+    openapi_extra=body("volumeAttachment", AttachBody),
+)
 async def swap_volume(
     request: Request,
     server_id: str,

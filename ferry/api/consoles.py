@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from ferry.api import deps
+from ferry.api.schemas import Count
 from ferry.domain.errors import BadRequest
 from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
@@ -20,6 +21,14 @@ router = APIRouter(prefix="/compute/v2.1")
 CONSOLE_LENGTH = re.compile(r"-?[0-9]{1,18}")
 NOT_PRINTABLE = re.compile("[\x00-\x08\x0b-\x1f]")
 """Control characters Nova strips from os-getConsoleOutput (tab and newline stay)."""
+CONSOLE_ARGUMENTS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "length": {"anyOf": [{"type": "integer", "minimum": -1}, {"type": "null"}, {"type": "string"}]}
+    },
+}
+"""os-getConsoleOutput's arguments, for the OpenAPI (`console_length` checks them)."""
 
 
 def console_length(args: object) -> int | None:
@@ -48,8 +57,8 @@ async def console_output(
 @router.get("/servers/{server_id}/ferry-console")
 async def follow_console(
     server_id: str,
-    offset: int = 0,
-    limit: int = 65536,
+    offset: Count = 0,
+    limit: Count = 65536,
     ctx: RequestContext = Depends(deps.context),
     compute: ComputeService = Depends(deps.compute),
 ) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from fastapi import Request
 
+from ferry.api.schemas import text_problem
 from ferry.domain.errors import BadRequest, Forbidden, Unauthorized
 from ferry.services.app import Ferry
 from ferry.services.compute import ComputeService
@@ -72,9 +73,11 @@ def context(request: Request) -> RequestContext:
     if not token:
         raise Unauthorized("The request you have made requires authentication.")
     ctx = _ferry(request).identity.validate(token).context
-    params = (*request.path_params.values(), *request.query_params.keys(), *request.query_params.values())
-    if any("\x00" in str(v) for v in params):  # no id or name holds one, and PostgreSQL refuses them
-        raise BadRequest("Invalid input: the URL must not contain NUL characters.")
+    params = (*request.path_params.items(), *request.query_params.multi_items())
+    for name, value in params:
+        problem = text_problem(str(name)) or text_problem(str(value))
+        if problem:  # no id or name holds one, and PostgreSQL refuses NUL
+            raise BadRequest(f"Invalid input: URL parameter {str(name)[:40]!r}: {problem}.")
     return ctx
 
 

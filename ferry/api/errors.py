@@ -1,4 +1,5 @@
-"""The one place where errors become OpenStack-shaped bodies: `{"badRequest": {"code": 400, ...}}`."""
+"""The one place where errors become OpenStack-shaped bodies: `{"badRequest": {"code": 400, ...}}`,
+and where a request body is read and checked (`json_body`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
+from ferry.api.responses import JSONBody
+from ferry.api.schemas import INT64_MAX, INT64_MIN, text_problem
 from ferry.domain.errors import BadRequest, FerryError
 
 log = logging.getLogger(__name__)
@@ -30,10 +34,23 @@ KIND_BY_CODE = {
 }
 
 
-def error_response(code: int, message: str, kind: str | None = None) -> JSONResponse:
+def error_response(
+    code: int, message: str, kind: str | None = None, headers: dict[str, str] | None = None
+) -> JSONBody:
     kind = kind or KIND_BY_CODE.get(code, "computeFault")
-    headers = {"WWW-Authenticate": 'Keystone uri="/identity/v3"'} if code == 401 else None
-    return JSONResponse({kind: {"code": code, "message": message}}, status_code=code, headers=headers)
+    if code == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Keystone uri="/identity/v3"'}
+    return JSONBody({kind: {"code": code, "message": message}}, status_code=code, headers=headers)
+
+
+def unexpected_message(request_id: str) -> str:
+    """A 500's message: never the exception's text (it may hold SQL or paths), only the request id
+    under which the log has it."""
+    return f"An unexpected error occurred; the server log has the details under request {request_id}."
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "req-unknown"))
 
 
 def _validation_message(errors: list[Any]) -> str:
@@ -44,60 +61,101 @@ def _validation_message(errors: list[Any]) -> str:
     return "Invalid input: " + "; ".join(parts)
 
 
+METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def serves(app: Any, scope: Scope, method: str) -> bool:
+    """Whether a route of `app` answers `method` at the scope's path. (Asked of the routes, which
+    FastAPI nests per included router, rather than read from them.)"""
+    probe = {**scope, "method": method}
+    return any(r.matches(probe)[0] is Match.FULL for r in app.router.routes if isinstance(r, BaseRoute))
+
+
+def allowed_methods(request: Request) -> str:
+    """The `Allow` header of a 405: every method served at this path (HEAD wherever GET is)."""
+    methods = {m for m in METHODS if serves(request.app, request.scope, m)}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(FerryError)
-    async def ferry_error(_: Request, exc: FerryError) -> JSONResponse:
+    async def ferry_error(request: Request, exc: FerryError) -> JSONBody:
         if exc.code >= 500:
-            log.error("request failed: %s", exc.message)
+            rid = request_id(request)
+            log.error("request failed (%s): %s", rid, exc.message, exc_info=exc)
+            return error_response(exc.code, unexpected_message(rid), exc.kind)
         return error_response(exc.code, exc.message, exc.kind)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONBody:
         return error_response(400, _validation_message(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        msg = "The resource could not be found." if exc.status_code == 404 else str(exc.detail)
-        return error_response(exc.status_code, msg)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return error_response(500, f"Unexpected error: {type(exc).__name__}: {exc}")
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONBody:
+        if exc.status_code == 404:
+            return error_response(404, "The resource could not be found.")
+        if exc.status_code == 405:
+            allow = allowed_methods(request)
+            return error_response(
+                405, f"{request.method} is not allowed here; allowed: {allow}.", headers={"Allow": allow}
+            )
+        return error_response(exc.status_code, str(exc.detail))
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object, or BadRequest."""
+    """The request body as a JSON object, or BadRequest. Every key and string meets
+    `text_problem` and every integer fits in 64 bits, else the error names where it is. (Its size
+    is bounded by `edge.Edge` while it streams in.)"""
     raw = await request.body()
-    if len(raw) > 1_048_576:
-        raise BadRequest("Request body too large.")
     try:
-        body = json.loads(raw or b"null")
+        body = json.loads(raw or b"null", parse_int=_integer)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadRequest(f"Malformed request body: {e}") from None
     except RecursionError:
         raise BadRequest("Malformed request body: nested too deeply.") from None
     if not isinstance(body, dict):
         raise BadRequest("Malformed request body: expected a JSON object.")
-    if b"\\u0000" in raw and _has_nul(body):
-        raise BadRequest("Invalid input: strings must not contain NUL characters.")
+    problem = _unfit(body)
+    if problem:
+        raise BadRequest(f"Invalid input: {problem}.")
     return body
 
 
-def _has_nul(body: Any) -> bool:
-    """Whether any key or string in a parsed JSON document holds a NUL (PostgreSQL refuses them)."""
-    stack = [body]
+class _Oversized(int):
+    """An integer literal too long to convert (Python refuses over 4,300 digits, and nothing Ferry
+    stores has more than 19): kept as a marker so that `_unfit` names where it is."""
+
+
+def _integer(literal: str) -> int:
+    return _Oversized(0) if len(literal) > 20 else int(literal)
+
+
+def _unfit(body: dict[str, Any]) -> str | None:
+    """Where and why the first unfit value of a parsed JSON document is, or None."""
+    stack: list[tuple[str, Any]] = [("", body)]
     while stack:
-        value = stack.pop()
+        where, value = stack.pop()
         if isinstance(value, str):
-            if "\x00" in value:
-                return True
+            problem = text_problem(value)
+            if problem:
+                return f"{where or 'body'}: {problem}"
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            if isinstance(value, _Oversized) or not INT64_MIN <= value <= INT64_MAX:
+                return f"{where}: integers must fit in 64 bits"
         elif isinstance(value, dict):
-            stack.extend(value)
-            stack.extend(value.values())
+            for key, item in value.items():
+                inner = f"{where}.{key}" if where else key
+                problem = text_problem(key)
+                if problem:
+                    return f"a key in {where or 'body'}: {problem}"
+                stack.append((inner, item))
         elif isinstance(value, list):
-            stack.extend(value)
-    return False
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return None
 
 
 def parse(model: type[M], data: Any, where: str) -> M:

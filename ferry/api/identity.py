@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse, Response
 
 from ferry.api import deps
 from ferry.api.errors import json_body
+from ferry.api.openapi import body
+from ferry.api.schemas import MAX_TEXT
 from ferry.api.versions import base_url
 from ferry.domain.clock import iso_z
 from ferry.domain.errors import BadRequest, Unauthorized
@@ -62,9 +64,45 @@ def _token_body(request: Request, issued: IssuedToken) -> dict[str, Any]:
     }
 
 
-def _str(value: Any, what: str) -> str:
+MAX_PASSWORD = 4096
+"""Keystone's default `max_password_length`; names and ids are at most `MAX_TEXT` (255)."""
+_NAMED: dict[str, Any] = {
+    "type": "object",
+    "properties": {"id": {"type": "string"}, "name": {"type": "string"}},
+}
+AUTH_BODY = {
+    "type": "object",
+    "required": ["identity", "scope"],
+    "properties": {
+        "identity": {
+            "type": "object",
+            "required": ["methods", "password"],
+            "properties": {
+                "methods": {"type": "array", "items": {"enum": ["password"]}},
+                "password": {
+                    "type": "object",
+                    "required": ["user"],
+                    "properties": {
+                        "user": {
+                            **_NAMED,
+                            "required": ["password"],
+                            "properties": {**_NAMED["properties"], "password": {"type": "string"}},
+                        }
+                    },
+                },
+            },
+        },
+        "scope": {"type": "object", "required": ["project"], "properties": {"project": _NAMED}},
+    },
+}
+"""The password-method, project-scoped body of `POST auth/tokens`, for the OpenAPI."""
+
+
+def _str(value: Any, what: str, limit: int = MAX_TEXT) -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"Invalid input: {what} must be a non-empty string.")
+    if len(value) > limit:
+        raise BadRequest(f"Invalid input: {what} is longer than {limit} characters.")
     return value
 
 
@@ -81,7 +119,7 @@ def _credentials(body: dict[str, Any]) -> tuple[str, str, str, bool]:
     if not isinstance(user, dict):
         raise BadRequest("Invalid input: missing auth.identity.password.user.")
     name = _str(user.get("name") or user.get("id"), "user name")
-    password = _str(user.get("password"), "password")
+    password = _str(user.get("password"), "password", MAX_PASSWORD)
     scope = auth.get("scope")
     project = scope.get("project") if isinstance(scope, dict) else None
     if not isinstance(project, dict):
@@ -91,7 +129,12 @@ def _credentials(body: dict[str, Any]) -> tuple[str, str, str, bool]:
     return name, password, _str(project.get("name"), "project name"), False
 
 
-@router.post("/auth/tokens", status_code=201)
+@router.post(
+    "/auth/tokens",
+    status_code=201,
+    openapi_extra=body("auth", AUTH_BODY),
+    responses={429: {"description": "Too many failed logins: retry after `Retry-After` seconds"}},
+)
 async def issue_token(request: Request, identity: IdentityService = Identity) -> JSONResponse:
     user, password, project, by_id = _credentials(await json_body(request))
     issued = identity.authenticate(user, password, project, by_id)

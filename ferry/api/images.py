@@ -13,6 +13,7 @@ from pydantic import Field
 
 from ferry.api import deps
 from ferry.api.errors import body_part
+from ferry.api.openapi import body
 from ferry.api.schemas import Body
 from ferry.domain.clock import iso_z
 from ferry.services.context import RequestContext
@@ -32,7 +33,7 @@ class ImageRegisterBody(Body):
     disk_format: Literal["qcow2", "raw"] | None = None
 
 
-@router.post("/ferry-images", status_code=201)
+@router.post("/ferry-images", status_code=201, openapi_extra=body("image", ImageRegisterBody))
 async def register_image(
     request: Request,
     ctx: RequestContext = Depends(deps.context),

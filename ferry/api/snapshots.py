@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from ferry.api import deps
 from ferry.api.errors import body_part
-from ferry.api.schemas import SnapshotCreateBody, SnapshotUpdateBody, flag
+from ferry.api.openapi import body
+from ferry.api.schemas import Count, QueryText, SnapshotCreateBody, SnapshotUpdateBody, flag
 from ferry.api.views import listing, snapshot_view
 from ferry.services.context import RequestContext
 from ferry.services.snapshots import SnapshotService
@@ -28,17 +29,17 @@ def list_snapshots(
     project_id: str,
     ctx: RequestContext = Ctx,
     snapshots: SnapshotService = Snapshots,
-    all_tenants: str | None = None,
-    volume_id: str | None = None,
-    limit: int | None = Query(None),
-    marker: str | None = None,
-    sort: str | None = None,
+    all_tenants: QueryText = None,
+    volume_id: QueryText = None,
+    limit: Count | None = None,
+    marker: QueryText = None,
+    sort: QueryText = None,
 ) -> Response:
     snaps = snapshots.list_snapshots(ctx, volume_id, flag(all_tenants), limit, marker, sort)
     return listing("snapshots", [snapshot_view(s) for s in snaps])
 
 
-@router.post("/snapshots", status_code=202)
+@router.post("/snapshots", status_code=202, openapi_extra=body("snapshot", SnapshotCreateBody))
 async def create_snapshot(
     request: Request, project_id: str, ctx: RequestContext = Ctx, snapshots: SnapshotService = Snapshots
 ) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def show_snapshot(
     return {"snapshot": snapshot_view(snapshots.get(ctx, snapshot_id))}
 
 
-@router.put("/snapshots/{snapshot_id}")
+@router.put("/snapshots/{snapshot_id}", openapi_extra=body("snapshot", SnapshotUpdateBody))
 async def update_snapshot(
     request: Request,
     project_id: str,

@@ -92,8 +92,13 @@ def compute_v21(request: Request) -> dict[str, Any]:
     return {"version": _compute_version(request)}
 
 
+MAX_VERSION_HEADER = 256
+"""The longest microversion header taken ("volume 3.27, compute 2.1" is 24 characters)."""
+
+
 def _parse(v: str) -> tuple[int, int] | None:
-    m = re.fullmatch(r"(\d+)\.(\d+)", v.strip())
+    # Bounded digits: int() of a 5,000-digit minor version raises (Python's 4,300-digit limit).
+    m = re.fullmatch(r"(\d{1,9})\.(\d{1,9})", v.strip())
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
@@ -135,7 +140,13 @@ class Microversions:
         else:
             await self.app(scope, receive, send)
             return
-        asked = _requested(Headers(scope=scope), service, legacy)
+        headers = Headers(scope=scope)
+        named = ("OpenStack-API-Version", legacy) if legacy else ("OpenStack-API-Version",)
+        if any(len(headers.get(h, "")) > MAX_VERSION_HEADER for h in named):
+            refusal = error_response(400, f"Microversion header longer than {MAX_VERSION_HEADER} characters.")
+            await refusal(scope, receive, send)
+            return
+        asked = _requested(headers, service, legacy)
         version = _negotiate(asked, lo, hi)
         if version is None:
             refusal = error_response(

@@ -1,15 +1,17 @@
 """JSON views of block storage resources, named and shaped as Cinder names and shapes them.
 
 Views only present: they take the services' read types (`ferry.services.records`), never ORM rows,
-and are told what the caller may see (`admin`) instead of deciding it."""
+and are told what the caller may see (`admin`) instead of deciding it. Free-form JSON columns
+(metadata, extra specs) go out through `stored`: rows from before the edge checked text may hold
+lone surrogates, which FastAPI's response serialization refuses."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi.responses import Response
 
+from ferry.api.responses import render, scrub
 from ferry.domain.clock import iso
 from ferry.domain.scheduling import PoolStats
 from ferry.services.records import (
@@ -20,6 +22,11 @@ from ferry.services.records import (
     VolumeRecord,
     VolumeTypeRecord,
 )
+
+
+def stored(pairs: dict[str, Any] | None) -> dict[str, Any]:
+    """A free-form object read from the database, fit to render (see the module's docstring)."""
+    return scrub(pairs) if pairs else {}
 
 
 def attachment_view(a: AttachmentRecord, host: str) -> dict[str, Any]:
@@ -56,7 +63,7 @@ def volume_view(
         "bootable": "false",
         "encrypted": False,
         "multiattach": False,
-        "metadata": v.meta or {},
+        "metadata": stored(v.meta),
         "attachments": [attachment_view(attachment, host)] if attachment else [],
         "snapshot_id": v.snapshot_id,
         "source_volid": v.source_volid,
@@ -132,7 +139,7 @@ def snapshot_view(s: SnapshotRecord) -> dict[str, Any]:
         "volume_id": s.volume_id,
         "size": s.size_gib,
         "status": s.status,
-        "metadata": s.meta or {},
+        "metadata": stored(s.meta),
         "created_at": iso(s.created_at),
         "updated_at": iso(s.updated_at),
         "progress": "100%" if s.status == "available" else "0%",
@@ -148,7 +155,7 @@ def type_view(t: VolumeTypeRecord, admin: bool) -> dict[str, Any]:
         "description": t.description,
         "is_public": t.is_public,
         "os-volume-type-access:is_public": t.is_public,
-        "extra_specs": t.extra_specs or {},
+        "extra_specs": stored(t.extra_specs),
         "qos_specs_id": None,
     }
     if not admin:
@@ -185,5 +192,6 @@ def pool_view(p: PoolStats, host: str, detail: bool) -> dict[str, Any]:
 
 def listing(key: str, items: list[dict[str, Any]]) -> Response:
     """A list body, serialized directly: the views are plain JSON already, and FastAPI's generic
-    encoder would walk every value of a 1000-item page again (ten times the cost of orjson)."""
-    return Response(orjson.dumps({key: items}), media_type="application/json")
+    encoder would walk every value of a 1000-item page again (ten times the cost of orjson).
+    `render` still shows rows holding text that orjson refuses."""
+    return Response(render({key: items}), media_type="application/json")

@@ -12,8 +12,9 @@ from fastapi.responses import Response
 
 from ferry.api import deps
 from ferry.api.errors import body_part, json_body
-from ferry.api.schemas import TypeCreateBody, TypeUpdateBody
-from ferry.api.views import type_view
+from ferry.api.openapi import body
+from ferry.api.schemas import Pairs, TypeCreateBody, TypeUpdateBody, string_pairs
+from ferry.api.views import stored, type_view
 from ferry.domain.errors import BadRequest
 from ferry.services.context import RequestContext
 from ferry.services.types import TypeService
@@ -28,7 +29,7 @@ def list_types(project_id: str, ctx: RequestContext = Ctx, types: TypeService = 
     return {"volume_types": [type_view(t, ctx.is_admin) for t in types.list_types(ctx)]}
 
 
-@router.post("/types")
+@router.post("/types", openapi_extra=body("volume_type", TypeCreateBody))
 async def create_type(
     request: Request, project_id: str, ctx: RequestContext = Ctx, types: TypeService = Types
 ) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def show_type(
     return {"volume_type": type_view(types.get(ctx, type_id), ctx.is_admin)}
 
 
-@router.put("/types/{type_id}")
+@router.put("/types/{type_id}", openapi_extra=body("volume_type", TypeUpdateBody))
 async def update_type(
     request: Request, project_id: str, type_id: str, ctx: RequestContext = Ctx, types: TypeService = Types
 ) -> dict[str, Any]:
@@ -65,19 +66,18 @@ def delete_type(
 def list_specs(
     project_id: str, type_id: str, ctx: RequestContext = Ctx, types: TypeService = Types
 ) -> dict[str, Any]:
-    return {"extra_specs": types.specs(ctx, type_id)}
+    return {"extra_specs": stored(types.specs(ctx, type_id))}
 
 
-@router.post("/types/{type_id}/extra_specs")
+@router.post("/types/{type_id}/extra_specs", openapi_extra=body("extra_specs", Pairs))
 async def set_specs(
     request: Request, project_id: str, type_id: str, ctx: RequestContext = Ctx, types: TypeService = Types
 ) -> dict[str, Any]:
-    specs = (await json_body(request)).get("extra_specs")
-    if not isinstance(specs, dict) or not all(
-        isinstance(v, str) and isinstance(k, str) for k, v in specs.items()
-    ):
-        raise BadRequest("Invalid input: 'extra_specs' must be an object of strings.")
-    return {"extra_specs": types.set_specs(ctx, type_id, specs)}
+    try:
+        specs = string_pairs((await json_body(request)).get("extra_specs"), "extra_specs")
+    except ValueError as e:
+        raise BadRequest(f"Invalid input: {e}.") from None
+    return {"extra_specs": stored(types.set_specs(ctx, type_id, specs))}
 
 
 @router.delete("/types/{type_id}/extra_specs/{key}", status_code=202)

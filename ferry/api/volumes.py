@@ -15,11 +15,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from ferry.api import deps
-from ferry.api.actions import Handler, perform
+from ferry.api.actions import ACTION_ANSWERS, Handler, perform
 from ferry.api.errors import body_part, json_body, parse
+from ferry.api.openapi import ANY, actions, body
 from ferry.api.schemas import (
+    Count,
     ExtendBody,
     MigrateBody,
+    MigrationCompletionBody,
+    Pairs,
+    QueryText,
     RetypeBody,
     SetSpeedBody,
     VolumeCreateBody,
@@ -27,7 +32,7 @@ from ferry.api.schemas import (
     flag,
 )
 from ferry.api.versions import base_url
-from ferry.api.views import listing, migration_view, volume_summary, volume_view
+from ferry.api.views import listing, migration_view, stored, volume_summary, volume_view
 from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
@@ -99,14 +104,14 @@ Details = Depends(volume_details)
 
 # -- list and show -------------------------------------------------------------------------
 def _filter(
-    all_tenants: str | None = None,
-    name: str | None = None,
-    status: str | None = None,
-    limit: int | None = None,
-    marker: str | None = None,
-    sort: str | None = None,
-    sort_key: str | None = None,
-    sort_dir: str | None = None,
+    all_tenants: QueryText = None,
+    name: QueryText = None,
+    status: QueryText = None,
+    limit: Count | None = None,
+    marker: QueryText = None,
+    sort: QueryText = None,
+    sort_key: QueryText = None,
+    sort_dir: QueryText = None,
 ) -> VolumeFilter:
     """The list query parameters of Cinder's GET volumes and volumes/detail."""
     return VolumeFilter(
@@ -167,7 +172,7 @@ def show_migration(
 
 
 # -- create, change, delete ----------------------------------------------------------------
-@router.post("/volumes", status_code=202)
+@router.post("/volumes", status_code=202, openapi_extra=body("volume", VolumeCreateBody))
 async def create_volume(
     request: Request,
     project_id: str,
@@ -193,7 +198,7 @@ async def create_volume(
     return details.one(ctx, vol, request, project_id)
 
 
-@router.put("/volumes/{volume_id}")
+@router.put("/volumes/{volume_id}", openapi_extra=body("volume", VolumeUpdateBody))
 async def update_volume(
     request: Request,
     project_id: str,
@@ -223,10 +228,10 @@ async def delete_volume(
 def get_metadata(
     volume_id: str, project_id: str, ctx: RequestContext = Ctx, volumes: VolumeService = Volumes
 ) -> dict[str, Any]:
-    return {"metadata": volumes.get(ctx, volume_id).meta or {}}
+    return {"metadata": stored(volumes.get(ctx, volume_id).meta)}
 
 
-@router.post("/volumes/{volume_id}/metadata")
+@router.post("/volumes/{volume_id}/metadata", openapi_extra=body("metadata", Pairs))
 async def set_metadata(
     request: Request,
     volume_id: str,
@@ -239,7 +244,7 @@ async def set_metadata(
         raise BadRequest("Invalid input: 'metadata' must be an object.")
     parsed = parse(VolumeUpdateBody, {"metadata": meta}, "metadata").metadata or {}
     merged = {**(volumes.get(ctx, volume_id).meta or {}), **parsed}
-    return {"metadata": volumes.update(ctx, volume_id, {"metadata": merged}).meta}
+    return {"metadata": stored(volumes.update(ctx, volume_id, {"metadata": merged}).meta)}
 
 
 # -- actions -------------------------------------------------------------------------------
@@ -251,7 +256,23 @@ class VolumeActors:
     migrations: MigrationService
 
 
-@router.post("/volumes/{volume_id}/action", status_code=202)
+# The arguments each action takes, as the OpenAPI declares them (the handlers below parse them).
+ARGUMENTS = {
+    "ferry-migrate_cancel": ANY,
+    "ferry-migrate_set_speed": SetSpeedBody,
+    "os-extend": ExtendBody,
+    "os-migrate_volume": MigrateBody,
+    "os-migrate_volume_completion": MigrationCompletionBody,
+    "os-retype": RetypeBody,
+}
+
+
+@router.post(
+    "/volumes/{volume_id}/action",
+    status_code=202,
+    responses=ACTION_ANSWERS,
+    openapi_extra=actions(ARGUMENTS),
+)
 async def volume_action(
     request: Request,
     project_id: str,
@@ -299,3 +320,4 @@ ACTIONS: dict[str, Handler[VolumeActors]] = {
     "os-migrate_volume_completion": _completion,
     "os-retype": _retype,
 }
+assert ACTIONS.keys() == ARGUMENTS.keys()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -102,12 +102,19 @@ class TypeService:
             vt.extra_specs = specs
 
     def delete(self, ctx: RequestContext, ref: str) -> None:
+        """Delete an unused type. The check and the delete are one conditional statement, so a
+        volume created in between cannot slip under it; a volume of the type inserted while the
+        statement runs (the foreign key refuses the delete) makes it a 409: try again."""
         policy.enforce(ctx, "type:manage")
-        with self.db.begin() as s:
-            vt = get_type(s, ref)
-            if s.scalar(select(Volume.id).where(Volume.volume_type_id == vt.id).limit(1)):
-                raise BadRequest(f"Volume type {vt.name} is in use by volumes.")
-            s.delete(vt)
+        try:
+            with self.db.begin() as s:
+                vt = get_type(s, ref)
+                in_use = exists().where(Volume.volume_type_id == vt.id)
+                gone = s.execute(delete(VolumeType).where(VolumeType.id == vt.id, ~in_use))
+                if not gone.rowcount:  # type: ignore[attr-defined]
+                    raise BadRequest(f"Volume type {vt.name} is in use by volumes.")
+        except IntegrityError:
+            raise Conflict(f"Volume type {ref} is being used by a volume just created; try again.") from None
 
     def _check_specs(self, specs: dict[str, str]) -> None:
         backend = specs.get("volume_backend_name")

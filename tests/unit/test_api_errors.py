@@ -273,7 +273,7 @@ def test_nul_in_a_body_is_400(server: FerryServer, admin: Api, endpoint: Endpoin
 def test_body_too_large_is_refused(server: FerryServer, admin: Api) -> None:
     big = json.dumps({"volume": {"size": 1, "description": "x" * 2_000_000}})
     resp = call(server, "POST", f"/volume/v3/{admin.project_id}/volumes", admin.token, content=big)
-    assert "too large" in error(resp, 400)
+    assert "too large" in error(resp, 413)
 
 
 # -- ids -------------------------------------------------------------------------------------
