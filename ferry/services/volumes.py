@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRow
@@ -118,6 +120,17 @@ class VolumeService:
         task.add_done_callback(self._tasks.discard)
 
     # -- create ------------------------------------------------------------------------
+    @staticmethod
+    @contextmanager
+    def _type_may_vanish(type_ref: str | None) -> Iterator[None]:
+        """A type deleted between its lookup and the insert fails the foreign key: a 409, not a 500."""
+        try:
+            yield
+        except IntegrityError:
+            raise Conflict(
+                f"Volume type {type_ref!r} was deleted while the volume was created; retry."
+            ) from None
+
     async def create(self, ctx: RequestContext, req: VolumeCreate) -> Volume:
         policy.enforce(ctx, "volume:create")
         check_metadata(req.metadata)
@@ -126,7 +139,7 @@ class VolumeService:
         if size < source_size:
             raise BadRequest(f"Size {size} GiB is smaller than the source's {source_size} GiB.")
         vol_id, name_id, layer = new_id(), new_id(), new_id()
-        with self.db.begin() as s:
+        with self._type_may_vanish(req.volume_type), self.db.begin() as s:
             vtype = (
                 get_type(s, req.volume_type, ctx)
                 if req.volume_type

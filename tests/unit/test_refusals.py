@@ -16,7 +16,7 @@ from ferry.domain.ids import new_id
 from ferry.domain.model import LayerFile
 from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.services.app import Ferry
-from ferry.services.volumes import VolumeCreate
+from ferry.services.volumes import VolumeCreate, VolumeFilter
 from testkit.scenario import other_backend
 from tests.unit.test_migration_service import ADMIN, AutoReadyDriver, attached_volume, make_ferry, run, until
 
@@ -100,16 +100,11 @@ def test_a_cascade_delete_takes_the_volume_and_its_snapshots_at_once(tmp_path: P
         vid = (await app.volumes.create(ADMIN, VolumeCreate(size=1, name="v"))).id
         for i in range(3):
             await app.snapshots.create(ADMIN, vid, f"s{i}", None, {})
-        vdir = Path(
-            app.backends.driver(app.volumes.get(ADMIN, vid).backend).volume_dir(
-                app.volumes.get(ADMIN, vid).name_id
-            )
-        )
+        vol = app.volumes.get(ADMIN, vid)
+        vdir = Path(app.backends.driver(vol.backend).volume_dir(vol.name_id))
         await app.volumes.delete(ADMIN, vid, cascade=True)
         assert not app.snapshots.list_snapshots(ADMIN, volume_id=None) and not vdir.exists()
-        assert not app.volumes.list_volumes(
-            ADMIN, __import__("ferry.services.volumes", fromlist=["x"]).VolumeFilter()
-        )
+        assert not app.volumes.list_volumes(ADMIN, VolumeFilter())
 
     run(go)
 
@@ -181,5 +176,32 @@ def test_a_migration_is_refused_while_the_server_is_busy(tmp_path: Path) -> None
         with pytest.raises(Conflict, match="busy"):
             await app.migrations.migrate(ADMIN, vid, other_backend(app.volumes.get(ADMIN, vid).backend))
         assert rows(app, vid) == before
+
+    run(go)
+
+
+def test_a_type_deleted_while_a_volume_of_it_is_created_is_a_conflict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other side of the type-delete race: the type goes between the create's lookup and its
+    insert (the foreign key then fails): a 409 that says so, and no volume row."""
+    from ferry.db.models import VolumeType
+    from ferry.services import volumes as volumes_module
+
+    async def go() -> None:
+        app = make_ferry(tmp_path, FakeHypervisorDriver())
+        with app.db.begin() as s:
+            s.add(VolumeType(id=new_id(), name="doomed", is_public=True, extra_specs={}))
+        chosen = volumes_module.choose_backend
+
+        def choose_then_lose_the_type(*args: Any, **kwargs: Any) -> Any:
+            with app.db.begin() as other:  # another request deletes the type meanwhile
+                other.query(VolumeType).filter(VolumeType.name == "doomed").delete()
+            return chosen(*args, **kwargs)
+
+        monkeypatch.setattr(volumes_module, "choose_backend", choose_then_lose_the_type)
+        with pytest.raises(Conflict, match="was deleted"):
+            await app.volumes.create(ADMIN, VolumeCreate(size=1, name="v", volume_type="doomed"))
+        assert not app.volumes.list_volumes(ADMIN, VolumeFilter())
 
     run(go)
