@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ferry.domain.errors import BadRequest, FerryError
+from ferry.domain.errors import BadRequest, FerryError, TooManyRequests
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -26,6 +26,7 @@ KIND_BY_CODE = {
     406: "notAcceptable",
     409: "conflictingRequest",
     413: "overLimit",
+    429: "overLimit",
     415: "badMediaType",
 }
 
@@ -49,7 +50,10 @@ def install(app: FastAPI) -> None:
     async def ferry_error(_: Request, exc: FerryError) -> JSONResponse:
         if exc.code >= 500:
             log.error("request failed: %s", exc.message)
-        return error_response(exc.code, exc.message, exc.kind)
+        resp = error_response(exc.code, exc.message, exc.kind)
+        if isinstance(exc, TooManyRequests):
+            resp.headers["Retry-After"] = str(exc.retry_after_s)
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
