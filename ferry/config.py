@@ -48,8 +48,15 @@ class IdentityConfig:
     argon2_memory_cost: int = 65536
     """KiB per hash (64 MiB: argon2-cffi's default, RFC 9106's low-memory profile)."""
     argon2_parallelism: int = 4
-    hash_workers: int = 2
-    """Threads that hash passwords (at a lower CPU priority than the event loop)."""
+    hash_workers: int = 1
+    """Threads that hash passwords. Each hash already runs `argon2_parallelism` lane threads, so
+    one worker keeps the cores busy; more only add memory and compete with the event loop."""
+    hash_nice: int = 19
+    """Added to the hash workers' nice value (capped at 19), so that the event loop wins the CPU
+    from them: at 19 a lane thread weighs 15 against the loop's 1024, and hashes mostly run on
+    what the rest leaves idle. The price: on a host whose cores are saturated (busy guests),
+    logins slow down with it. Lower (10: weight 110) favours logins there over the API under a
+    login flood (docs/performance.md, figure 8); 0 treats hashes like everything else."""
     max_pending_hashes: int = 16
     """Logins hashing or waiting for a worker; more are refused with 429 until one finishes."""
     user_failures: int = 5
@@ -57,14 +64,20 @@ class IdentityConfig:
     address_failures: int = 20
     """Wrong passwords per client address per window, whatever the user names."""
     failure_window_s: float = 60.0
+    refusal_delay_s: float = 1.0
+    """A throttled login waits this long before its 429 (a sleep costs the server nothing): a
+    client that retries at once is slowed to one attempt per delay per connection."""
     throttle_max_keys: int = 10_000
     """User names (and, apart, addresses) remembered at most; the oldest are forgotten first."""
 
     def __post_init__(self) -> None:
         counts = (self.argon2_time_cost, self.argon2_parallelism, self.hash_workers, self.max_pending_hashes,
                   self.user_failures, self.address_failures, self.throttle_max_keys)
-        if min(counts) < 1 or self.failure_window_s <= 0:
-            raise BadRequest("Invalid [identity]: counts must be at least 1 and failure_window_s positive.")
+        if min(counts) < 1 or self.failure_window_s <= 0 or self.refusal_delay_s < 0:
+            raise BadRequest("Invalid [identity]: counts must be at least 1, failure_window_s positive and "
+                             "refusal_delay_s not negative.")
+        if not 0 <= self.hash_nice <= 19:
+            raise BadRequest("Invalid [identity]: hash_nice must be within 0..19.")
         if self.argon2_memory_cost < 8 * self.argon2_parallelism:
             raise BadRequest("Invalid [identity]: argon2_memory_cost must be at least 8 KiB per lane.")
 
@@ -241,10 +254,12 @@ def dump(cfg: Config) -> str:
         f"argon2_memory_cost = {i.argon2_memory_cost}",
         f"argon2_parallelism = {i.argon2_parallelism}",
         f"hash_workers = {i.hash_workers}",
+        f"hash_nice = {i.hash_nice}",
         f"max_pending_hashes = {i.max_pending_hashes}",
         f"user_failures = {i.user_failures}",
         f"address_failures = {i.address_failures}",
         f"failure_window_s = {i.failure_window_s}",
+        f"refusal_delay_s = {i.refusal_delay_s}",
         f"throttle_max_keys = {i.throttle_max_keys}",
     ]
     for b in cfg.backends:

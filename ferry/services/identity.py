@@ -79,6 +79,7 @@ class IdentityService:
         self.lifetime = timedelta(seconds=token_lifetime_s)
         self.passwords = Passwords(config)
         self.throttle = LoginThrottle(config.throttle)
+        self.refusal_delay_s = config.refusal_delay_s
         self.clock = clock
         """Seconds, for the throttle's windows only (token times are wall-clock UTC)."""
 
@@ -108,6 +109,13 @@ class IdentityService:
 
     # -- tokens ------------------------------------------------------------------------
     async def authenticate(self, login: Login) -> IssuedToken:
+        try:
+            return await self._authenticate(login)
+        except TooManyRequests:
+            await asyncio.sleep(self.refusal_delay_s)  # free for us, slows a client that retries at once
+            raise
+
+    async def _authenticate(self, login: Login) -> IssuedToken:
         wait = self.throttle.refusal(login.user_name, login.address, self.clock())
         if wait is not None:  # refused unheard: no lookup, no hash
             raise TooManyRequests(f"Too many failed logins for this user or address; retry in {wait} s.",

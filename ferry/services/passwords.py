@@ -2,8 +2,8 @@
 event loop, and in the same time whether or not the account exists.
 
 argon2-cffi releases the GIL while it hashes, so a worker thread costs the event loop nothing but
-CPU; the workers run at a lower scheduling priority (nice) so that, when hashes and requests
-compete for the cores, requests win. At most `max_pending_hashes` hashes run or wait at once:
+CPU; the workers run at a lower scheduling priority (`hash_nice`) so that, when hashes and
+requests compete for the cores, requests win. At most `max_pending_hashes` hashes run or wait at once:
 beyond that a login is refused with 429 at once instead of queueing without bound.
 
 This module owns the hasher and its pool; it knows nothing of users, tokens or HTTP.
@@ -29,9 +29,6 @@ from ferry.domain.errors import TooManyRequests
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-WORKER_NICE = 10
-"""Added to the hash workers' nice value (Linux: per thread, inherited by argon2's lane threads).
-Weight 110 against the event loop's 1024: under contention the loop gets ~90 % of a core."""
 
 
 def hasher_for(cfg: IdentityConfig) -> PasswordHasher:
@@ -53,9 +50,10 @@ def dummy_hash(hasher: PasswordHasher) -> str:
     )
 
 
-def _lower_priority() -> None:
+def _lower_priority(increment: int) -> None:
+    """Linux keeps a nice value per thread, and argon2's lane threads inherit the worker's."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.nice(0) + increment))
     except (AttributeError, OSError):  # not Linux, or not allowed: hashing still works
         log.debug("could not lower the priority of a password-hash worker")
 
@@ -64,6 +62,7 @@ class Passwords:
     def __init__(self, cfg: IdentityConfig, hasher: PasswordHasher | None = None) -> None:
         self.hasher = hasher or hasher_for(cfg)
         self.workers = cfg.hash_workers
+        self.nice = cfg.hash_nice
         self.max_pending = cfg.max_pending_hashes
         self.pending = 0
         """Hashes running or queued (touched on the event loop only)."""
@@ -106,7 +105,7 @@ class Passwords:
         if self.pending >= self.max_pending:
             raise TooManyRequests("Too many logins in progress; retry shortly.", 1)
         if self._pool is None:  # made on first use: `ferry init` and most tests never need it
-            self._pool = ThreadPoolExecutor(self.workers, "ferry-hash", initializer=_lower_priority)
+            self._pool = ThreadPoolExecutor(self.workers, "ferry-hash", _lower_priority, (self.nice,))
         self.pending += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

@@ -26,9 +26,9 @@ from ferry.db.models import User
 from ferry.domain.errors import BadRequest, TooManyRequests, Unauthorized
 from ferry.services import bootstrap
 from ferry.services.identity import IdentityService, Login
-from ferry.services.passwords import WORKER_NICE, Passwords
+from ferry.services.passwords import Passwords
 
-LIGHT = cfgmod.password_hashing("light")
+LIGHT = replace(cfgmod.password_hashing("light"), refusal_delay_s=0.0)
 PASSWORD = "d"  # the demo user's, from the bootstrap credentials below
 
 
@@ -150,7 +150,7 @@ def test_hashing_runs_off_the_event_loop_on_niced_workers(db: sessionmaker[Sessi
 
     assert asyncio.run(scenario()) == 20
     main_nice = os.getpriority(os.PRIO_PROCESS, 0)
-    assert hasher.nice == [min(19, main_nice + WORKER_NICE)]
+    assert hasher.nice == [min(19, main_nice + LIGHT.hash_nice)]
 
 
 def test_pending_hashes_are_bounded(db: sessionmaker[Session]) -> None:
@@ -173,12 +173,14 @@ def test_pending_hashes_are_bounded(db: sessionmaker[Session]) -> None:
 
 def test_failures_per_user_are_refused_unheard_until_the_window_ends(db: sessionmaker[Session]) -> None:
     clock = Clock()
-    ident, hasher = service(db, clock=clock)
+    ident, hasher = service(db, replace(LIGHT, refusal_delay_s=0.05), clock=clock)
     for i in range(5):
         assert attempt(ident, login(password="nope", address=f"10.0.1.{i}")) is Unauthorized
     clock.now += 10
+    t0 = time.monotonic()
     with pytest.raises(TooManyRequests) as refused:
         asyncio.run(ident.authenticate(login(address="10.9.9.9")))  # even the right password
+    assert time.monotonic() - t0 >= 0.05  # answered after the refusal delay
     assert refused.value.retry_after_s == 50
     assert refused.value.code == 429 and refused.value.kind == "overLimit"
     assert hasher.verifies == 5  # refused unheard
