@@ -3,8 +3,8 @@ event loop, and in the same time whether or not the account exists.
 
 argon2-cffi releases the GIL while it hashes, so a worker thread costs the event loop nothing but
 CPU; the workers run at a lower scheduling priority (`hash_nice`) so that, when hashes and
-requests compete for the cores, requests win. At most `max_pending_hashes` hashes run or wait at once:
-beyond that a login is refused with 429 at once instead of queueing without bound.
+requests compete for the cores, requests win. At most `max_pending_hashes` hashes run or wait at
+once: beyond that a login is refused (429) instead of queueing without bound.
 
 This module owns the hasher and its pool; it knows nothing of users, tokens or HTTP.
 """
@@ -28,7 +28,6 @@ from ferry.domain.errors import TooManyRequests
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
 
 
 def hasher_for(cfg: IdentityConfig) -> PasswordHasher:
@@ -104,7 +103,7 @@ class Passwords:
     async def _in_pool(self, fn: Callable[..., T], *args: str) -> T:
         if self.pending >= self.max_pending:
             raise TooManyRequests("Too many logins in progress; retry shortly.", 1)
-        if self._pool is None:  # made on first use: `ferry init` and most tests never need it
+        if self._pool is None:  # made on first use: `ferry init` and tools never need it
             self._pool = ThreadPoolExecutor(self.workers, "ferry-hash", _lower_priority, (self.nice,))
         self.pending += 1
         try:
