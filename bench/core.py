@@ -201,6 +201,10 @@ class Settings:
     conc_volumes: int = 8
     conc_data: int = 128 * MIB
     conc_reps: int = 2
+    login_probes: int = 1000
+    """Requests of the probe in each phase of figure 8 (idle, hammered)."""
+    login_hammer_max: int = 5000
+    """Attempts per hammering client at most (they stop when the probe is done)."""
 
     @classmethod
     def make(cls, quick: bool) -> Settings:
@@ -208,4 +212,4 @@ class Settings:
             return cls()
         return cls(quick=True, reps=2, data=256 * MIB, sparse_data=64 * MIB, pivot_reps=2, idle_windows=3,
                    scale_detail_samples=15, scale_paging_passes=1, scale_show_samples=60, conc_data=32 * MIB,
-                   conc_reps=1)
+                   conc_reps=1, login_probes=400, login_hammer_max=2000)

@@ -37,12 +37,15 @@ from bench.core import (  # noqa: E402
     write_json,
 )
 from bench.env import Cloud, random_file  # noqa: E402
+from bench.login import run_login  # noqa: E402
 from bench.pivot import run_pivot  # noqa: E402
 from bench.scale import run_scale  # noqa: E402
 from testkit.guest import ensure_guest  # noqa: E402
 
-FIGURES = ("throughput", "overhead", "sparse", "pivot", "convergence", "scale", "concurrency")
+FIGURES = ("throughput", "overhead", "sparse", "pivot", "convergence", "scale", "concurrency", "login")
 NEEDS_CLOUD = {"throughput", "overhead", "sparse", "pivot", "convergence", "concurrency"}
+NEEDS_GUEST = set(FIGURES) - {"login"}
+"""The login figure boots no guest: `--only login` runs without QEMU guests or a guest build."""
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -104,6 +107,8 @@ class Suite:
         self.close_cloud()
         if "scale" in self.figures:
             self.guard("scale", lambda: run_scale(self.work / "scale", self.guest_dir, self.s))
+        if "login" in self.figures:
+            self.guard("login", lambda: run_login(self.work / "login", self.s))
 
     def _cloud(self) -> Cloud:
         assert self.cloud is not None
@@ -129,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings.make(args.quick)
     figures = [f for f in FIGURES if not args.only or f in args.only]
-    ensure_guest(args.guest_dir)
+    if NEEDS_GUEST & set(figures):
+        ensure_guest(args.guest_dir)
     work = Path(tempfile.mkdtemp(prefix="fb-", dir=args.workdir))
     started = datetime.now(UTC)
     suite = Suite(figures, settings, work, args.guest_dir.resolve())
@@ -147,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nPage cache: {CACHE_POLICY}.")
     print(f"Load average (1 min) around each group: {load}.\nTotal {elapsed:.0f} s.")
     name = started.strftime("%Y-%m-%d") + ("-quick" if settings.quick else "")
+    if args.only:  # a partial run must not overwrite the day's full one
+        name += "-" + "-".join(figures)
     out = args.results / f"{name}.json"
     write_json(out, {"started": started.isoformat(), "seconds": round(elapsed, 1), "figures": figures,
                      "settings": {**vars(settings), "data_gib": settings.data / GIB}, "cache": CACHE_POLICY,

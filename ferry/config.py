@@ -9,12 +9,13 @@ import hashlib
 import os
 import tempfile
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ferry.domain.errors import BadRequest
 from ferry.domain.model import BackendConfig, DiskFormat
+from ferry.domain.throttle import ThrottleLimits
 
 DEFAULT_PORT = 8776
 
@@ -43,6 +44,72 @@ class DoctorConfig:
 
 
 @dataclass(frozen=True)
+class IdentityConfig:
+    """`[identity]`: password hashing (argon2id) and failed-login throttling.
+
+    The argon2 parameters apply to new hashes; a stored hash carries its own, so hashes made with
+    other ones still verify and are rehashed at the user's next successful login. In TOML,
+    `password_hashing = "strong" | "light"` picks a profile that the explicit keys override."""
+
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65536
+    """KiB per hash (64 MiB: argon2-cffi's default, RFC 9106's low-memory profile)."""
+    argon2_parallelism: int = 4
+    hash_workers: int = 1
+    """Threads that hash passwords. Each hash already runs `argon2_parallelism` lane threads, so
+    one worker keeps the cores busy; more only add memory and compete with the event loop."""
+    hash_nice: int = 19
+    """Added to the hash workers' nice value (capped at 19), so that the event loop wins the CPU
+    from them: at 19 a lane thread weighs 15 against the loop's 1024, and hashes mostly run on
+    what the rest leaves idle. The price: on a host whose cores are saturated (busy guests),
+    logins slow down with it. Lower (10: weight 110) favours logins there over the API under a
+    login flood (docs/performance.md, figure 8); 0 treats hashes like everything else."""
+    max_pending_hashes: int = 16
+    """Logins hashing or waiting for a worker; more are refused with 429 until one finishes."""
+    user_failures: int = 5
+    """Wrong passwords per user name per window before its logins are refused with 429."""
+    address_failures: int = 20
+    """Wrong passwords per client address per window, whatever the user names."""
+    failure_window_s: float = 60.0
+    refusal_delay_s: float = 1.0
+    """A throttled login waits this long before its 429 (a sleep costs the server nothing): a
+    client that retries at once is slowed to one attempt per delay per connection."""
+    throttle_max_keys: int = 10_000
+    """User names (and, apart, addresses) remembered at most; the oldest are forgotten first."""
+
+    def __post_init__(self) -> None:
+        counts = (self.argon2_time_cost, self.argon2_parallelism, self.hash_workers, self.max_pending_hashes,
+                  self.user_failures, self.address_failures, self.throttle_max_keys)
+        if min(counts) < 1 or self.failure_window_s <= 0 or self.refusal_delay_s < 0:
+            raise BadRequest("Invalid [identity]: counts must be at least 1, failure_window_s positive and "
+                             "refusal_delay_s not negative.")
+        if not 0 <= self.hash_nice <= 19:
+            raise BadRequest("Invalid [identity]: hash_nice must be within 0..19.")
+        if self.argon2_memory_cost < 8 * self.argon2_parallelism:
+            raise BadRequest("Invalid [identity]: argon2_memory_cost must be at least 8 KiB per lane.")
+
+    @property
+    def throttle(self) -> ThrottleLimits:
+        return ThrottleLimits(self.user_failures, self.address_failures, self.failure_window_s,
+                              self.throttle_max_keys)
+
+
+PASSWORD_HASHING = {
+    "strong": IdentityConfig(),
+    # For tests and throw-away demos only: ~1 ms a hash, so cheap to brute-force as well.
+    "light": IdentityConfig(argon2_time_cost=1, argon2_memory_cost=1024, argon2_parallelism=1),
+}
+
+
+def password_hashing(profile: str) -> IdentityConfig:
+    try:
+        return PASSWORD_HASHING[profile]
+    except KeyError:
+        names = ", ".join(PASSWORD_HASHING)
+        raise BadRequest(f"Unknown password_hashing profile {profile!r} (known: {names}).") from None
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     database_url: str
@@ -56,6 +123,7 @@ class Config:
     hypervisor: HypervisorConfig = field(default_factory=HypervisorConfig)
     migration: MigrationConfig = field(default_factory=MigrationConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
     guest_dir: Path | None = None
 
     @property
@@ -118,8 +186,17 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         hypervisor=HypervisorConfig(**raw.get("hypervisor", {})),
         migration=MigrationConfig(**raw.get("migration", {})),
         doctor=DoctorConfig(**raw.get("doctor", {})),
+        identity=_identity(dict(raw.get("identity", {}))),
         guest_dir=(base / guest).resolve() if guest else None,
     )
+
+
+def _identity(raw: dict[str, Any]) -> IdentityConfig:
+    base = password_hashing(str(raw.pop("password_hashing", "strong")))
+    try:
+        return replace(base, **raw)
+    except TypeError as e:
+        raise BadRequest(f"Invalid [identity] section: {e}") from None
 
 
 def _backend(raw: dict[str, Any], base: Path) -> BackendConfig:
@@ -184,6 +261,22 @@ def dump(cfg: Config) -> str:
         "",
         "[doctor]",
         f"stuck_after_s = {cfg.doctor.stuck_after_s}",
+    ]
+    i = cfg.identity
+    lines += [
+        "",
+        "[identity]",
+        f"argon2_time_cost = {i.argon2_time_cost}",
+        f"argon2_memory_cost = {i.argon2_memory_cost}",
+        f"argon2_parallelism = {i.argon2_parallelism}",
+        f"hash_workers = {i.hash_workers}",
+        f"hash_nice = {i.hash_nice}",
+        f"max_pending_hashes = {i.max_pending_hashes}",
+        f"user_failures = {i.user_failures}",
+        f"address_failures = {i.address_failures}",
+        f"failure_window_s = {i.failure_window_s}",
+        f"refusal_delay_s = {i.refusal_delay_s}",
+        f"throttle_max_keys = {i.throttle_max_keys}",
     ]
     for b in cfg.backends:
         lines += [

@@ -63,7 +63,10 @@ class FerryServer:
         guest_dir: Path | None = None,
         database_url: str | None = None,
         extra_config: str = "",
+        password_hashing: str = "light",
     ) -> None:
+        """`password_hashing`: the argon2 profile of `ferry init` ("light" keeps tests fast;
+        "strong", the production default, where the cost of a hash is what is measured)."""
         self.data_dir = data_dir
         self.port = free_port()
         self.env = {**os.environ, **(env or {})}
@@ -78,6 +81,8 @@ class FerryServer:
             str(data_dir),
             "--port",
             str(self.port),
+            "--password-hashing",
+            password_hashing,
         ]
         if guest_dir:
             args += ["--guest-dir", str(guest_dir)]
@@ -209,7 +214,7 @@ class FerryServer:
         engine = make_engine(cfg.database_url)
         try:
             db = session_factory(engine)
-            ident = IdentityService(db, cfg.token_lifetime_s)
+            ident = IdentityService(db, cfg.token_lifetime_s, cfg.identity)
             with db.begin() as s:
                 ident.ensure_user(s, name, password, ident.ensure_project(s, project), Role(role))
         finally:

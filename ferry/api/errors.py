@@ -16,7 +16,7 @@ from starlette.types import Scope
 
 from ferry.api.responses import JSONBody
 from ferry.api.schemas import INT64_MAX, INT64_MIN, text_problem
-from ferry.domain.errors import BadRequest, FerryError
+from ferry.domain.errors import BadRequest, FerryError, TooManyRequests
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -30,6 +30,7 @@ KIND_BY_CODE = {
     406: "notAcceptable",
     409: "conflictingRequest",
     413: "overLimit",
+    429: "overLimit",
     415: "badMediaType",
 }
 
@@ -86,7 +87,10 @@ def install(app: FastAPI) -> None:
             rid = request_id(request)
             log.error("request failed (%s): %s", rid, exc.message, exc_info=exc)
             return error_response(exc.code, unexpected_message(rid), exc.kind)
-        return error_response(exc.code, exc.message, exc.kind)
+        resp = error_response(exc.code, exc.message, exc.kind)
+        if isinstance(exc, TooManyRequests):
+            resp.headers["Retry-After"] = str(exc.retry_after_s)
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONBody:

@@ -1,4 +1,8 @@
-"""Keystone v3 subset: password tokens with a service catalog."""
+"""Keystone v3 subset: password tokens with a service catalog.
+
+HTTP only: the login, its throttling and who may see or revoke a token are the identity service's
+(`services/identity.py`); this router reads the request and renders the token.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from ferry.api.schemas import MAX_TEXT
 from ferry.api.versions import base_url
 from ferry.domain.clock import iso_z
 from ferry.domain.errors import BadRequest, Unauthorized
-from ferry.services.identity import IdentityService, IssuedToken
+from ferry.services.identity import IdentityService, IssuedToken, Login
 
 router = APIRouter(prefix="/identity/v3")
 Identity = Depends(deps.identity)
@@ -106,7 +110,7 @@ def _str(value: Any, what: str, limit: int = MAX_TEXT) -> str:
     return value
 
 
-def _credentials(body: dict[str, Any]) -> tuple[str, str, str, bool]:
+def _credentials(body: dict[str, Any], address: str) -> Login:
     auth = body.get("auth")
     if not isinstance(auth, dict):
         raise BadRequest("Invalid input: missing 'auth' object.")
@@ -125,8 +129,8 @@ def _credentials(body: dict[str, Any]) -> tuple[str, str, str, bool]:
     if not isinstance(project, dict):
         raise BadRequest("Invalid input: Ferry issues project-scoped tokens only; give auth.scope.project.")
     if project.get("id"):
-        return name, password, _str(project["id"], "project id"), True
-    return name, password, _str(project.get("name"), "project name"), False
+        return Login(name, password, _str(project["id"], "project id"), True, address)
+    return Login(name, password, _str(project.get("name"), "project name"), False, address)
 
 
 @router.post(
@@ -136,35 +140,39 @@ def _credentials(body: dict[str, Any]) -> tuple[str, str, str, bool]:
     responses={429: {"description": "Too many failed logins: retry after `Retry-After` seconds"}},
 )
 async def issue_token(request: Request, identity: IdentityService = Identity) -> JSONResponse:
-    user, password, project, by_id = _credentials(await json_body(request))
-    issued = identity.authenticate(user, password, project, by_id)
+    address = request.client.host if request.client else ""
+    issued = await identity.authenticate(_credentials(await json_body(request), address))
     return JSONResponse(
         _token_body(request, issued), status_code=201, headers={"X-Subject-Token": issued.token}
     )
 
 
-@router.get("/auth/tokens")
-def check_token(request: Request, identity: IdentityService = Identity) -> JSONResponse:
-    deps.context(request)
+def _subject(request: Request, identity: IdentityService, action: str) -> IssuedToken:
+    caller = deps.context(request)
     subject = request.headers.get("X-Subject-Token")
     if not subject:
         raise Unauthorized("Missing X-Subject-Token.")
-    issued = identity.validate(subject)
-    return JSONResponse(_token_body(request, issued), headers={"X-Subject-Token": subject})
+    return identity.inspect(caller, subject, action)
+
+
+@router.get("/auth/tokens")
+def check_token(request: Request, identity: IdentityService = Identity) -> JSONResponse:
+    issued = _subject(request, identity, "token:validate")
+    return JSONResponse(_token_body(request, issued), headers={"X-Subject-Token": issued.token})
 
 
 @router.head("/auth/tokens", status_code=200)
 def head_token(request: Request, identity: IdentityService = Identity) -> Response:
-    check_token(request, identity)
+    _subject(request, identity, "token:check")
     return Response(status_code=200)
 
 
 @router.delete("/auth/tokens", status_code=204)
 def revoke_token(request: Request, identity: IdentityService = Identity) -> Response:
-    deps.context(request)
+    caller = deps.context(request)
     subject = request.headers.get("X-Subject-Token")
     if subject:
-        identity.revoke(subject)
+        identity.revoke(caller, subject)
     return Response(status_code=204)
 
 

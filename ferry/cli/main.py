@@ -42,12 +42,19 @@ def init(
     port: int = typer.Option(8776),
     database_url: str = typer.Option(None, help="Default: SQLite file."),
     guest_dir: Path = typer.Option(None, help="Built test guest (vmlinuz, initrd.img) to register."),
+    password_hashing: str = typer.Option(
+        "strong", help="argon2 parameters for [identity]: strong, or light (tests only: cheap to crack)."
+    ),
 ) -> None:
     """Write ferry.toml, create the database and bootstrap users, projects and roles."""
+    from ferry.domain.errors import FerryError
     from ferry.services import bootstrap
     from ferry.services.guest_image import register_test_guest
 
-    path, cfg = bootstrap.init(data_dir, port, database_url, guest_dir)
+    try:
+        path, cfg = bootstrap.init(data_dir, port, database_url, guest_dir, password_hashing)
+    except FerryError as e:
+        raise CliError(e.message) from None
     if guest_dir:
         register_test_guest(cfg.database_url, guest_dir)
     console.print(f"wrote {path}\ncredentials in {cfg.data_dir / 'clouds.yaml'} (mode 0600)")

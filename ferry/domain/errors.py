@@ -55,3 +55,14 @@ class DriverError(FerryError):
             message = f"{message}: {cause}"
         super().__init__(message)
         self.cause = cause
+
+
+class TooManyRequests(FerryError):
+    """Refused before any work (a throttle): the caller may retry after `retry_after_s` seconds."""
+
+    code = 429
+    kind = "overLimit"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -35,7 +35,7 @@ class Ferry:
         self.engine = engine or make_engine(config.database_url)
         self.db = session_factory(self.engine)
         self.backends = Backends(config)
-        self.identity = IdentityService(self.db, config.token_lifetime_s)
+        self.identity = IdentityService(self.db, config.token_lifetime_s, config.identity)
         self.types = TypeService(self.db, self.backends)
         self.volumes = VolumeService(self.db, self.backends)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
@@ -67,6 +67,7 @@ class Ferry:
         for driver in self.backends.drivers.values():
             await driver.reclaim()
         await self.hypervisor.close()
+        self.identity.close()
         self.engine.dispose()
 
 

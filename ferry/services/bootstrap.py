@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -32,13 +32,17 @@ def init(
     port: int = cfgmod.DEFAULT_PORT,
     database_url: str | None = None,
     guest_dir: Path | None = None,
+    password_hashing: str = "strong",
 ) -> tuple[Path, Config]:
+    """`password_hashing` names the argon2 profile written to `[identity]` and used for the
+    bootstrap users' hashes: "strong" (the default), or "light" for tests only."""
+    identity = cfgmod.password_hashing(password_hashing)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cfg = cfgmod.default_config(data_dir, port)
+    cfg = replace(cfgmod.default_config(data_dir, port), identity=identity)
     if database_url:
-        cfg = Config(**{**cfg.__dict__, "database_url": database_url})
+        cfg = replace(cfg, database_url=database_url)
     if guest_dir:
-        cfg = Config(**{**cfg.__dict__, "guest_dir": guest_dir.resolve()})
+        cfg = replace(cfg, guest_dir=guest_dir.resolve())
     path = data_dir / "ferry.toml"
     path.write_text(cfgmod.dump(cfg))
     path.chmod(0o600)  # a PostgreSQL URL may carry a password
@@ -54,7 +58,7 @@ def setup_database(cfg: Config, creds: Credentials) -> None:
         Path(cfg.database_url.removeprefix("sqlite:///")).chmod(0o600)  # password hashes, tokens
     engine = make_engine(cfg.database_url)
     db = session_factory(engine)
-    ident = IdentityService(db, cfg.token_lifetime_s)
+    ident = IdentityService(db, cfg.token_lifetime_s, cfg.identity)
     with db.begin() as s:
         admin_p = ident.ensure_project(s, "admin")
         service_p = ident.ensure_project(s, "service")

@@ -5,6 +5,10 @@ Rules:
 - `member`: may change the project's resources (member, admin or service).
 - `admin`: the admin role.
 - `service`: the service role (internal calls between Ferry's own services).
+- `admin_or_service`: either of those two.
+A token's own user may always check, validate and revoke it (the identity service compares the
+users before it asks this table, as Keystone's `rule:token_subject` does); the `token:*` rules
+say who else may: Keystone's defaults, with Ferry's admin in the place of a system-scoped role.
 Project ownership (a caller only sees its own project's resources unless admin) is checked by the
 services when they load a resource: another project's resource is reported as not found.
 """
@@ -54,6 +58,9 @@ RULES: dict[str, str] = {
     "flavor:get": "reader",
     "doctor:run": "admin",
     "doctor:repair": "admin",
+    "token:check": "admin",
+    "token:validate": "admin_or_service",
+    "token:revoke": "admin",
 }
 
 _CHECKS: dict[str, Callable[[RequestContext], bool]] = {
@@ -61,6 +68,7 @@ _CHECKS: dict[str, Callable[[RequestContext], bool]] = {
     "member": lambda c: c.can_write,
     "admin": lambda c: c.is_admin,
     "service": lambda c: c.is_service,
+    "admin_or_service": lambda c: c.is_admin or c.is_service,
 }
 
 

@@ -1,5 +1,6 @@
 """Keystone v3 subset against a real `ferry serve`: version documents, password tokens, catalog,
-token check/revoke, and what a missing, garbage, revoked or expired token gets (401)."""
+token check/revoke (by whom), what a missing, garbage, revoked or expired token gets (401), and
+failed-login throttling (429)."""
 
 from __future__ import annotations
 
@@ -314,6 +315,54 @@ def test_missing_or_garbage_token_is_401(server: FerryServer, admin: Api, token:
         resp = http.request(method, server.base + path, headers=headers, json={"volume": {"size": 1}})
         error(resp, 401, "unauthorized")
         assert resp.headers["WWW-Authenticate"] == 'Keystone uri="/identity/v3"'
+
+
+# -- who may look at or revoke a token (Keystone's identity:check/validate/revoke_token) -------
+def test_a_member_may_not_validate_or_revoke_another_users_token(server: FerryServer, admin: Api) -> None:
+    url = f"{server.base}/identity/v3/auth/tokens"
+    member = login(server, "ferry-demo").headers["X-Subject-Token"]
+    other = {"X-Auth-Token": member, "X-Subject-Token": admin.token}
+    assert "token:validate" in error(http.get(url, headers=other), 403, "forbidden")
+    assert http.head(url, headers=other).status_code == 403
+    assert "token:revoke" in error(http.delete(url, headers=other), 403, "forbidden")
+    assert admin.volume("GET", "/volumes").status_code == 200  # still valid
+    own = {"X-Auth-Token": member, "X-Subject-Token": member}
+    assert http.get(url, headers=own).status_code == 200
+    assert http.head(url, headers=own).status_code == 200
+
+
+def test_the_service_role_may_validate_but_not_check_or_revoke(server: FerryServer) -> None:
+    """Keystone's defaults: validate (GET) admits the service role, check (HEAD) and revoke do not."""
+    url = f"{server.base}/identity/v3/auth/tokens"
+    service = login(server, "ferry-service").headers["X-Subject-Token"]
+    member = login(server, "ferry-demo").headers["X-Subject-Token"]
+    hdrs = {"X-Auth-Token": service, "X-Subject-Token": member}
+    assert http.get(url, headers=hdrs).json()["token"]["user"]["name"] == "demo"
+    assert http.head(url, headers=hdrs).status_code == 403
+    error(http.delete(url, headers=hdrs), 403, "forbidden")
+
+
+def test_a_user_may_revoke_its_own_token(server: FerryServer) -> None:
+    url = f"{server.base}/identity/v3/auth/tokens"
+    member = login(server, "ferry-demo").headers["X-Subject-Token"]
+    second = login(server, "ferry-demo").headers["X-Subject-Token"]
+    assert http.delete(url, headers={"X-Auth-Token": second, "X-Subject-Token": member}).status_code == 204
+    error(http.get(url, headers={"X-Auth-Token": member, "X-Subject-Token": member}), 401, "unauthorized")
+
+
+# -- failed-login throttling ------------------------------------------------------------------
+def test_wrong_passwords_are_throttled_with_retry_after(server: FerryServer) -> None:
+    """Five wrong passwords for one user name in a minute (the default): the next login, right
+    password or not, is 429 with Retry-After, and other users still log in."""
+    name = server.add_user("hammered", "right", "demo", "member")
+    for _ in range(5):
+        error(issue(server, password_body(name, "wrong", {"name": "demo"})), 401, "unauthorized")
+    for password in ("wrong", "right"):
+        resp = issue(server, password_body(name, password, {"name": "demo"}))
+        assert "retry in" in error(resp, 429, "overLimit")
+        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+        assert "X-Subject-Token" not in resp.headers
+    assert login(server, "ferry-demo").status_code == 201
 
 
 # -- expiry ----------------------------------------------------------------------------------
