@@ -34,6 +34,9 @@ class MigrationConfig:
     """Switch the mirror to write-blocking when the remaining dirty bytes have not fallen for this long."""
     ready_timeout_s: float = 3600.0
     default_speed: int = 0
+    lease_s: float = 30.0
+    """A conductor's hold on a migration it drives, renewed every third of it; once it lapses (the
+    conductor died) another conductor takes the migration over through the recovery table."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,7 @@ def dump(cfg: Config) -> str:
         f"stall_seconds = {m.stall_seconds}",
         f"ready_timeout_s = {m.ready_timeout_s}",
         f"default_speed = {m.default_speed}",
+        f"lease_s = {m.lease_s}",
         "",
         "[doctor]",
         f"stuck_after_s = {cfg.doctor.stuck_after_s}",

@@ -228,6 +228,9 @@ class Migration(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    conductor: Mapped[str | None] = mapped_column(String(96))
+    """The conductor that drives this migration while `lease_until` lies ahead."""
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class MigrationEvent(Base):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, Executable, Select, Update, select
+from sqlalchemy import ColumnElement, Executable, Select, Update, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.db.models import Attachment, Migration, Volume
@@ -24,6 +25,40 @@ def active_migrations(volume_ids: list[str] | None = None) -> Select[Migration]:
     """Every migration still holding a volume (of `volume_ids`, when given)."""
     stmt = select(Migration).where(Migration.status.in_(ACTIVE))
     return stmt if volume_ids is None else stmt.where(Migration.volume_id.in_(volume_ids))
+
+
+def take_lease(migration_id: str, me: str, now: datetime, until: datetime, *, force: bool = False) -> Update:
+    """Claim an unfinished migration for conductor `me` unless another conductor's lease on it is
+    still running (`force`: the caller knows no other conductor exists, e.g. the all-in-one)."""
+    stmt = update(Migration).where(Migration.id == migration_id, Migration.status.in_(ACTIVE))
+    if not force:
+        stmt = stmt.where(
+            Migration.conductor.is_(None)
+            | (Migration.conductor == me)
+            | Migration.lease_until.is_(None)
+            | (Migration.lease_until < now)
+        )
+    return stmt.values(conductor=me, lease_until=until)
+
+
+def renew_leases(me: str, until: datetime) -> Update:
+    return (
+        update(Migration)
+        .where(Migration.conductor == me, Migration.status.in_(ACTIVE))
+        .values(lease_until=until)
+    )
+
+
+def held_leases(me: str) -> Select[str]:
+    return select(Migration.id).where(Migration.conductor == me, Migration.status.in_(ACTIVE))
+
+
+def lapsed_leases(now: datetime) -> Select[str]:
+    """Unfinished migrations no live conductor drives (never leased, or their lease ran out)."""
+    return select(Migration.id).where(
+        Migration.status.in_(ACTIVE),
+        Migration.conductor.is_(None) | Migration.lease_until.is_(None) | (Migration.lease_until < now),
+    )
 
 
 def migrating_volume_of(server_id: str) -> Select[str]:
@@ -71,7 +106,11 @@ __all__ = [
     "active_migrations",
     "compare_and_set",
     "compensate",
+    "held_leases",
+    "lapsed_leases",
     "migrating_volume_of",
     "not_migrating",
+    "renew_leases",
+    "take_lease",
     "updated_one",
 ]

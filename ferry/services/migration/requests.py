@@ -23,11 +23,13 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, NotFound
 from ferry.domain.ids import new_id
 from ferry.domain.migration import NO_RETURN, EventKind, RunStatus, Step
+from ferry.domain.migration.lease import LeaseTerms
 from ferry.domain.model import BackendConfig
 from ferry.domain.volumes import MIGRATION_BUSY, MigrationStatus
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services import policy
 from ferry.services.context import RequestContext
+from ferry.services.migration.conductor import Conductor
 from ferry.services.migration.runner import MigrationRun, Perform
 from ferry.services.migration.settling import SETTLING
 from ferry.services.migration.steplog import event
@@ -71,6 +73,8 @@ class MigrationService:
         self._slots: dict[str, asyncio.Semaphore] = {
             b.name: asyncio.Semaphore(b.max_migrations) for b in config.backends
         }
+        self.conductor = Conductor(db, LeaseTerms(config.migration.lease_s))
+        self._keeper: asyncio.Task[None] | None = None
 
     # -- requests ----------------------------------------------------------------------
     async def migrate(
@@ -142,6 +146,9 @@ class MigrationService:
                 reserved_gib=vol.size_gib,
                 speed=self.config.migration.default_speed if speed is None else speed,
                 created_at=utcnow(),
+                # leased from birth: no other conductor may adopt it before this one starts it
+                conductor=self.conductor.id,
+                lease_until=self.conductor.terms.until(utcnow()),
             )
             s.add(mig)
             s.add(
@@ -284,6 +291,8 @@ class MigrationService:
             await asyncio.shield(task)
 
     async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -299,23 +308,46 @@ class MigrationService:
         return MigrationRun(self.db, self.config, self.backends, self.hv, mig, cancel, HANDLERS)
 
     async def _run(self, migration_id: str) -> None:
-        run = self._new_run(migration_id)
+        if not self.conductor.take(migration_id):
+            return  # another conductor drives it
+        await self._start(self._new_run(migration_id))
+
+    async def _start(self, run: MigrationRun) -> None:
         async with self._slots[run.mig.dst_backend]:
             await run.drive(run.machine.start())
 
-    async def resume_all(self) -> None:
-        """At start: settle every migration the previous control plane left unfinished."""
+    async def resume_all(self, *, exclusive: bool = True) -> None:
+        """At start: settle every migration a previous conductor left unfinished, then keep this
+        conductor's leases. `exclusive`: this is the only conductor (the all-in-one `ferry serve`),
+        so the leases a dead predecessor held are taken at once rather than after they lapse."""
         with self.db() as s:
             ids = list(
                 s.scalars(active_migrations().with_only_columns(Migration.id).order_by(Migration.created_at))
             )
         for mid in ids:
-            self._launch(mid, self._recover(mid))
+            self._launch(mid, self._recover(mid, force=exclusive))
+        self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
 
-    async def _recover(self, migration_id: str) -> None:
+    async def _keep_leases(self) -> None:
+        """Renew what this conductor drives, let go of what another took, adopt what lapsed."""
+        while True:
+            await asyncio.sleep(self.conductor.terms.renew_every_s)  # a lease timer, not a sync
+            held = self.conductor.renew()
+            for mid, task in list(self._tasks.items()):
+                if mid not in held and not task.done():
+                    log.warning("migration %s: lease lost to another conductor; it settles it", mid)
+                    task.cancel()
+            for mid in self.conductor.lapsed():
+                if mid not in self._tasks:
+                    log.info("migration %s: its conductor's lease lapsed; adopting it", mid)
+                    self._launch(mid, self._recover(mid))
+
+    async def _recover(self, migration_id: str, *, force: bool = False) -> None:
+        if not self.conductor.take(migration_id, force=force):
+            return
         run = self._new_run(migration_id)
         if run.machine.step is Step.QUEUED:
-            await self._run(migration_id)
+            await self._start(run)
             return
         action = await self._first_settled(run)
         if isinstance(action, dm.machine.Mirror):  # resumed: the job copies again, under the limit

@@ -116,7 +116,12 @@ class MigrationRun:
             raise CancelledByOperator()
         task = asyncio.ensure_future(work)
         waiter = asyncio.ensure_future(self._cancel.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the run itself is stopped: take its work down with it
+            task.cancel()
+            waiter.cancel()
+            raise
         if task.done():
             waiter.cancel()
             return task.result()

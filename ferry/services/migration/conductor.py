@@ -1,0 +1,42 @@
+"""This process as a conductor: the identity it drives migrations under and its leases on them.
+
+A conductor drives a migration only while it holds its lease; it renews the leases of every
+migration it drives, and adopts (through the recovery table: `MigrationMachine.restart`) any
+unfinished migration whose lease lapsed because its conductor died. Two conductors never drive
+one migration: taking a lease is a conditional update.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.db.statements import held_leases, lapsed_leases, renew_leases, take_lease, updated_one
+from ferry.domain.clock import utcnow
+from ferry.domain.ids import new_id
+from ferry.domain.migration.lease import LeaseTerms
+
+
+class Conductor:
+    def __init__(self, db: sessionmaker[Session], terms: LeaseTerms) -> None:
+        self.db = db
+        self.terms = terms
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
+
+    def take(self, migration_id: str, *, force: bool = False) -> bool:
+        """Claim the migration; False when another live conductor drives it."""
+        now = utcnow()
+        with self.db.begin() as s:
+            return updated_one(s, take_lease(migration_id, self.id, now, self.terms.until(now), force=force))
+
+    def renew(self) -> set[str]:
+        """Extend every lease this conductor holds; the migrations it still holds."""
+        with self.db.begin() as s:
+            s.execute(renew_leases(self.id, self.terms.until(utcnow())))
+            return set(s.scalars(held_leases(self.id)))
+
+    def lapsed(self) -> list[str]:
+        with self.db() as s:
+            return list(s.scalars(lapsed_leases(utcnow())))
