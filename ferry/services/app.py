@@ -42,7 +42,9 @@ class Ferry:
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
         self.hypervisor = hypervisor or make_hypervisor(config)
         self.images = ImageService(self.db)
-        self.hosts = HostRegistry(self.db, config.hosts, local_host(config))
+        self.hosts = HostRegistry(
+            self.db, config.hosts, local_host(config), config.backends, here=config.host_name
+        )
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.snapshots.live = self.compute
         self.migrations = MigrationService(self.db, config, self.backends, self.hypervisor, self.volumes)

@@ -50,11 +50,16 @@ class HostRegistry:
         db: sessionmaker[Session],
         config: HostsConfig,
         local: HostSpec | None = None,
+        backends: tuple[BackendConfig, ...] = (),
+        here: str = "ferry",
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """`here`: the host this process runs on (the API's, for Cinder's scheduler service)."""
+        self.here = here
         self.db = db
         self.config = config
         self.local = local
+        self.backends = backends
         self.clock = clock
         self._last_local_beat: datetime | None = None
         self._beating: asyncio.Task[None] | None = None
@@ -133,6 +138,19 @@ class HostRegistry:
         with self.db() as s:
             return self._load(s, name)
 
+    def find(self, ctx: RequestContext, ident: str, id_of: Callable[[str], str], what: str) -> HostLoad:
+        """The host whose derived id (`domain.hosts.service_id`, `hypervisor_id`) is `ident`."""
+        found = next((h for h in self.list_hosts(ctx) if id_of(h.name) == ident), None)
+        if found is None:
+            raise NotFound(f"{what} {ident} could not be found.")
+        return found
+
+    def reaching(self, ctx: RequestContext) -> list[tuple[BackendConfig, HostLoad]]:
+        """Each configured backend with each registered host that reaches it (Cinder's volume
+        services: one per backend and host)."""
+        hosts = self.list_hosts(ctx)
+        return [(b, h) for b in self.backends for h in hosts if reaches(b, h.name)]
+
     def disable(self, ctx: RequestContext, name: str, reason: str | None = None) -> HostLoad:
         """Take a host out of scheduling (its servers keep running)."""
         if reason is not None and len(reason) > MAX_REASON:
@@ -170,8 +188,7 @@ class HostRegistry:
     def hosts_reaching(self, backend: BackendConfig) -> list[str]:
         """The registered hosts from which `backend` is reachable."""
         with self.db() as s:
-            names = s.scalars(select(Host.name).order_by(Host.name))
-            return [n for n in names if reaches(backend, n)]
+            return [n for n in s.scalars(select(Host.name).order_by(Host.name)) if reaches(backend, n)]
 
     def sees_server_host(self, ctx: RequestContext) -> bool:
         """Whether the caller sees where servers run (Nova's extended server attributes)."""
