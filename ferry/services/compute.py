@@ -46,7 +46,11 @@ class ComputeService:
         hypervisor: HypervisorDriver,
         hosts: HostRegistry,
     ) -> None:
-        self.db, self.config, self.backends, self.hv, self.hosts = db, config, backends, hypervisor, hosts
+        self.db = db
+        self.config = config
+        self.backends = backends
+        self.hv = hypervisor
+        self.hosts = hosts
 
     # -- queries -----------------------------------------------------------------------
     def get(self, ctx: RequestContext, server_id: str) -> Server:
