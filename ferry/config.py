@@ -97,6 +97,41 @@ class IdentityConfig:
                               self.throttle_max_keys)
 
 
+@dataclass(frozen=True)
+class HostsConfig:
+    """`[hosts]`: liveness and what a host offers to scheduling.
+
+    A host whose last heartbeat is older than `service_down_time` is `down` (Nova's default, 60 s);
+    agents (and the all-in-one `ferry serve`) beat every `heartbeat_interval`. A host offers
+    `vcpus` and `ram_mb` to servers; left out, the machine's own CPUs and RAM times the allocation
+    ratios (Nova's historical defaults, 16 and 1.5: guests rarely use all they are given)."""
+
+    service_down_time: float = 60.0
+    heartbeat_interval: float = 10.0
+    vcpus: int | None = None
+    ram_mb: int | None = None
+    cpu_allocation_ratio: float = 16.0
+    ram_allocation_ratio: float = 1.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heartbeat_interval < self.service_down_time:
+            raise BadRequest("Invalid [hosts]: heartbeat_interval must be positive, below service_down_time.")
+        offered = (self.vcpus, self.ram_mb, self.cpu_allocation_ratio, self.ram_allocation_ratio)
+        if any(v is not None and v <= 0 for v in offered):
+            raise BadRequest("Invalid [hosts]: vcpus, ram_mb and the allocation ratios must be positive.")
+
+    def offered_vcpus(self) -> int:
+        if self.vcpus is not None:
+            return self.vcpus
+        return int((os.cpu_count() or 1) * self.cpu_allocation_ratio)
+
+    def offered_ram_mb(self) -> int:
+        if self.ram_mb is not None:
+            return self.ram_mb
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+        return int(physical * self.ram_allocation_ratio)
+
+
 PASSWORD_HASHING = {
     "strong": IdentityConfig(),
     # For tests and throw-away demos only: ~1 ms a hash, so cheap to brute-force as well.
@@ -127,6 +162,7 @@ class Config:
     migration: MigrationConfig = field(default_factory=MigrationConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
+    hosts: HostsConfig = field(default_factory=HostsConfig)
     guest_dir: Path | None = None
 
     @property
@@ -190,6 +226,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         migration=MigrationConfig(**raw.get("migration", {})),
         doctor=DoctorConfig(**raw.get("doctor", {})),
         identity=_identity(dict(raw.get("identity", {}))),
+        hosts=_hosts(dict(raw.get("hosts", {}))),
         guest_dir=(base / guest).resolve() if guest else None,
     )
 
@@ -202,6 +239,27 @@ def _identity(raw: dict[str, Any]) -> IdentityConfig:
         raise BadRequest(f"Invalid [identity] section: {e}") from None
 
 
+def _hosts(raw: dict[str, Any]) -> HostsConfig:
+    try:
+        return HostsConfig(**raw)
+    except TypeError as e:
+        raise BadRequest(f"Invalid [hosts] section: {e}") from None
+
+
+def _reach(raw: dict[str, Any]) -> dict[str, Any]:
+    """`hosts = [...]` (reachable from those) or `shared = true` (from every host, the default)."""
+    hosts, shared = raw.get("hosts"), raw.get("shared")
+    if hosts is None:
+        if shared is False:
+            raise BadRequest(f"Backend {raw.get('name')}: shared = false needs hosts = [...].")
+        return {}
+    if shared or not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+        raise BadRequest(
+            f"Backend {raw.get('name')}: hosts must be a list of host names (and then not shared = true)."
+        )
+    return {"hosts": tuple(hosts), "shared": False}
+
+
 def _backend(raw: dict[str, Any], base: Path) -> BackendConfig:
     try:
         b = BackendConfig(
@@ -212,6 +270,7 @@ def _backend(raw: dict[str, Any], base: Path) -> BackendConfig:
             oversubscription=float(raw.get("oversubscription", 1.0)),
             driver=str(raw.get("driver", "file")),
             max_migrations=int(raw.get("max_migrations", 2)),
+            **_reach(raw),
         )
     except (KeyError, ValueError) as e:
         raise BadRequest(f"Invalid backend entry {raw!r}: {e}") from None
@@ -282,6 +341,16 @@ def dump(cfg: Config) -> str:
         f"refusal_delay_s = {i.refusal_delay_s}",
         f"throttle_max_keys = {i.throttle_max_keys}",
     ]
+    hs = cfg.hosts
+    lines += [
+        "",
+        "[hosts]",
+        f"service_down_time = {hs.service_down_time}",
+        f"heartbeat_interval = {hs.heartbeat_interval}",
+        f"cpu_allocation_ratio = {hs.cpu_allocation_ratio}",
+        f"ram_allocation_ratio = {hs.ram_allocation_ratio}",
+    ]
+    lines += [f"{k} = {v}" for k, v in (("vcpus", hs.vcpus), ("ram_mb", hs.ram_mb)) if v is not None]
     for b in cfg.backends:
         lines += [
             "",
@@ -293,5 +362,6 @@ def dump(cfg: Config) -> str:
             f"capacity_gib = {b.capacity_gib}",
             f"oversubscription = {b.oversubscription}",
             f"max_migrations = {b.max_migrations}",
+            "shared = true" if b.shared else "hosts = [" + ", ".join(f'"{h}"' for h in b.hosts) + "]",
         ]
     return "\n".join(lines) + "\n"

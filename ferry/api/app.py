@@ -17,12 +17,14 @@ from ferry.api import (
     errors,
     extensions,
     flavors,
+    hosts,
     identity,
     images,
     openapi,
     pools,
     snapshots,
     versions,
+    volume_hosts,
     volume_types,
     volumes,
 )
@@ -71,6 +73,8 @@ def create_app(ferry: Ferry) -> FastAPI:
         flavors,
         compute_images,
         images,
+        hosts,
+        volume_hosts,
     )
     for resource in resources:
         app.include_router(resource.router)

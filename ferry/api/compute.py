@@ -34,6 +34,8 @@ class ServerCreateBody(Body):
     name: str = Field(min_length=1, max_length=255)
     imageRef: str = Field(min_length=1, max_length=255)
     flavorRef: str = Field(min_length=1, max_length=255)
+    host: str | None = Field(default=None, min_length=1, max_length=255)
+    """The host to run on (admins; Nova's microversion 2.74 field)."""
 
 
 class AttachBody(Body):
@@ -55,10 +57,11 @@ ARGUMENTS = {
 
 
 def _servers(
-    request: Request, compute: ComputeService, servers: Sequence[ServerRecord]
+    request: Request, ctx: RequestContext, compute: ComputeService, servers: Sequence[ServerRecord]
 ) -> list[dict[str, Any]]:
     vols = compute.volumes_attached([s.id for s in servers])
-    return [server_view(request, s, vols.get(s.id, [])) for s in servers]
+    show_host = compute.hosts.sees_server_host(ctx)
+    return [server_view(request, s, vols.get(s.id, []), show_host) for s in servers]
 
 
 @router.get("/servers")
@@ -79,9 +82,8 @@ def list_servers_detail(
     compute: ComputeService = Compute,
     all_tenants: QueryText = None,
 ) -> dict[str, Any]:
-    return {
-        "servers": _servers(request, compute, compute.list_servers(ctx, all_tenants in ("1", "true", "True")))
-    }
+    servers = compute.list_servers(ctx, all_tenants in ("1", "true", "True"))
+    return {"servers": _servers(request, ctx, compute, servers)}
 
 
 @router.post("/servers", status_code=202, openapi_extra=body("server", ServerCreateBody))
@@ -89,15 +91,15 @@ async def create_server(
     request: Request, ctx: RequestContext = Ctx, compute: ComputeService = Compute
 ) -> dict[str, Any]:
     b = await body_part(request, "server", ServerCreateBody)
-    server = await compute.create(ctx, b.name, b.imageRef, b.flavorRef)
-    return {"server": {**_servers(request, compute, [server])[0], "adminPass": ""}}
+    server = await compute.create(ctx, b.name, b.imageRef, b.flavorRef, b.host)
+    return {"server": {**_servers(request, ctx, compute, [server])[0], "adminPass": ""}}
 
 
 @router.get("/servers/{server_id}")
 def show_server(
     request: Request, server_id: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
 ) -> dict[str, Any]:
-    return {"server": _servers(request, compute, [compute.get(ctx, server_id)])[0]}
+    return {"server": _servers(request, ctx, compute, [compute.get(ctx, server_id)])[0]}
 
 
 @router.delete("/servers/{server_id}", status_code=204)

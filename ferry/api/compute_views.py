@@ -20,8 +20,15 @@ def bookmark(request: Request, kind: str, ident: str) -> list[dict[str, str]]:
     return [{"rel": "bookmark", "href": f"{base_url(request)}/compute/{kind}/{ident}"}]
 
 
-def server_view(request: Request, s: ServerRecord, volumes: list[str]) -> dict[str, Any]:
+def server_view(
+    request: Request, s: ServerRecord, volumes: list[str], show_host: bool = False
+) -> dict[str, Any]:
+    """`show_host`: with where it runs (Nova's extended server attributes, for admins)."""
+    where = (
+        {"OS-EXT-SRV-ATTR:host": s.host, "OS-EXT-SRV-ATTR:hypervisor_hostname": s.host} if show_host else {}
+    )
     return {
+        **where,
         "id": s.id,
         "name": s.name,
         "status": s.status,

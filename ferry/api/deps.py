@@ -18,6 +18,7 @@ from ferry.services.app import Ferry
 from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
 from ferry.services.doctor import Doctor
+from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
@@ -62,6 +63,10 @@ async def compute(request: Request) -> ComputeService:
 
 async def images(request: Request) -> ImageService:
     return _ferry(request).images
+
+
+async def hosts(request: Request) -> HostRegistry:
+    return _ferry(request).hosts
 
 
 async def doctor(request: Request) -> Doctor:

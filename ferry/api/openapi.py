@@ -69,6 +69,11 @@ def body(key: str, shape: Shape) -> dict[str, Any]:
     return _request(wrapped(key, schema_of(shape)))
 
 
+def flat(shape: Shape) -> dict[str, Any]:
+    """`openapi_extra` of a route whose body is `shape` itself, unwrapped (Nova's os-services)."""
+    return _request(schema_of(shape))
+
+
 def actions(table: Mapping[str, Shape]) -> dict[str, Any]:
     """`openapi_extra` of a `POST …/action` route: exactly one of the actions, each with its arguments."""
     choices = [{**wrapped(name, schema_of(args)), "maxProperties": 1} for name, args in table.items()]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from ferry.cli import backends, images, servers, snapshots, volume_types, volumes
+from ferry.cli import backends, hosts, images, servers, snapshots, volume_types, volumes
 from ferry.cli.client import Client, CliError
 from ferry.cli.output import console, print_error, show
 
@@ -25,6 +25,7 @@ app.add_typer(volume_types.app, name="type")
 app.add_typer(backends.app, name="backend")
 app.add_typer(servers.app, name="server")
 app.add_typer(images.app, name="image")
+app.add_typer(hosts.app, name="host")
 
 
 def main() -> None:

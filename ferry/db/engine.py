@@ -34,9 +34,12 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the schema to `revision`, the newest by default (idempotent)."""
+def upgrade(url: str, revision: str = "head", host_name: str | None = None) -> None:
+    """Bring the schema to `revision`, the newest by default (idempotent). `host_name`: the host
+    that servers created before hosts existed (revision 0004) ran on."""
     cfg = AlembicConfig()
+    if host_name:
+        cfg.set_main_option("ferry.host_name", host_name.replace("%", "%%"))
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(cfg, revision)

@@ -183,9 +183,27 @@ class Server(Base):
     task_state: Mapped[ServerTaskState | None] = mapped_column(enum_type(ServerTaskState, 32))
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id"))
     flavor_id: Mapped[str] = mapped_column(ForeignKey("flavors.id"))
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    """The hypervisor host the server runs on (`hosts.name`; no foreign key: a server's row
+    outlives a host that has not registered again yet)."""
     fault: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Host(Base):
+    """A hypervisor host: where it is, what it offers, whether an admin took it out of scheduling,
+    and when its agent last said it is alive."""
+
+    __tablename__ = "hosts"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    address: Mapped[str] = mapped_column(String(255))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    ram_mb: Mapped[int] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Attachment(Base):

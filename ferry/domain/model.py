@@ -19,7 +19,8 @@ class DiskFormat(StrEnum):
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """A storage pool: a directory with a format and a capacity."""
+    """A storage pool: a directory with a format and a capacity, and where it is reachable: from
+    every host (`shared`, a filesystem every host mounts) or only from the `hosts` it lists."""
 
     name: str
     path: str
@@ -28,6 +29,8 @@ class BackendConfig:
     oversubscription: float = 1.0
     driver: str = "file"
     max_migrations: int = 2
+    hosts: tuple[str, ...] = ()
+    shared: bool = True
 
     @property
     def supports_snapshots(self) -> bool:

@@ -53,7 +53,7 @@ def init(
 
 
 def setup_database(cfg: Config, creds: Credentials) -> None:
-    upgrade(cfg.database_url)
+    upgrade(cfg.database_url, host_name=cfg.host_name)
     if cfg.database_url.startswith("sqlite:///"):
         Path(cfg.database_url.removeprefix("sqlite:///")).chmod(0o600)  # password hashes, tokens
     engine = make_engine(cfg.database_url)

@@ -17,6 +17,7 @@ from ferry.db.models import Attachment, Flavor, Image, Server, Volume
 from ferry.db.statements import compare_and_set, compensate, migrating_volume_of
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
+from ferry.domain.hosts import check_attach
 from ferry.domain.ids import new_id
 from ferry.domain.model import DiskFormat, LayerFile
 from ferry.domain.servers import TASK_VERB, ServerStatus, ServerTaskState, device_name, refusal
@@ -27,6 +28,7 @@ from ferry.drivers.hypervisor.console import complete_utf8
 from ferry.drivers.storage.qemu_img import QemuImg
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
+from ferry.services.hosts import HostRegistry
 from ferry.services.images import find_image
 from ferry.services.queries import attachment_of, get_owned, get_volume
 from ferry.services.storage import Backends
@@ -37,12 +39,18 @@ log = logging.getLogger(__name__)
 
 class ComputeService:
     def __init__(
-        self, db: sessionmaker[Session], config: Config, backends: Backends, hypervisor: HypervisorDriver
+        self,
+        db: sessionmaker[Session],
+        config: Config,
+        backends: Backends,
+        hypervisor: HypervisorDriver,
+        hosts: HostRegistry,
     ) -> None:
         self.db = db
         self.config = config
         self.backends = backends
         self.hv = hypervisor
+        self.hosts = hosts
 
     # -- queries -----------------------------------------------------------------------
     def get(self, ctx: RequestContext, server_id: str) -> Server:
@@ -91,8 +99,10 @@ class ComputeService:
         return out
 
     # -- life cycle --------------------------------------------------------------------
-    async def create(self, ctx: RequestContext, name: str, image_ref: str, flavor_ref: str) -> Server:
-        policy.enforce(ctx, "server:create")
+    async def create(
+        self, ctx: RequestContext, name: str, image_ref: str, flavor_ref: str, host: str | None = None
+    ) -> Server:
+        policy.enforce(ctx, "server:create_on_host" if host else "server:create")
         with self.db.begin() as s:
             try:
                 image = find_image(s, image_ref)
@@ -101,6 +111,7 @@ class ComputeService:
             flavor = s.get(Flavor, flavor_ref) or s.scalar(select(Flavor).where(Flavor.name == flavor_ref))
             if flavor is None:
                 raise BadRequest(f"Flavor {flavor_ref} could not be found.")
+            chosen = self.hosts.choose_host(s, flavor, host)
             now = utcnow()
             server = Server(
                 id=new_id(),
@@ -111,6 +122,7 @@ class ComputeService:
                 task_state=ServerTaskState.SPAWNING,
                 image_id=image.id,
                 flavor_id=flavor.id,
+                host=chosen,
                 created_at=now,
                 updated_at=now,
             )
@@ -266,6 +278,7 @@ class ComputeService:
                 raise Conflict(f"Server {server.id} is {server.status}: volumes attach to ACTIVE servers.")
             if attachment_of(s, vol.id) is not None:
                 raise Conflict(f"Volume {vol.id} is already attached.")
+            check_attach(self.config.backend(vol.backend), server.host, server.id, vol.id)
             set_status(s, vol.id, VolumeStatus.ATTACHING, expect=(VolumeStatus.AVAILABLE,))
             used = set(s.scalars(select(Attachment.device).where(Attachment.server_id == server.id)))
             att = Attachment(

@@ -45,6 +45,8 @@ class Endpoint:
                 "flavor_id",
                 "image_id",
                 "key",
+                "service_id",
+                "hypervisor_id",
             )
             if "{" + p + "}" in self.path
         ]
@@ -96,6 +98,7 @@ ENDPOINTS = [
     Endpoint("GET", f"{V}/attachments"),
     Endpoint("GET", f"{V}/attachments/detail"),
     Endpoint("GET", f"{V}/attachments/{{attachment_id}}"),
+    Endpoint("GET", f"{V}/os-services"),
     Endpoint("GET", f"{V}/ferry-doctor"),
     Endpoint("POST", f"{V}/ferry-doctor"),
     Endpoint("GET", f"{C}/servers"),
@@ -129,6 +132,19 @@ ENDPOINTS = [
     Endpoint("GET", f"{C}/images"),
     Endpoint("GET", f"{C}/images/detail"),
     Endpoint("GET", f"{C}/images/{{image_id}}"),
+    Endpoint("GET", f"{C}/os-services"),
+    Endpoint("PUT", f"{C}/os-services/{{service_id}}", {"status": "disabled"}),
+    # by host and binary (the legacy updates, what a 2.1 client sends): nowhere, so nothing changes
+    Endpoint("PUT", f"{C}/os-services/disable", {"host": "nowhere", "binary": "nova-compute"}),
+    Endpoint(
+        "PUT",
+        f"{C}/os-services/disable-log-reason",
+        {"host": "nowhere", "binary": "nova-compute", "disabled_reason": "r"},
+    ),
+    Endpoint("PUT", f"{C}/os-services/enable", {"host": "nowhere", "binary": "nova-compute"}),
+    Endpoint("GET", f"{C}/os-hypervisors"),
+    Endpoint("GET", f"{C}/os-hypervisors/detail"),
+    Endpoint("GET", f"{C}/os-hypervisors/{{hypervisor_id}}"),
     Endpoint("POST", f"{C}/ferry-images", {"image": {"name": "x", "kernel": "/nonexistent/vmlinuz"}}),
     Endpoint("GET", "/identity/v3/auth/catalog"),
     Endpoint("GET", "/identity/v3/auth/tokens"),
@@ -238,7 +254,7 @@ def test_malformed_body_is_400(server: FerryServer, admin: Api, endpoint: Endpoi
 )  # os-stop/os-start take no arguments: their value is ignored, as in Nova
 def test_wrapper_of_the_wrong_type_is_400(server: FerryServer, admin: Api, endpoint: Endpoint) -> None:
     assert endpoint.body is not None
-    (key,) = endpoint.body
+    key = next(iter(endpoint.body))  # the wrapper, or a flat body's first field
     for inner in ([], "x", 5, True, None, [endpoint.body[key]]):
         resp = call(server, endpoint.method, endpoint.url(admin.project_id), admin.token, json={key: inner})
         error(resp, 400, f"{endpoint} {key}={inner!r}")
@@ -258,7 +274,7 @@ def poison(value: Any) -> Any:
 @pytest.mark.parametrize("endpoint", WITH_BODY, ids=str)
 def test_nul_in_a_body_is_400(server: FerryServer, admin: Api, endpoint: Endpoint) -> None:
     assert endpoint.body is not None
-    (key,) = endpoint.body
+    key = next(iter(endpoint.body))  # the wrapper, or a flat body's first field
     bodies = [poison(endpoint.body), {key: poison(endpoint.body[key])}]
     if str(endpoint) == f"POST {V}/volumes":
         bodies += [

@@ -29,6 +29,7 @@ from ferry.domain.volumes import MIGRATION_BUSY, MigrationStatus
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services import policy
 from ferry.services.context import RequestContext
+from ferry.services.hosts import check_destination_reach
 from ferry.services.migration.conductor import Conductor
 from ferry.services.migration.runner import MigrationRun, Perform
 from ferry.services.migration.settling import SETTLING
@@ -113,6 +114,7 @@ class MigrationService:
             pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == dest.name)
             if not pool.fits(vol.size_gib):
                 raise BadRequest(f"Backend {dest.name!r} has no capacity for {vol.size_gib} GiB.")
+            check_destination_reach(s, vol.id, dest)
             busy = s.scalar(active_migration(vol.id).with_only_columns(Migration.id))
             if busy:
                 raise Conflict(f"Volume {vol.id} is already being migrated.")
