@@ -392,7 +392,7 @@ async def move_to_fast(app: Ferry, vid: str) -> str:
     return mig.id
 
 
-# -- the 0004 upgrade ------------------------------------------------------------------------
+# -- the 0005 upgrade ------------------------------------------------------------------------
 @pytest.mark.db
 def test_the_upgrade_puts_existing_servers_on_the_configured_host(tmp_path: Path) -> None:
     url = os.environ.get("FERRY_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'ferry.db'}"
