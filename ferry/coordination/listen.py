@@ -65,7 +65,9 @@ class Listener:
                 raise
 
     async def _connect(self) -> None:
-        conn = await asyncio.to_thread(psycopg2.connect, self.dsn, connect_timeout=5)
+        conn = await asyncio.to_thread(
+            psycopg2.connect, self.dsn, connect_timeout=5, options="-c statement_timeout=5000"
+        )
         conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
         self._conn, self._loop, self._fd = conn, asyncio.get_running_loop(), conn.fileno()
         self._loop.add_reader(self._fd, self._readable)
@@ -80,7 +82,14 @@ class Listener:
                 row = cur.fetchone() if cur.description else None
             return None if row is None else row[0]
 
-        value = await asyncio.to_thread(run)
+        # The reader must not poll the connection while a thread runs a statement on it.
+        assert self._loop is not None
+        self._loop.remove_reader(self._fd)
+        try:
+            value = await asyncio.to_thread(run)
+        finally:
+            if self._conn is conn:
+                self._loop.add_reader(self._fd, self._readable)
         self._dispatch()
         return value
 

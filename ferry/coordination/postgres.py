@@ -17,7 +17,9 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
+import psycopg2
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from ferry.coordination.listen import Listener
 from ferry.coordination.queue import (
@@ -64,6 +66,8 @@ _CLAIM = text(
 
 
 class PostgresStore(ActionStore):
+    transient = (DBAPIError, psycopg2.Error)
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ from ferry.coordination.wire import Json, decode, decode_error, encode_call, enc
 from ferry.domain.actions import ActionState
 from ferry.domain.errors import DriverError
 from ferry.domain.ids import new_id
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 """Called with (bytes_done, bytes_total) while a call runs (a copy)."""
@@ -62,6 +65,10 @@ class ActionView:
     error: Json
 
 
+_AWAY = ActionView(ActionState.QUEUED, None, None, None)
+"""What a caller assumes while the store cannot be read: still waiting."""
+
+
 @dataclass(frozen=True)
 class Claim:
     id: str
@@ -91,6 +98,9 @@ class Renewal:
 
 class ActionStore(abc.ABC):
     """Where actions live and how their parties are woken. Every method is one atomic step."""
+
+    transient: tuple[type[Exception], ...] = ()
+    """Errors that mean "the store is away for now" (a database restart): retried, not raised."""
 
     # -- caller ----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -175,14 +185,18 @@ class ActionQueue(HostQueue):
         limit = self.timing.call_timeout if timeout is None else timeout
         action_id = new_id()
         with self.store.watch(action_id) as changed:
-            await self.store.insert(host, action_id, encode_call(call))
+            # Shielded: a cancel while the insert runs must not leave an action nobody withdraws.
+            inserted = asyncio.ensure_future(self.store.insert(host, action_id, encode_call(call)))
             try:
+                await asyncio.shield(inserted)
                 return await self._outcome(action_id, changed, limit, progress)
+            except self.store.transient as e:
+                raise DriverError(f"cannot send {call} to host {host}: the queue is unavailable", e) from e
             except TimeoutError:
                 await self.store.withdraw(host, action_id, _gave_up(host, limit))
                 raise DriverError(f"host {host} did not answer within {limit:g} s ({call})") from None
             except asyncio.CancelledError:
-                withdrawn = asyncio.ensure_future(self._withdraw(host, action_id, changed))
+                withdrawn = asyncio.ensure_future(self._withdraw(host, action_id, changed, inserted))
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(withdrawn)
                 raise
@@ -197,7 +211,11 @@ class ActionQueue(HostQueue):
         seen: tuple[int, int] | None = None
         while True:
             changed.clear()
-            view = await self.store.view(action_id)
+            try:
+                view = await self.store.view(action_id)
+            except self.store.transient as e:
+                log.warning("action %s: the queue is unavailable, looking again: %s", action_id, e)
+                view = _AWAY
             if view is None:
                 raise DriverError(f"action {action_id} vanished from the queue")
             if progress is not None and view.progress is not None and view.progress != seen:
@@ -213,8 +231,14 @@ class ActionQueue(HostQueue):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(remaining, self.timing.recheck))
 
-    async def _withdraw(self, host: str, action_id: str, changed: asyncio.Event) -> None:
+    async def _withdraw(
+        self, host: str, action_id: str, changed: asyncio.Event, inserted: asyncio.Future[None]
+    ) -> None:
         """Cancel on the agent and wait until it has stopped (a killed qemu-img is gone)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(inserted), self.timing.cancel_grace)
+        except Exception:
+            return  # never sent
         await self.store.withdraw(host, action_id, encode_error(DriverError("cancelled by its caller")))
         with contextlib.suppress(Exception):  # a timeout, or the call's outcome: no news to it
             await self._outcome(action_id, changed, self.timing.cancel_grace, None)
@@ -227,12 +251,18 @@ class ActionQueue(HostQueue):
             if token is not None:
                 await Agent(self.store, self.timing, host, agent_id, perform).run(stop, token)
 
+    async def _try_hold(self, host: str, token: str) -> bool:
+        try:
+            return await self.store.hold(host, token)
+        except self.store.transient:
+            return False
+
     @contextlib.asynccontextmanager
     async def _holding(self, host: str, stop: asyncio.Event) -> AsyncIterator[str | None]:
         """Wait (re-trying every `recheck` s) to be the one agent of `host`, or for `stop`."""
         token = new_id()
         try:
-            while not await self.store.hold(host, token):
+            while not await self._try_hold(host, token):
                 if await _stopped(stop, self.timing.recheck):
                     yield None
                     return

@@ -10,7 +10,6 @@ re-runs a call from the start: `executor.REPLAY` says why each driver method all
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -70,7 +69,12 @@ class Agent:
             try:
                 while not stop.is_set():
                     woken.clear()
-                    await self._step(token)
+                    try:
+                        await self._step(token)
+                    except self.store.transient as e:  # PostgreSQL away: keep performing, retry
+                        log.warning(
+                            "agent %s of host %s: the queue is unavailable: %s", self.agent_id, self.host, e
+                        )
                     await _first(woken, stop, tick)
                 await self._drain()
             finally:
@@ -85,7 +89,9 @@ class Agent:
             for action_id in renewal.cancel | renewal.lost:
                 if action_id in renewal.cancel:
                     self.cancelled.add(action_id)
-                self.running[action_id].cancel()
+                task = self.running.get(action_id)  # it may have ended during the renewal
+                if task is not None:
+                    task.cancel()
         room = self.timing.max_running - len(self.running)
         if room > 0 and await self.store.hold(self.host, token):
             skip = set(self.running)
@@ -116,7 +122,22 @@ class Agent:
             outcome = await self._outcome(claim, pump)
         finally:
             await pump.close()
-        await self.store.finish(claim.id, self.agent_id, outcome)
+        await self._write(claim, outcome)
+
+    async def _write(self, claim: Claim, outcome: Outcome) -> None:
+        """Write the outcome, retrying while the queue is away for as long as the lease holds;
+        after that the action is redelivered (and performed again: see `executor.REPLAY`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timing.lease
+        while True:
+            try:
+                await self.store.finish(claim.id, self.agent_id, outcome)
+                return
+            except self.store.transient as e:
+                if loop.time() >= deadline:
+                    log.warning("action %s: outcome lost, it will be redelivered: %s", claim.id, e)
+                    return
+            await asyncio.sleep(self.timing.recheck)
 
     async def _outcome(self, claim: Claim, pump: ProgressPump) -> Outcome:
         try:
@@ -139,7 +160,5 @@ async def _first(a: asyncio.Event, b: asyncio.Event, within: float) -> None:
     try:
         await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for w in waits:
+        for w in waits:  # not awaited: awaiting here could swallow a cancel of the agent itself
             w.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*waits, return_exceptions=True)
