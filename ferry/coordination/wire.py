@@ -73,10 +73,10 @@ assert not DATACLASSES.keys() & ENUMS.keys(), "tags must be unique"
 
 
 def encode(value: Any) -> Json:
+    if isinstance(value, StrEnum):  # before str: a StrEnum is a str, and must come back a member
+        return _tagged_enum(value)
     if value is None or isinstance(value, bool | str):
         return value
-    if isinstance(value, StrEnum):  # before int/str checks matter: a StrEnum is a str
-        return _tagged_enum(value)
     if isinstance(value, int):
         return value
     if isinstance(value, float):

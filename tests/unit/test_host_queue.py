@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -69,7 +69,7 @@ class Cluster:
         return queue, task, stop
 
     async def close(self) -> None:
-        for task, stop in self.agents:
+        for _, stop in self.agents:
             stop.set()
         await asyncio.gather(*(t for t, _ in self.agents), return_exceptions=True)
         for queue in self.queues:
@@ -125,11 +125,11 @@ async def test_errors_are_raised_again_as_their_class(cluster: Cluster) -> None:
 
     cluster.agent(perform)
     caller = cluster.process()
-    with pytest.raises(NotFound, match="^server s1 does not exist$"):
+    with pytest.raises(NotFound, match=r"^server s1 does not exist$"):
         await caller.call("h1", PING)
-    with pytest.raises(Conflict, match="^no slot$"):
+    with pytest.raises(Conflict, match=r"^no slot$"):
         await caller.call("h1", DriverCall(Target.HYPERVISOR, None, "is_running", ("s2",)))
-    with pytest.raises(DriverError, match="^agent: KeyError$"):
+    with pytest.raises(DriverError, match=r"^agent: KeyError$"):
         await caller.call("h1", DriverCall(Target.HYPERVISOR, None, "is_running", ("s3",)))
 
 
@@ -154,7 +154,7 @@ async def test_parallel_calls_to_one_host_all_complete(cluster: Cluster) -> None
 
 async def test_a_host_without_agent_times_out_and_the_call_is_never_performed(cluster: Cluster) -> None:
     caller = cluster.process()
-    with pytest.raises(DriverError, match="^host h9 did not answer within 0.5 s"):
+    with pytest.raises(DriverError, match=r"^host h9 did not answer within 0.5 s"):
         await caller.call("h9", PING, timeout=0.5)
     performed: list[DriverCall] = []
     cluster.agent(answering(performed.append), host="h9")
@@ -249,3 +249,34 @@ async def test_many_hosts_are_kept_apart(cluster: Cluster) -> None:
         cluster.agent(answering(lambda call, h=host: h), host=host)  # type: ignore[misc]
     caller = cluster.process()
     assert [await caller.call(h, PING) for h in ("h3", "h1", "h2")] == ["h3", "h1", "h2"]
+
+
+async def test_every_connection_cut_mid_call_and_both_sides_carry_on(cluster: Cluster) -> None:
+    """What a PostgreSQL restart does to the clients (PostgreSQL only: memory has no server)."""
+    if cluster.kind != "postgres":
+        pytest.skip("only the PostgreSQL queue has connections to lose")
+    from sqlalchemy import create_engine, text
+
+    release = asyncio.Event()
+
+    async def perform(call: DriverCall, progress: Progress) -> Any:
+        await release.wait()
+        return "carried on"
+
+    cluster.agent(perform)
+    caller = cluster.process()
+    pending = asyncio.create_task(caller.call("h1", PING))
+    await asyncio.sleep(0.5)
+    engine = create_engine(pg_url() or "")
+    with engine.begin() as c:
+        cut = c.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    engine.dispose()
+    assert cut and cut >= 2
+    release.set()
+    assert await asyncio.wait_for(pending, 8) == "carried on"
+    assert await asyncio.wait_for(caller.call("h1", PING), 8) == "carried on"
