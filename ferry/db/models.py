@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
 
 from ferry.db.columns import NAMING, enum_type
+from ferry.domain.actions import ActionState
 from ferry.domain.migration import CopyMode, EventKind, RunStatus, Step
 from ferry.domain.model import DiskFormat
 from ferry.domain.roles import Role
@@ -261,3 +262,29 @@ class MigrationEvent(Base):
     step: Mapped[Step] = mapped_column(enum_type(Step, 32))
     event: Mapped[EventKind] = mapped_column(enum_type(EventKind, 32))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class HostAction(Base):
+    """A driver call addressed to one host's agent (`ferry.coordination`), and its outcome.
+
+    The caller inserts it `queued`; the host's agent claims it under a lease it renews while it
+    performs, then writes `result` (done) or `error` (failed) in the transaction that finishes it.
+    """
+
+    __tablename__ = "host_actions"
+    __table_args__ = (Index("ix_host_actions_host_state", "host", "state"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    host: Mapped[str] = mapped_column(String(64))
+    call: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[ActionState] = mapped_column(enum_type(ActionState, 16))
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """How many times an agent claimed it: above 1 it was redelivered (an agent died or stopped)."""
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    progress: Mapped[list[Any] | None] = mapped_column(JSON)
+    """[bytes_done, bytes_total] of a copy, updated by the agent while it performs."""
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -27,8 +27,9 @@ from typing import Any, TypeVar
 import pytest
 
 from ferry.domain.errors import Conflict, DriverError, NotFound
+from ferry.domain.migration import MirrorCondition
 from ferry.domain.model import DiskChain, LayerFile
-from ferry.drivers.hypervisor.base import JobStatus, MirrorStatus, ServerSpec
+from ferry.drivers.hypervisor.base import JobStatus, ServerSpec
 from ferry.drivers.hypervisor.qemu import QemuDriver, file_node, format_node
 from testkit.guest import (
     GUEST_CMDLINE,
@@ -127,8 +128,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     shutil.rmtree(run_root, ignore_errors=True)
 
 
-def ready(status: MirrorStatus) -> bool:
-    return status.ready
+ready = MirrorCondition.READY
 
 
 async def timed(what: str, aw: Awaitable[T]) -> T:
@@ -356,7 +356,7 @@ def test_cancel_after_ready_in_write_blocking_mode(env: Env) -> None:
         await drv.wait_mirror(spec.server_id, job, ready, timeout=60)
         await drv.set_write_blocking(spec.server_id, job)
         await drv.set_write_blocking(spec.server_id, job)  # idempotent
-        status = await drv.wait_mirror(spec.server_id, job, lambda s: s.actively_synced, timeout=30)
+        status = await drv.wait_mirror(spec.server_id, job, MirrorCondition.CONVERGED, timeout=30)
         assert status.write_blocking and status.ready
         await timed("cancel after READY", drv.cancel_mirror(spec.server_id, job, target))
         await assert_on_source(drv, spec.server_id, source, target, job)
@@ -502,7 +502,7 @@ def test_hotplug_mirror_under_writes_and_unplug(env: Env, guest_dir: Path) -> No
         await drv.start_mirror(spec.server_id, vol, job, target, sync_top=True, speed=0)
         await timed("READY under guest writes", drv.wait_mirror(spec.server_id, job, ready, timeout=120))
         await drv.set_write_blocking(spec.server_id, job)
-        await drv.wait_mirror(spec.server_id, job, lambda s: s.actively_synced, timeout=60)
+        await drv.wait_mirror(spec.server_id, job, MirrorCondition.CONVERGED, timeout=60)
         await timed("pivot under guest writes", drv.pivot(spec.server_id, job))
         [disk] = await drv.disks(spec.server_id)
         assert disk.files == paths(target) and disk.serial == vol

@@ -2,7 +2,7 @@
 action (`machine`), the step log's vocabulary (`events`), convergence (`convergence`) and how an
 unfinished migration is settled (`recovery`). Nothing here does I/O."""
 
-from ferry.domain.migration.convergence import ConvergenceWatch, converged
+from ferry.domain.migration.convergence import ConvergenceWatch, MirrorCondition, converged
 from ferry.domain.migration.events import MESSAGES, EventKind
 from ferry.domain.migration.plan import (
     ACTIVE,
@@ -29,6 +29,7 @@ __all__ = [
     "CopyMode",
     "EventKind",
     "MigrationPlan",
+    "MirrorCondition",
     "Recovery",
     "RecoveryFacts",
     "RunStatus",

@@ -8,10 +8,10 @@ and its serial is the volume id. Methods raise `DriverError` (with the root caus
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ferry.domain.migration.convergence import MirrorCondition
 from ferry.domain.model import DiskChain, LayerFile
 
 
@@ -60,6 +60,9 @@ class MirrorStatus:
     actively_synced: bool
     write_blocking: bool
     error: str | None = None
+
+    def satisfies(self, condition: MirrorCondition) -> bool:
+        return condition.holds(self.ready, self.actively_synced, self.write_blocking)
 
 
 class HypervisorDriver(abc.ABC):
@@ -139,9 +142,10 @@ class HypervisorDriver(abc.ABC):
 
     @abc.abstractmethod
     async def wait_mirror(
-        self, server_id: str, job_id: str, until: Callable[[MirrorStatus], bool], timeout: float
+        self, server_id: str, job_id: str, until: MirrorCondition, timeout: float
     ) -> MirrorStatus:
-        """Wait, driven by QMP job events, until `until(status)` holds or the job concludes.
+        """Wait, driven by QMP job events, until the job's status satisfies `until` or the job
+        concludes.
         Raises DriverError on timeout or when the server dies."""
 
     @abc.abstractmethod

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ferry.domain.errors import Conflict, DriverError, FerryError, NotFound
+from ferry.domain.migration.convergence import MirrorCondition
 from ferry.domain.model import DiskChain, LayerFile
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, JobStatus, MirrorStatus, ServerSpec
 from ferry.drivers.hypervisor.console import MAX_TAIL, chunk_bounds, last_lines
@@ -204,7 +204,7 @@ class FakeHypervisorDriver(HypervisorDriver):
         return None if job is None else job.status
 
     async def wait_mirror(
-        self, server_id: str, job_id: str, until: Callable[[MirrorStatus], bool], timeout: float
+        self, server_id: str, job_id: str, until: MirrorCondition, timeout: float
     ) -> MirrorStatus:
         self._enter("wait_mirror", server_id, job_id)
         loop = asyncio.get_running_loop()
@@ -213,7 +213,7 @@ class FakeHypervisorDriver(HypervisorDriver):
             if not await self.is_running(server_id):
                 raise DriverError(f"server {server_id} died while waiting for mirror job {job_id}")
             status = self._job(server_id, job_id).status
-            if status.status in FINISHED or until(status):
+            if status.status in FINISHED or status.satisfies(until):
                 return status
             if not await self._changed(deadline - loop.time()):
                 raise DriverError(f"timed out after {timeout:g} s waiting for mirror job {job_id}")

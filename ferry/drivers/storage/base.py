@@ -8,6 +8,7 @@ so, because a crashed control plane replays steps.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,20 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     def stored_locations(self) -> list[str]:
         """The name ids of every volume location that has a directory on the backend."""
+
+    # Awaitable forms of the three inventories: a directory walk is I/O, and the only form a
+    # driver on another host (`ferry.coordination.storage.RemoteStorage`) can answer.
+    async def scan_layers(self) -> list[StoredLayer]:
+        """`stored_layers`, off the event loop."""
+        return await asyncio.to_thread(self.stored_layers)
+
+    async def scan_partials(self) -> list[StoredLayer]:
+        """`stored_partials`, off the event loop."""
+        return await asyncio.to_thread(self.stored_partials)
+
+    async def scan_locations(self) -> list[str]:
+        """`stored_locations`, off the event loop."""
+        return await asyncio.to_thread(self.stored_locations)
 
     @abc.abstractmethod
     async def remove_partial(self, name_id: str, layer_id: str) -> None:

@@ -33,7 +33,6 @@ from ferry.drivers.storage.base import (
 )
 from ferry.drivers.storage.layout import PART_SUFFIX as _PART_SUFFIX
 from ferry.drivers.storage.layout import TRASH as _TRASH
-from ferry.drivers.storage.layout import VOLUME_PREFIX as _VOLUME_PREFIX
 from ferry.drivers.storage.qemu_img import QemuImg
 
 # Explicit so a changed qemu-img default cannot silently change what Ferry writes.
@@ -79,23 +78,15 @@ class FileStorageDriver(StorageDriver):
     # -- paths ---------------------------------------------------------------------------------
 
     def volume_dir(self, name_id: str) -> Path:
-        path = self.root / f"{_VOLUME_PREFIX}{require_uuid(name_id, 'volume name id')}"
-        return self._inside_root(path)
+        return layout.volume_dir(self.root, name_id, self.name)
 
     def layer_path(self, name_id: str, layer_id: str) -> Path:
-        layer = require_uuid(layer_id, "layer id")
-        return self._inside_root(self.volume_dir(name_id) / f"{layer}.{self.format.value}")
+        return layout.layer_path(self.root, name_id, layer_id, self.format, self.name)
 
     def part_path(self, name_id: str, layer_id: str) -> Path:
         """Temporary name a layer is written under before it is renamed into place."""
         layer = require_uuid(layer_id, "layer id")
-        return self._inside_root(self.volume_dir(name_id) / f".{layer}{_PART_SUFFIX}")
-
-    def _inside_root(self, path: Path) -> Path:
-        # UUIDs cannot contain '/' or '..'; this also refuses a symlink planted inside the root.
-        if not path.resolve().is_relative_to(self.root):
-            raise BadRequest(f"Path {path} is outside backend {self.name}.")
-        return path
+        return layout.inside(self.root, self.volume_dir(name_id) / f".{layer}{_PART_SUFFIX}", self.name)
 
     def _layer_name(self, layer_id: str) -> str:
         """A layer's file name as stored in its child's qcow2 header (relative to the volume dir)."""

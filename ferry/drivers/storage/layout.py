@@ -2,7 +2,8 @@
 layer files in them, the unfinished `.<layer_id>.part` files, and the blocks they all use.
 
 Owns the names of the on-disk layout (`volume-<uuid>/`, `<layer>.<fmt>`, `.<layer>.part`,
-`.trash/`); reads only — creating, publishing and deleting stay in `file.py`.
+`.trash/`) and the path arithmetic from a root (`volume_dir`, `layer_path`: also what a caller on
+another host computes); reads only — creating, publishing and deleting stay in `file.py`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ferry.domain.ids import is_uuid
+from ferry.domain.errors import BadRequest
+from ferry.domain.ids import is_uuid, require_uuid
 from ferry.domain.model import DiskFormat
 from ferry.drivers.storage.base import StoredLayer
 
@@ -18,6 +20,24 @@ VOLUME_PREFIX = "volume-"
 PART_SUFFIX = ".part"
 TRASH = ".trash"
 _FORMATS = frozenset(f.value for f in DiskFormat)
+
+
+def inside(root: Path, path: Path, backend: str) -> Path:
+    """`path`, if it stays inside the backend's (resolved) root. UUIDs cannot contain '/' or
+    '..'; this also refuses a symlink planted inside the root."""
+    if not path.resolve().is_relative_to(root):
+        raise BadRequest(f"Path {path} is outside backend {backend}.")
+    return path
+
+
+def volume_dir(root: Path, name_id: str, backend: str) -> Path:
+    """Directory of one volume location: path arithmetic, also for a root on another host."""
+    return inside(root, root / f"{VOLUME_PREFIX}{require_uuid(name_id, 'volume name id')}", backend)
+
+
+def layer_path(root: Path, name_id: str, layer_id: str, fmt: DiskFormat, backend: str) -> Path:
+    layer = require_uuid(layer_id, "layer id")
+    return inside(root, volume_dir(root, name_id, backend) / f"{layer}.{fmt.value}", backend)
 
 
 def canonical_uuid(value: str) -> bool:

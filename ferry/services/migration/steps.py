@@ -13,7 +13,7 @@ from sqlalchemy import update
 from ferry.db.models import Migration, Volume
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import DriverError, FerryError
-from ferry.domain.migration import EventKind, MigrationPlan, Step, converged
+from ferry.domain.migration import EventKind, MigrationPlan, MirrorCondition, Step
 from ferry.domain.migration import machine as mm
 from ferry.drivers.hypervisor.base import JobStatus, MirrorStatus
 from ferry.services import failpoints
@@ -101,12 +101,7 @@ async def watch_mirror(run: MigrationRun, action: mm.WatchMirror) -> mm.Fact:
     try:
         st = await run.cancellable(
             asyncio.wait_for(
-                run.hv.wait_mirror(
-                    run.server,
-                    run.job_id,
-                    lambda s: converged(s.ready, s.actively_synced, s.write_blocking),
-                    timeout=3600.0,
-                ),
+                run.hv.wait_mirror(run.server, run.job_id, MirrorCondition.CONVERGED, timeout=3600.0),
                 action.timeout,
             )
         )

@@ -18,11 +18,11 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from ferry.domain.errors import BadRequest, Conflict, DriverError, NotFound
 from ferry.domain.ids import require_uuid
+from ferry.domain.migration.convergence import MirrorCondition
 from ferry.domain.model import DiskChain, LayerFile
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, JobStatus, MirrorStatus, ServerSpec
 from ferry.drivers.hypervisor.qemu import devices, jobs, nodes
@@ -235,7 +235,7 @@ class QemuDriver(HypervisorDriver):
         return await jobs.mirror_status(conn, self._session(server_id).run, job_id)
 
     async def wait_mirror(
-        self, server_id: str, job_id: str, until: Callable[[MirrorStatus], bool], timeout: float
+        self, server_id: str, job_id: str, until: MirrorCondition, timeout: float
     ) -> MirrorStatus:
         conn = await self._conn(server_id)
         run = self._session(server_id).run
@@ -250,7 +250,7 @@ class QemuDriver(HypervisorDriver):
             return await jobs.wait_until(
                 sub,
                 probe,
-                lambda s: s.status in FINISHED or until(s),
+                lambda s: s.status in FINISHED or s.satisfies(until),
                 timeout,
                 f"mirror job {job_id}",
                 self.progress_interval,
