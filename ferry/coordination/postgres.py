@@ -243,7 +243,7 @@ class PostgresStore(ActionStore):
 
 
 class PostgresQueue(ActionQueue):
-    """The queue of every process of a many-host deployment. Expects the schema at 0004."""
+    """The queue of every process of a many-host deployment. Expects the schema at 0006 or later."""
 
     def __init__(self, database: str | Engine, timing: Timing | None = None) -> None:
         self.engine = make_engine(database) if isinstance(database, str) else database

@@ -1,7 +1,7 @@
 """host actions: driver calls addressed to a host's agent, and their outcomes
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-10 10:00:00
 
 `host_actions` is the queue between the conductor and the agents (`ferry.coordination`): one row
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
