@@ -94,6 +94,10 @@ def set_status(s: Session, volume_id: str, new: VolumeStatus, *, expect: tuple[V
         )
 
 
+CASCADE_TAKES = (*SNAPSHOT_DELETABLE, SnapshotStatus.DELETING)
+"""Snapshots a cascade delete takes with their volume: a `deleting` one's merge is superseded."""
+
+
 class VolumeService:
     def __init__(self, db: sessionmaker[Session], backends: Backends) -> None:
         self.db = db
@@ -332,8 +336,14 @@ class VolumeService:
     async def delete(self, ctx: RequestContext, volume_id: str, cascade: bool = False) -> None:
         """Delete the volume; with `cascade`, its snapshots with it (their layers live in the
         volume's directory). Every precondition is checked, and the volume and its snapshots are
-        claimed, in one transaction before anything is touched: a refused delete changes nothing."""
+        claimed, in one transaction before anything is touched: a refused delete changes nothing.
+        Under the chain lock: a snapshot merge under way ends first; one still pending is
+        superseded (its layer goes with the directory)."""
         policy.enforce(ctx, "volume:delete")
+        async with self.chain_lock(volume_id):
+            await self._delete_locked(ctx, volume_id, cascade)
+
+    async def _delete_locked(self, ctx: RequestContext, volume_id: str, cascade: bool) -> None:
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
             snaps = self._check_deletable(s, vol, cascade)
@@ -342,7 +352,7 @@ class VolumeService:
                 compare_and_set(
                     s,
                     update(Snapshot)
-                    .where(Snapshot.volume_id == vol.id, Snapshot.status.in_(SNAPSHOT_DELETABLE))
+                    .where(Snapshot.volume_id == vol.id, Snapshot.status.in_(CASCADE_TAKES))
                     .values(status=SnapshotStatus.DELETING, updated_at=utcnow()),
                     f"Volume {vol.id}: a snapshot changed while it was being deleted; retry.",
                     rows=len(snaps),
@@ -378,7 +388,7 @@ class VolumeService:
             raise BadRequest(f"Volume {vol.id} has snapshots: delete them first or use cascade=true.")
         if vol.status not in DELETABLE:
             raise BadRequest(f"Volume {vol.id} is {vol.status}: it must be available or error to delete.")
-        busy = next((sn for sn in snaps if sn.status not in SNAPSHOT_DELETABLE), None)
+        busy = next((sn for sn in snaps if sn.status not in CASCADE_TAKES), None)
         if busy is not None:
             raise Conflict(
                 f"Snapshot {busy.id} of volume {vol.id} is {busy.status}; delete the volume when it settles."
