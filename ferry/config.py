@@ -81,11 +81,20 @@ class IdentityConfig:
     """User names (and, apart, addresses) remembered at most; the oldest are forgotten first."""
 
     def __post_init__(self) -> None:
-        counts = (self.argon2_time_cost, self.argon2_parallelism, self.hash_workers, self.max_pending_hashes,
-                  self.user_failures, self.address_failures, self.throttle_max_keys)
+        counts = (
+            self.argon2_time_cost,
+            self.argon2_parallelism,
+            self.hash_workers,
+            self.max_pending_hashes,
+            self.user_failures,
+            self.address_failures,
+            self.throttle_max_keys,
+        )
         if min(counts) < 1 or self.failure_window_s <= 0 or self.refusal_delay_s < 0:
-            raise BadRequest("Invalid [identity]: counts must be at least 1, failure_window_s positive and "
-                             "refusal_delay_s not negative.")
+            raise BadRequest(
+                "Invalid [identity]: counts must be at least 1, failure_window_s positive and "
+                "refusal_delay_s not negative."
+            )
         if not 0 <= self.hash_nice <= 19:
             raise BadRequest("Invalid [identity]: hash_nice must be within 0..19.")
         if self.argon2_memory_cost < 8 * self.argon2_parallelism:
@@ -93,8 +102,9 @@ class IdentityConfig:
 
     @property
     def throttle(self) -> ThrottleLimits:
-        return ThrottleLimits(self.user_failures, self.address_failures, self.failure_window_s,
-                              self.throttle_max_keys)
+        return ThrottleLimits(
+            self.user_failures, self.address_failures, self.failure_window_s, self.throttle_max_keys
+        )
 
 
 @dataclass(frozen=True)

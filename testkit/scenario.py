@@ -113,7 +113,16 @@ def console_path(srv: FerryServer, sid: str) -> Path:
 
 
 def _run_dir(srv: FerryServer, sid: str) -> RunDir:
-    return RunDir.of(servers_root(load(srv.config_path).run_dir), sid)
+    """The server's run dir: the all-in-one's, or that of the agent whose host runs it."""
+    run = load(srv.config_path).run_dir
+    here = RunDir.of(servers_root(run), sid)
+    if here.path.exists():
+        return here
+    for host in sorted(run.glob("hosts/*")):
+        on_host = RunDir.of(servers_root(host), sid)
+        if on_host.path.exists():
+            return on_host
+    return here
 
 
 def wait_writing(

@@ -41,9 +41,14 @@ class Api:
             **kw,
         )
 
-    def compute(self, method: str, path: str, **kw: Any) -> httpx.Response:
+    def compute(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kw: Any
+    ) -> httpx.Response:
         return self.client.request(
-            method, f"{self.base}/compute/v2.1{path}", headers={"X-Auth-Token": self.token}, **kw
+            method,
+            f"{self.base}/compute/v2.1{path}",
+            headers={"X-Auth-Token": self.token, **(headers or {})},
+            **kw,
         )
 
     def ok(self, resp: httpx.Response, *codes: int) -> Any:
@@ -102,10 +107,13 @@ class FerryServer:
     def log_path(self) -> Path:
         return self.data_dir / "serve.log"
 
-    def start(self, env: dict[str, str] | None = None, timeout: float = 30) -> None:
+    def start(
+        self, env: dict[str, str] | None = None, timeout: float = 30, args: tuple[str, ...] = ()
+    ) -> None:
+        """`args`: more `ferry serve` options (`--role api --workers 2`)."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ferry.cli.main", "serve", "--config", str(self.config_path)],
+            [sys.executable, "-m", "ferry.cli.main", "serve", "--config", str(self.config_path), *args],
             env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -166,11 +174,12 @@ class FerryServer:
             api.compute("DELETE", f"/servers/{s['id']}")
 
     def kill_guests(self) -> None:
-        """SIGKILL every QEMU this control plane started (teardown must not leak guests, even
-        when the control plane itself is dead)."""
+        """SIGKILL every QEMU this control plane (or one of its agents) started: teardown must
+        not leak guests, even when the control plane itself is dead."""
         from ferry.config import load
 
-        for pidfile in (load(self.config_path).run_dir / "servers").glob("*/qemu.pid"):
+        run = load(self.config_path).run_dir
+        for pidfile in [*run.glob("servers/*/qemu.pid"), *run.glob("hosts/*/servers/*/qemu.pid")]:
             try:
                 pid = int(pidfile.read_text().strip())
                 if str(pidfile).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():

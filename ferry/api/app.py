@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from ferry import __version__
+from ferry import config as cfgmod
 from ferry.api import (
     attachments,
     compute,
@@ -31,6 +34,14 @@ from ferry.api import (
 from ferry.api.edge import Edge
 from ferry.api.responses import JSONBody
 from ferry.services.app import Ferry
+from ferry.services.tier import ProcessRole
+
+
+def tier_app() -> FastAPI:
+    """One worker of the API tier: `ferry serve --role api --workers N` has uvicorn import and
+    call this in each worker process, after the schema is up to date (`prepare`)."""
+    config = cfgmod.load(Path(os.environ["FERRY_CONFIG"]))
+    return create_app(Ferry(config, role=ProcessRole.API))
 
 
 def create_app(ferry: Ferry) -> FastAPI:

@@ -102,4 +102,3 @@ class Edge:
             return message
 
         return counted
-

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
@@ -32,6 +33,7 @@ KIND_BY_CODE = {
     413: "overLimit",
     429: "overLimit",
     415: "badMediaType",
+    503: "serviceUnavailable",
 }
 
 
@@ -83,6 +85,9 @@ def allowed_methods(request: Request) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(FerryError)
     async def ferry_error(request: Request, exc: FerryError) -> JSONBody:
+        if exc.code == 503:  # a host or the database is away: the caller's news, not a bug
+            log.warning("request %s: %s", request_id(request), exc.message)
+            return error_response(503, exc.message, exc.kind, headers={"Retry-After": "5"})
         if exc.code >= 500:
             rid = request_id(request)
             log.error("request failed (%s): %s", rid, exc.message, exc_info=exc)
@@ -91,6 +96,14 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, TooManyRequests):
             resp.headers["Retry-After"] = str(exc.retry_after_s)
         return resp
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_away(request: Request, exc: Exception) -> JSONBody:
+        """PostgreSQL restarting or out of reach: the pool reconnects on the next request."""
+        log.warning("request %s: the database is unavailable: %s", request_id(request), type(exc).__name__)
+        message = "The database is unavailable; retry shortly."
+        return error_response(503, message, "serviceUnavailable", headers={"Retry-After": "2"})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONBody:

@@ -68,9 +68,16 @@ def init(
 @app.command()
 def serve(
     config: Path = typer.Option(None, "--config", help="Default: $FERRY_CONFIG or ./ferry.toml"),
+    role: str = typer.Option(
+        "all",
+        help="all: the API, the conductor and the drivers of this one host in one process. "
+        "api: the stateless API tier and conductor of a many-host deployment (PostgreSQL; "
+        "every host runs `ferry agent`).",
+    ),
+    workers: int = typer.Option(1, min=1, max=64, help="API worker processes (--role api)."),
     log_level: str = typer.Option("info"),
 ) -> None:
-    """Run the API, the workers and the drivers in one process."""
+    """Run the control plane: all-in-one, or the API tier of many hosts."""
     import logging
 
     import uvicorn
@@ -78,21 +85,59 @@ def serve(
     from ferry import config as cfgmod
     from ferry.api.app import create_app
     from ferry.domain.errors import FerryError
-    from ferry.services.app import Ferry
+    from ferry.services.app import Ferry, prepare
+    from ferry.services.tier import ProcessRole
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if role not in ("all", "api"):
+        raise CliError(f"--role must be all or api, not {role!r} (hosts run `ferry agent`)")
+    if role == "all" and workers != 1:
+        raise CliError("--workers is for --role api: the all-in-one is one process")
+    path = cfgmod.config_path(config)
     try:
-        ferry = Ferry.from_file(cfgmod.config_path(config))
+        cfg = prepare(path, ProcessRole(role))
     except FerryError as e:
         raise CliError(e.message) from None
-    cfg = ferry.config
+    quiet = log_level != "debug"
+    if role == "all":
+        app_or_factory: object = create_app(Ferry(cfg))
+    else:
+        os.environ["FERRY_CONFIG"] = str(path.resolve())  # each worker loads it (`tier_app`)
+        app_or_factory = "ferry.api.app:tier_app"
     uvicorn.run(
-        create_app(ferry),
+        app_or_factory,  # type: ignore[arg-type]
+        factory=role == "api",
+        workers=workers if role == "api" else None,
         host=cfg.listen_host,
         port=cfg.listen_port,
         log_level=log_level,
-        access_log=log_level == "debug",
+        access_log=not quiet,
     )
+
+
+@app.command()
+def agent(
+    host: str = typer.Option(..., "--host", help="This hypervisor host's name (as servers show it)."),
+    address: str = typer.Option(..., "--address", help="This host's IP: QEMU binds migration ports there."),
+    config: Path = typer.Option(None, "--config", help="Default: $FERRY_CONFIG or ./ferry.toml"),
+    run_dir: Path = typer.Option(None, help="QMP sockets, pidfiles, consoles. Default: <run>/hosts/HOST."),
+    log_level: str = typer.Option("info"),
+) -> None:
+    """Run one hypervisor host's agent: its QEMU guests and the backends it reaches."""
+    import logging
+
+    from ferry import config as cfgmod
+    from ferry.domain.errors import FerryError
+    from ferry.services.agent import run_agent
+    from ferry.services.tier import AgentHost
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = cfgmod.load(cfgmod.config_path(config))
+        where = AgentHost(host, address, run_dir or cfg.run_dir / "hosts" / host)
+        run_agent(cfg, where)
+    except FerryError as e:
+        raise CliError(e.message) from None
 
 
 @app.command()

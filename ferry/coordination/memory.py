@@ -74,7 +74,13 @@ class InProcessStore(ActionStore):
         return subscribed(self._action_waiters, action_id)
 
     async def hold(self, host: str, token: str) -> bool:
-        return self.holders.setdefault(host, token) == token
+        if host not in self.holders:
+            self.holders[host] = token
+            now = self._now()  # the previous holder is gone: its claims are ours to take now
+            for row in self.rows.values():
+                if row.host == host and row.view.state is ActionState.CLAIMED:
+                    row.lease_until = min(row.lease_until, now)
+        return self.holders[host] == token
 
     async def unhold(self, host: str, token: str) -> None:
         if self.holders.get(host) == token:

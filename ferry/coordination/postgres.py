@@ -28,6 +28,7 @@ from ferry.coordination.queue import (
     ActionView,
     Claim,
     Outcome,
+    Reachable,
     Renewal,
     Timing,
     subscribed,
@@ -156,7 +157,18 @@ class PostgresStore(ActionStore):
             if not await self.listener.fetch_one(sql, (key,)):
                 return False
             self.holders[host] = token
+            await self._take_over(host)
         return True
+
+    async def _take_over(self, host: str) -> None:
+        """The host's previous agent let go of its lock, so it is dead (its connection went with
+        it) or stopped: what it had claimed is redelivered now rather than when its leases lapse."""
+        stmt = (
+            update(HostAction)
+            .where(HostAction.host == host, HostAction.state == ActionState.CLAIMED)
+            .values(lease_until=_NOW)
+        )
+        await self._run(lambda c: c.execute(stmt))
 
     async def unhold(self, host: str, token: str) -> None:
         if self.holders.get(host) != token:
@@ -245,10 +257,12 @@ class PostgresStore(ActionStore):
 class PostgresQueue(ActionQueue):
     """The queue of every process of a many-host deployment. Expects the schema at 0006 or later."""
 
-    def __init__(self, database: str | Engine, timing: Timing | None = None) -> None:
+    def __init__(
+        self, database: str | Engine, timing: Timing | None = None, reachable: Reachable | None = None
+    ) -> None:
         self.engine = make_engine(database) if isinstance(database, str) else database
         self.pg = PostgresStore(self.engine)
-        super().__init__(self.pg, timing)
+        super().__init__(self.pg, timing, reachable)
 
     async def close(self) -> None:
         await self.pg.close()

@@ -23,7 +23,7 @@ from typing import Any
 from ferry.coordination.calls import DriverCall, check_host
 from ferry.coordination.wire import Json, decode, decode_error, encode_call, encode_error
 from ferry.domain.actions import ActionState
-from ferry.domain.errors import DriverError
+from ferry.domain.errors import DriverError, HostDown
 from ferry.domain.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ Progress = Callable[[int, int], None]
 """Called with (bytes_done, bytes_total) while a call runs (a copy)."""
 Perform = Callable[[DriverCall, Progress], Awaitable[Any]]
 """What an agent does with a call: perform it on its drivers, reporting progress."""
+Reachable = Callable[[str], bool]
+"""Whether a host is up (its agent beats): a call to a host that is not fails with HostDown."""
 
 
 class HostQueue(abc.ABC):
@@ -51,7 +53,8 @@ class HostQueue(abc.ABC):
         """Perform the calls addressed to `host` until `stop` is set. One agent serves a host
         at a time (another waits). On `stop`, calls still running after a short grace are
         cancelled and put back for the next agent; when the serving task is cancelled (the
-        agent dies) its claims are left to expire with their leases."""
+        agent dies) its claims stay, for the host's next agent to take over as it starts
+        serving (or for another to claim once their leases lapse)."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Drop connections."""
@@ -174,14 +177,23 @@ class Timing:
 class ActionQueue(HostQueue):
     """`HostQueue` over an `ActionStore`: the same semantics whatever keeps the actions."""
 
-    def __init__(self, store: ActionStore, timing: Timing | None = None) -> None:
+    def __init__(
+        self, store: ActionStore, timing: Timing | None = None, reachable: Reachable | None = None
+    ) -> None:
         self.store = store
         self.timing = timing or Timing()
+        self.reachable = reachable
+        """Asked before a call is sent and at every re-check while it waits (None: always up)."""
+
+    def _check_up(self, host: str, call: DriverCall) -> None:
+        if self.reachable is not None and not self.reachable(host):
+            raise HostDown(f"host {host} is down: cannot perform {call} there")
 
     async def call(
         self, host: str, call: DriverCall, *, timeout: float | None = None, progress: Progress | None = None
     ) -> Any:
         check_host(host)
+        self._check_up(host, call)
         limit = self.timing.call_timeout if timeout is None else timeout
         action_id = new_id()
         with self.store.watch(action_id) as changed:
@@ -189,7 +201,12 @@ class ActionQueue(HostQueue):
             inserted = asyncio.ensure_future(self.store.insert(host, action_id, encode_call(call)))
             try:
                 await asyncio.shield(inserted)
-                return await self._outcome(action_id, changed, limit, progress)
+                return await self._outcome(
+                    action_id, changed, limit, progress, lambda: self._check_up(host, call)
+                )
+            except HostDown as e:
+                await self.store.withdraw(host, action_id, encode_error(e))
+                raise
             except self.store.transient as e:
                 raise DriverError(f"cannot send {call} to host {host}: the queue is unavailable", e) from e
             except TimeoutError:
@@ -204,7 +221,12 @@ class ActionQueue(HostQueue):
                 await asyncio.shield(self.store.forget(action_id))
 
     async def _outcome(
-        self, action_id: str, changed: asyncio.Event, limit: float, progress: Progress | None
+        self,
+        action_id: str,
+        changed: asyncio.Event,
+        limit: float,
+        progress: Progress | None,
+        still_up: Callable[[], None] = lambda: None,
     ) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
@@ -230,6 +252,8 @@ class ActionQueue(HostQueue):
                 raise TimeoutError
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(remaining, self.timing.recheck))
+            if not changed.is_set():
+                still_up()  # a re-check: the host may have gone down since the call was sent
 
     async def _withdraw(
         self, host: str, action_id: str, changed: asyncio.Event, inserted: asyncio.Future[None]

@@ -27,10 +27,12 @@ from ferry.domain.errors import (
     DriverError,
     FerryError,
     Forbidden,
+    HostDown,
     NotFound,
     OverLimit,
     TooManyRequests,
     Unauthorized,
+    Unavailable,
 )
 from ferry.domain.migration.convergence import MirrorCondition
 from ferry.domain.model import BackendConfig, DiskChain, DiskFormat, LayerFile, VolumeLocation
@@ -61,7 +63,7 @@ ERRORS: dict[str, type[FerryError]] = {
     cls.__name__: cls
     for cls in (
         FerryError, BadRequest, Unauthorized, Forbidden, NotFound, Conflict, OverLimit, DriverError,
-        TooManyRequests,
+        TooManyRequests, Unavailable, HostDown,
     )
 }  # fmt: skip
 _BUILTIN_TAGS = ("tuple", "dict", "bytes", "path")

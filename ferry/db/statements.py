@@ -49,8 +49,10 @@ def renew_leases(me: str, until: datetime) -> Update:
     )
 
 
-def held_leases(me: str) -> Select[str]:
-    return select(Migration.id).where(Migration.conductor == me, Migration.status.in_(ACTIVE))
+def held_leases(me: str) -> Select[str, bool]:
+    return select(Migration.id, Migration.cancel_requested).where(
+        Migration.conductor == me, Migration.status.in_(ACTIVE)
+    )
 
 
 def lapsed_leases(now: datetime) -> Select[str]:

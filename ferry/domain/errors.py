@@ -57,6 +57,19 @@ class DriverError(FerryError):
         self.cause = cause
 
 
+class Unavailable(DriverError):
+    """What an operation needs is away for now (a host, the database): retry later. A migration
+    that meets it waits rather than deciding on facts it cannot read."""
+
+    code = 503
+    kind = "serviceUnavailable"
+
+
+class HostDown(Unavailable):
+    """The host a driver call is for is down (silent past `service_down_time`): nothing was, or
+    can now be, asked of it."""
+
+
 class TooManyRequests(FerryError):
     """Refused before any work (a throttle): the caller may retry after `retry_after_s` seconds."""
 

@@ -87,8 +87,11 @@ class LoginThrottle:
 
     def refusal(self, user_name: str, address: str, now: float) -> int | None:
         """Whole seconds to wait (at least 1) if this login must be refused unheard, else None."""
-        waits = [w for w in (self.users.retry_after(user_name, now), self.addresses.retry_after(address, now))
-                 if w is not None]
+        waits = [
+            w
+            for w in (self.users.retry_after(user_name, now), self.addresses.retry_after(address, now))
+            if w is not None
+        ]
         return max(1, math.ceil(max(waits))) if waits else None
 
     def failed(self, user_name: str, address: str, now: float) -> None:

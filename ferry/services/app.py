@@ -20,31 +20,67 @@ from ferry.services.migration import MigrationService
 from ferry.services.recovery import VolumeRecovery
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
+from ferry.services.tier import (
+    AgentHost,
+    ProcessRole,
+    local_drivers,
+    remote_drivers,
+    require_postgresql,
+)
 from ferry.services.types import TypeService
 from ferry.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
 
 
+def prepare(path: Path, role: ProcessRole = ProcessRole.ALL) -> Config:
+    """The configuration at `path`, with the database schema brought up to date (once, before
+    any worker of an API tier forks)."""
+    cfg = cfgmod.load(path)
+    if role is not ProcessRole.ALL:
+        require_postgresql(cfg, role)
+    upgrade(cfg.database_url, host_name=cfg.host_name)
+    return cfg
+
+
 class Ferry:
-    """Owns the engine and the services; `start`/`stop` run with the HTTP server's life cycle."""
+    """Owns the engine and the services; `start`/`stop` run with the process's life cycle.
+
+    `role` (`tier.ProcessRole`) says which part of a deployment this process is: the all-in-one
+    (every service on local drivers), an API-tier worker (the same services over the host queue:
+    `tier.remote_drivers`), or a host's agent (`agent`: local drivers for one host)."""
 
     def __init__(
-        self, config: Config, engine: Engine | None = None, hypervisor: HypervisorDriver | None = None
+        self,
+        config: Config,
+        engine: Engine | None = None,
+        hypervisor: HypervisorDriver | None = None,
+        *,
+        role: ProcessRole = ProcessRole.ALL,
+        agent: AgentHost | None = None,
     ) -> None:
         self.config = config
+        self.role = role
+        self.agent = agent
+        if role is not ProcessRole.ALL:
+            require_postgresql(config, role)
         self.engine = engine or make_engine(config.database_url)
         self.db = session_factory(self.engine)
-        self.backends = Backends(config)
+        self.hosts = HostRegistry(
+            self.db, config.hosts, self._own_host(), config.backends, here=config.host_name
+        )
+        if role is ProcessRole.API:
+            drivers = remote_drivers(config, self.engine, self.hosts)
+        else:
+            drivers = local_drivers(config, agent, hypervisor)
+        self.queue = drivers.queue
+        self.backends = Backends(config, drivers.storage)
+        self.hypervisor = drivers.hypervisor
         self.identity = IdentityService(self.db, config.token_lifetime_s, config.identity)
         self.types = TypeService(self.db, self.backends)
         self.volumes = VolumeService(self.db, self.backends)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
-        self.hypervisor = hypervisor or make_hypervisor(config)
         self.images = ImageService(self.db)
-        self.hosts = HostRegistry(
-            self.db, config.hosts, local_host(config), config.backends, here=config.host_name
-        )
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.snapshots.live = self.compute
         self.migrations = MigrationService(self.db, config, self.backends, self.hypervisor, self.volumes)
@@ -53,15 +89,31 @@ class Ferry:
 
     @classmethod
     def from_file(cls, path: Path) -> Ferry:
-        cfg = cfgmod.load(path)
-        upgrade(cfg.database_url, host_name=cfg.host_name)
-        return cls(cfg)
+        return cls(prepare(path))
+
+    def _own_host(self) -> HostSpec | None:
+        """The host this process registers and beats for: the all-in-one's, an agent's; none
+        for the API tier."""
+        h = self.config.hosts
+        if self.agent is not None:
+            return HostSpec(self.agent.name, self.agent.address, h.offered_vcpus(), h.offered_ram_mb())
+        if self.role is ProcessRole.API:
+            return None
+        return HostSpec(self.config.host_name, self.config.listen_host, h.offered_vcpus(), h.offered_ram_mb())
 
     async def start(self) -> None:
-        log.info("ferry control plane starting with backends %s", ", ".join(self.backends.drivers))
+        log.info("ferry %s starting with backends %s", self.role.value, ", ".join(self.backends.drivers))
+        if self.role is ProcessRole.API:
+            # Stateless: the agents re-adopt their servers; unfinished migrations are taken over
+            # once their conductor's lease lapses (another worker may be driving them now).
+            await self.migrations.resume_all(exclusive=False)
+            return
         for driver in self.backends.drivers.values():
             await driver.reclaim()  # what a crash left in the trash
-        await self.hosts.start_local()  # the one host of the all-in-one: registered, beating
+        await self.hosts.start_local()  # this process's host: registered, beating
+        if self.agent is not None:
+            await self.compute.reconcile(host=self.agent.name)  # re-adopt this host's QEMUs
+            return
         await self.compute.reconcile()  # servers first: volume settling asks QEMU what is plugged
         await self.recovery.start()
         await self.snapshots.recover()  # before migrations plan from the layer chains
@@ -70,26 +122,11 @@ class Ferry:
     async def stop(self) -> None:
         await self.hosts.stop()
         await self.migrations.stop()
-        for driver in self.backends.drivers.values():
-            await driver.reclaim()
+        if self.role is not ProcessRole.API:
+            for driver in self.backends.drivers.values():
+                await driver.reclaim()
         await self.hypervisor.close()
+        if self.queue is not None:
+            await self.queue.close()
         self.identity.close()
         self.engine.dispose()
-
-
-def local_host(config: Config) -> HostSpec:
-    """The all-in-one control plane's own host, as it registers itself."""
-    h = config.hosts
-    return HostSpec(config.host_name, config.listen_host, h.offered_vcpus(), h.offered_ram_mb())
-
-
-def make_hypervisor(config: Config) -> HypervisorDriver:
-    h = config.hypervisor
-    if h.driver == "fake":
-        from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
-
-        return FakeHypervisorDriver()
-    from ferry.drivers.hypervisor.qemu import QemuDriver, servers_root
-
-    root = servers_root(config.run_dir)
-    return QemuDriver(root, qemu_binary=h.qemu, accel=h.accel, root_ports=h.root_ports)

@@ -375,13 +375,15 @@ class ComputeService:
         return next((d.files for d in await self.hv.disks(server_id) if d.volume_id == volume_id), None)
 
     # -- restart -----------------------------------------------------------------------
-    async def reconcile(self) -> None:
-        """At start: re-attach to every server whose process outlived the previous control plane,
-        and settle every task a crash interrupted (`domain.settling.settle_server`)."""
+    async def reconcile(self, host: str | None = None) -> None:
+        """At start: re-attach to every server (of `host`: an agent's) whose process outlived the
+        previous control plane, and settle every task a crash interrupted
+        (`domain.settling.settle_server`)."""
+        stmt = select(Server) if host is None else select(Server).where(Server.host == host)
         with self.db() as s:
             servers = [
                 (srv.id, srv.status, srv.task_state, s.scalar(migrating_volume_of(srv.id)) is not None)
-                for srv in s.scalars(select(Server))
+                for srv in s.scalars(stmt)
             ]
         for server_id, status, task, migrating in servers:
             if task is None and status in (ServerStatus.SHUTOFF, ServerStatus.ERROR):

@@ -25,7 +25,7 @@ from ferry.db.models import Attachment, Flavor, Host, Server
 from ferry.db.statements import updated_one
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, NotFound
-from ferry.domain.hosts import HostLoad, Need, Placed, check_migration, place, reaches, state_of
+from ferry.domain.hosts import HostLoad, HostState, Need, Placed, check_migration, place, reaches, state_of
 from ferry.domain.model import BackendConfig
 from ferry.services import policy
 from ferry.services.context import RequestContext
@@ -184,6 +184,22 @@ class HostRegistry:
         if host is None:
             raise NotFound(f"Server {server_id} could not be found.")
         return host
+
+    def is_up(self, name: str) -> bool:
+        """Whether `name`'s agent beat within `service_down_time` (asked before every remote
+        call and while one waits: one indexed row)."""
+        with self.db() as s:
+            beat = s.scalar(select(Host.heartbeat_at).where(Host.name == name))
+        return state_of(beat, self.clock(), self.config.service_down_time) is HostState.UP
+
+    def up_hosts_reaching(self, backend: BackendConfig) -> list[str]:
+        now = self.clock()
+        with self.db() as s:
+            rows = s.execute(select(Host.name, Host.heartbeat_at).order_by(Host.name)).all()
+        down_after = self.config.service_down_time
+        return [
+            n for n, beat in rows if reaches(backend, n) and state_of(beat, now, down_after) is HostState.UP
+        ]
 
     def hosts_reaching(self, backend: BackendConfig) -> list[str]:
         """The registered hosts from which `backend` is reachable."""

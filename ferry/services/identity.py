@@ -118,8 +118,9 @@ class IdentityService:
     async def _authenticate(self, login: Login) -> IssuedToken:
         wait = self.throttle.refusal(login.user_name, login.address, self.clock())
         if wait is not None:  # refused unheard: no lookup, no hash
-            raise TooManyRequests(f"Too many failed logins for this user or address; retry in {wait} s.",
-                                  wait)
+            raise TooManyRequests(
+                f"Too many failed logins for this user or address; retry in {wait} s.", wait
+            )
         account = await asyncio.to_thread(self._account, login.user_name)
         if not await self.passwords.verify(account.password_hash if account else None, login.password):
             self.throttle.failed(login.user_name, login.address, self.clock())
@@ -226,4 +227,3 @@ class IdentityService:
     def project_exists(self, project_id: str) -> bool:
         with self.db() as s:
             return s.get(Project, project_id) is not None
-

@@ -21,9 +21,12 @@ from ferry.drivers.storage.file import FileStorageDriver
 class Backends:
     """Every configured backend and its driver."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, drivers: dict[str, StorageDriver] | None = None) -> None:
+        """`drivers`: by backend name (the role's: `tier`); default, a file driver for each."""
         self.config = config
-        self.drivers: dict[str, StorageDriver] = {b.name: FileStorageDriver(b) for b in config.backends}
+        self.drivers = (
+            drivers if drivers is not None else {b.name: FileStorageDriver(b) for b in config.backends}
+        )
 
     def driver(self, name: str) -> StorageDriver:
         try:

@@ -147,4 +147,3 @@ def test_no_generated_request_breaks_the_server(server: FerryServer, world: Worl
     assert server.api("ferry-demo").volume("GET", "/volumes").status_code == 200  # still serving
     # shown with -s: what the run covered
     print(summary, sorted(tally.by_operation.items(), key=lambda kv: kv[1]))
-

@@ -282,9 +282,7 @@ def test_console_follow_passes_other_errors_on() -> None:
         (["--follow"], [("GET", f"/servers/{SID}/ferry-console", None, {"offset": 0})]),
     ],
 )
-def test_console_command(
-    monkeypatch: pytest.MonkeyPatch, args: list[str], expect_calls: list[Any]
-) -> None:
+def test_console_command(monkeypatch: pytest.MonkeyPatch, args: list[str], expect_calls: list[Any]) -> None:
     """Default: print once; `--follow` follows, and Ctrl-C ends it with exit code 0."""
     answer = KeyboardInterrupt() if "--follow" in args else {"output": "hello\n"}
     stub = StubClient({"server": {"id": SID, "name": "vm"}}, answer)

@@ -74,8 +74,12 @@ class CountingHasher(PasswordHasher):
         return super().verify(hash, password)
 
 
-def service(db: sessionmaker[Session], params: IdentityConfig = LIGHT, gate: threading.Event | None = None,
-            clock: Clock | None = None) -> tuple[IdentityService, CountingHasher]:
+def service(
+    db: sessionmaker[Session],
+    params: IdentityConfig = LIGHT,
+    gate: threading.Event | None = None,
+    clock: Clock | None = None,
+) -> tuple[IdentityService, CountingHasher]:
     ident = IdentityService(db, 3600, params, clock=clock or Clock())
     hasher = CountingHasher(params, gate)
     ident.passwords = Passwords(params, hasher)
@@ -240,7 +244,10 @@ def test_identity_config_defaults_are_argon2_cffis() -> None:
     strong = cfgmod.from_dict({}).identity
     h = PasswordHasher()
     assert (strong.argon2_time_cost, strong.argon2_memory_cost, strong.argon2_parallelism) == (
-        h.time_cost, h.memory_cost, h.parallelism)
+        h.time_cost,
+        h.memory_cost,
+        h.parallelism,
+    )
     assert (strong.user_failures, strong.address_failures, strong.failure_window_s) == (5, 20, 60.0)
 
 

@@ -31,11 +31,13 @@ class Conductor:
         with self.db.begin() as s:
             return updated_one(s, take_lease(migration_id, self.id, now, self.terms.until(now), force=force))
 
-    def renew(self) -> set[str]:
-        """Extend every lease this conductor holds; the migrations it still holds."""
+    def renew(self) -> tuple[set[str], set[str]]:
+        """Extend every lease this conductor holds: the migrations it still holds, and those of
+        them whose cancel was asked for (through another API worker, perhaps)."""
         with self.db.begin() as s:
             s.execute(renew_leases(self.id, self.terms.until(utcnow())))
-            return set(s.scalars(held_leases(self.id)))
+            held = {row.id: row.cancel_requested for row in s.execute(held_leases(self.id))}
+        return set(held), {mid for mid, cancel in held.items() if cancel}
 
     def lapsed(self) -> list[str]:
         with self.db() as s:

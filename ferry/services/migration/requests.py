@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.config import Config
@@ -20,7 +21,7 @@ from ferry.db.models import Migration, MigrationEvent, Volume
 from ferry.db.statements import active_migration, active_migrations, compare_and_set, not_migrating
 from ferry.domain import migration as dm
 from ferry.domain.clock import utcnow
-from ferry.domain.errors import BadRequest, Conflict, NotFound
+from ferry.domain.errors import BadRequest, Conflict, NotFound, Unavailable
 from ferry.domain.ids import new_id
 from ferry.domain.migration import NO_RETURN, EventKind, RunStatus, Step
 from ferry.domain.migration.lease import LeaseTerms
@@ -279,9 +280,26 @@ class MigrationService:
 
     # -- engine ----------------------------------------------------------------------------
     def _launch(self, migration_id: str, work: Coroutine[Any, Any, None] | None = None) -> None:
-        task = asyncio.get_running_loop().create_task(work or self._run(migration_id))
+        if migration_id in self._tasks:  # already driven here (the keeper may have been first)
+            if work is not None:
+                work.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._unless_away(migration_id, work))
         self._tasks[migration_id] = task
         task.add_done_callback(lambda _t: self._forget(migration_id))
+
+    async def _unless_away(self, migration_id: str, work: Coroutine[Any, Any, None] | None) -> None:
+        """Drive the migration. When a host it needs, or the database, is away, stop where it
+        is: the lease stays, so no other conductor takes it, and the keeper settles it afresh
+        (from facts read again) at its next tick."""
+        try:
+            await (work or self._run(migration_id))
+        except Unavailable as e:
+            log.warning("migration %s waits: %s", migration_id, e.message)
+        except (OperationalError, InterfaceError) as e:
+            log.warning(
+                "migration %s waits: the database is unavailable (%s)", migration_id, type(e).__name__
+            )
 
     def _forget(self, migration_id: str) -> None:
         self._tasks.pop(migration_id, None)
@@ -334,15 +352,25 @@ class MigrationService:
         """Renew what this conductor drives, let go of what another took, adopt what lapsed."""
         while True:
             await asyncio.sleep(self.conductor.terms.renew_every_s)  # a lease timer, not a sync
-            held = self.conductor.renew()
-            for mid, task in list(self._tasks.items()):
-                if mid not in held and not task.done():
-                    log.warning("migration %s: lease lost to another conductor; it settles it", mid)
-                    task.cancel()
-            for mid in self.conductor.lapsed():
-                if mid not in self._tasks:
-                    log.info("migration %s: its conductor's lease lapsed; adopting it", mid)
-                    self._launch(mid, self._recover(mid))
+            try:
+                self._keep()
+            except (OperationalError, InterfaceError) as e:  # PostgreSQL away: the next tick retries
+                log.warning("conductor %s: cannot renew its leases: %s", self.conductor.id, type(e).__name__)
+
+    def _keep(self) -> None:
+        held, cancelled = self.conductor.renew()
+        for mid in cancelled:
+            self.cancel_event(mid).set()  # asked of another worker: its run sees it here
+        for mid, task in list(self._tasks.items()):
+            if mid not in held and not task.done():
+                log.warning("migration %s: lease lost to another conductor; it settles it", mid)
+                task.cancel()
+        for mid in held - set(self._tasks):  # ours, yet nothing drives it: it waited, or crashed
+            self._launch(mid, self._recover(mid))
+        for mid in self.conductor.lapsed():
+            if mid not in self._tasks:
+                log.info("migration %s: its conductor's lease lapsed; adopting it", mid)
+                self._launch(mid, self._recover(mid))
 
     async def _recover(self, migration_id: str, *, force: bool = False) -> None:
         if not self.conductor.take(migration_id, force=force):

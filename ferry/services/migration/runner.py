@@ -9,10 +9,11 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.db.models import Migration, Volume
-from ferry.domain.errors import FerryError
+from ferry.domain.errors import FerryError, Unavailable
 from ferry.domain.migration import Cause, EventKind, MigrationPlan, Recovery, RecoveryFacts, Step, plan
 from ferry.domain.migration import machine as mm
 from ferry.domain.model import DiskChain, GiB, VolumeLocation
@@ -87,6 +88,10 @@ class MigrationRun:
             return await self.handlers[type(action)](self, action)
         except CancelledByOperator:
             return mm.CancelRequested() if self.machine.cancellable else mm.Failed("cancelled too late")
+        except Unavailable:
+            raise  # no fact can be read now: the run waits (MigrationService)
+        except (OperationalError, InterfaceError) as e:
+            raise Unavailable("the database is unavailable", e) from e
         except FerryError as e:
             log.error("migration %s failed at %s: %s", self.mig.id, self.machine.step, e.message)
             return mm.Failed(e.message)
