@@ -18,6 +18,19 @@ import httpx
 import yaml
 
 
+def reset_database(url: str) -> None:
+    """Give each server a clean PostgreSQL schema (SQLite gets a new file anyway)."""
+    if url.startswith("sqlite"):
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as c:
+        c.execute(text("DROP SCHEMA public CASCADE"))
+        c.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

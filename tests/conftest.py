@@ -8,23 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from testkit.server import Api, FerryServer
+from testkit.server import Api, FerryServer, reset_database
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_DIR = ROOT / "build" / "guest"
-
-
-def reset_database(url: str) -> None:
-    """Give each server a clean PostgreSQL schema (SQLite gets a new file anyway)."""
-    if url.startswith("sqlite"):
-        return
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    with engine.begin() as c:
-        c.execute(text("DROP SCHEMA public CASCADE"))
-        c.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 def make_server(tmp: Path, **kw: object) -> FerryServer:

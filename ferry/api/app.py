@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,8 @@ from ferry.services.tier import ProcessRole
 def tier_app() -> FastAPI:
     """One worker of the API tier: `ferry serve --role api --workers N` has uvicorn import and
     call this in each worker process, after the schema is up to date (`prepare`)."""
+    level = os.environ.get("FERRY_LOG_LEVEL", "info").upper()  # a spawned worker starts unconfigured
+    logging.basicConfig(level=level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     config = cfgmod.load(Path(os.environ["FERRY_CONFIG"]))
     return create_app(Ferry(config, role=ProcessRole.API))
 

@@ -103,6 +103,7 @@ def serve(
         app_or_factory: object = create_app(Ferry(cfg))
     else:
         os.environ["FERRY_CONFIG"] = str(path.resolve())  # each worker loads it (`tier_app`)
+        os.environ["FERRY_LOG_LEVEL"] = log_level
         app_or_factory = "ferry.api.app:tier_app"
     uvicorn.run(
         app_or_factory,  # type: ignore[arg-type]

@@ -93,18 +93,18 @@ class FileDrift:
         out: list[Drift] = []
         for name, driver in self.backends.drivers.items():
             o = owners[name]
-            present = {(lay.name_id, lay.layer_id): lay for lay in driver.stored_layers()}
+            present = {(lay.name_id, lay.layer_id): lay for lay in await driver.scan_layers()}
             for key, lay in present.items():
                 if key not in o.owned and key[0] not in o.writing:
                     out.append(
                         Drift("orphan-file", str(lay.path), f"on backend {name}, owned by no volume", REPAIR)
                     )
-            for part in driver.stored_partials():
+            for part in await driver.scan_partials():
                 if part.name_id not in o.writing or part.modified < stale:
                     detail = f"unfinished copy on backend {name}, no copy in progress writes it"
                     out.append(Drift("partial-file", str(part.path), detail, REPAIR))
             with_layers = {name_id for name_id, _ in present}
-            for name_id in set(driver.stored_locations()) - o.locations - with_layers:
+            for name_id in set(await driver.scan_locations()) - o.locations - with_layers:
                 detail = f"volume directory on backend {name} that no volume owns"
                 out.append(Drift("orphan-dir", str(driver.volume_dir(name_id)), detail, REPAIR))
             for key, vid in o.needed.items():
@@ -124,13 +124,13 @@ class FileDrift:
         for name, driver in self.backends.drivers.items():
             o = owners[name]
             files: defaultdict[str, list[StoredLayer]] = defaultdict(list)
-            for lay in [*driver.stored_layers(), *driver.stored_partials()]:
+            for lay in [*await driver.scan_layers(), *await driver.scan_partials()]:
                 files[lay.name_id].append(lay)
-            for name_id in set(driver.stored_locations()) - o.locations:
+            for name_id in set(await driver.scan_locations()) - o.locations:
                 if all(lay.modified < cutoff for lay in files[name_id]):
                     await driver.retire_volume(name_id)
                     done.append(f"removed {driver.volume_dir(name_id)} (owned by no volume)")
-            for lay in driver.stored_layers():
+            for lay in await driver.scan_layers():
                 key = (lay.name_id, lay.layer_id)
                 unowned = lay.name_id in o.locations and key not in o.owned and lay.name_id not in o.writing
                 if unowned and lay.modified < cutoff:

@@ -60,7 +60,7 @@ class VolumeRecovery:
         busy = self._busy_name_ids()
         removed: list[StoredLayer] = []
         for driver in self.backends.drivers.values():
-            for part in driver.stored_partials():
+            for part in await driver.scan_partials():
                 if part.name_id in busy or (older_than and part.modified > older_than.timestamp()):
                     continue
                 await driver.remove_partial(part.name_id, part.layer_id)

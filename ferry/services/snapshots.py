@@ -251,7 +251,7 @@ class SnapshotService:
     async def _overlay_on_active(driver: StorageDriver, loc: VolumeLocation) -> str | None:
         """The layer file in the volume's directory, outside its chain, backed by its active layer."""
         active = driver.layer_path(loc.name_id, loc.active_layer)
-        for layer in driver.stored_layers():
+        for layer in await driver.scan_layers():
             if layer.name_id != loc.name_id or layer.layer_id in loc.layers:
                 continue
             chain = await driver.backing_chain(layer.path)

@@ -49,6 +49,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.db]
 SLOW = 512 * 1024
 """A mirror speed (bytes/s) that keeps a migration in its mirror for a while."""
 DOWN_AFTER = 60.0  # Nova's service_down_time, unchanged
+SPAN_MB = 16
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def tier(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[
     cfg = re.sub(r"lease_s = .*", "lease_s = 6.0", cfg)  # a dead conductor's lease lapses soon
     cfg = re.sub(r"heartbeat_interval = .*", "heartbeat_interval = 2.0", cfg)
     srv.config_path.write_text(cfg)
-    register_guest(srv, guest_dir, "guest-flat-out", rate=0, span_mb=16)
+    register_guest(srv, guest_dir, "guest-flat-out", rate=0, span_mb=SPAN_MB)
     srv.start(args=API_TIER, timeout=60)
     yield srv
     srv.shutdown()
@@ -201,6 +202,7 @@ def test_the_conductor_killed_mid_mirror_is_replaced_and_the_api_keeps_answering
     pid = int(first.split(":")[1])
     assert pid in api_workers(tier), f"{first} is not one of this tier's workers"
     os.kill(pid, signal.SIGKILL)
+    admin = tier.api("ferry-admin")  # a new connection: the one to the dead worker died with it
     for _ in range(20):  # the other worker answers at once: no request may fail
         assert admin.volume("GET", f"/volumes/{vid}").status_code == 200
     full_speed(admin, vid)  # through whichever worker: the agent sets it on the running job
@@ -297,5 +299,7 @@ def test_the_final_images_verify(tier: FerryServer, guests: dict[str, str]) -> N
         wait_until("SHUTOFF", lambda s=sid: server(admin, s)["status"] == "SHUTOFF", timeout=60)
         for vid, final in finals.items():
             path = location(admin, vid)["layers"][-1]["path"]
-            rep = verify_image(path, vid, synced_seq=final.synced_seq, first_seq=final.first_seq)
+            rep = verify_image(
+                path, vid, synced_seq=final.synced_seq, span_mb=SPAN_MB, first_seq=final.first_seq
+            )
             assert rep.ok, rep.summary()

@@ -18,7 +18,7 @@ import pytest
 from ferry.coordination.calls import DriverCall, Target
 from ferry.coordination.memory import InProcessStore
 from ferry.coordination.queue import ActionQueue, HostQueue, Perform, Progress, Timing
-from ferry.domain.errors import Conflict, DriverError, NotFound
+from ferry.domain.errors import Conflict, DriverError, HostDown, NotFound
 from ferry.domain.model import DiskChain, LayerFile
 
 pytestmark = pytest.mark.anyio
@@ -46,16 +46,16 @@ class Cluster:
         self.queues: list[HostQueue] = []
         self.agents: list[tuple[asyncio.Task[None], asyncio.Event]] = []
 
-    def process(self) -> HostQueue:
+    def process(self, reachable: Callable[[str], bool] | None = None) -> HostQueue:
         queue: HostQueue
         if self.kind == "memory":
-            queue = ActionQueue(self.memory, FAST)
+            queue = ActionQueue(self.memory, FAST, reachable)
         else:
             from ferry.coordination.postgres import PostgresQueue
 
             url = pg_url()
             assert url is not None
-            queue = PostgresQueue(url, FAST)
+            queue = PostgresQueue(url, FAST, reachable)
         self.queues.append(queue)
         return queue
 
@@ -281,3 +281,31 @@ async def test_every_connection_cut_mid_call_and_both_sides_carry_on(cluster: Cl
     release.set()
     assert await asyncio.wait_for(pending, 8) == "carried on"
     assert await asyncio.wait_for(caller.call("h1", PING), 8) == "carried on"
+
+
+async def test_a_call_to_a_host_that_is_down_fails_at_once_and_is_never_performed(cluster: Cluster) -> None:
+    performed: list[DriverCall] = []
+    cluster.agent(answering(lambda call: performed.append(call)))
+    caller = cluster.process(reachable=lambda host: host != "h1")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(HostDown, match="host h1 is down"):
+        await caller.call("h1", PING)
+    assert asyncio.get_running_loop().time() - started < FAST.recheck
+    assert performed == []
+
+
+async def test_a_call_waiting_on_a_host_that_goes_down_fails_with_host_down(cluster: Cluster) -> None:
+    up = {"h1": True}
+    started = asyncio.Event()
+
+    async def stuck(call: DriverCall, progress: Progress) -> Any:
+        started.set()
+        await asyncio.Event().wait()
+
+    cluster.agent(stuck)
+    caller = cluster.process(reachable=lambda host: up[host])
+    pending = asyncio.create_task(caller.call("h1", PING))
+    await asyncio.wait_for(started.wait(), 5)
+    up["h1"] = False  # its heartbeats stop: the caller's next re-check sees it
+    with pytest.raises(HostDown):
+        await asyncio.wait_for(pending, FAST.recheck * 5)

@@ -39,7 +39,7 @@ from ferry.services.context import RequestContext
 from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.images import register_image
 from ferry.services.volumes import VolumeCreate
-from tests.conftest import reset_database
+from testkit.server import reset_database
 from tests.unit.test_migration_service import ADMIN, run
 from tests.unit.test_refusals import rows, server_row
 from tests.unit.test_states import ROWS_0001, store_0001_rows

@@ -30,7 +30,7 @@ from ferry.domain.volumes import (
     VolumeStatus,
 )
 from ferry.services.volumes import set_status
-from tests.conftest import reset_database
+from testkit.server import reset_database
 
 # -- messages from tables --------------------------------------------------------------------
 
