@@ -28,18 +28,30 @@ QCOW2_OPTS = "lazy_refcounts=off,preallocation=off"
 
 def node_options(path: Path, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """File and qcow2 node of one image, as Ferry opens a writable layer."""
-    protocol = {"driver": "file", "filename": str(path), "node-name": f"p{index}", "aio": "threads",
-                "discard": "unmap"}
-    fmt = {"driver": "qcow2", "file": f"p{index}", "node-name": f"f{index}", "discard": "unmap",
-           "detect-zeroes": "unmap", "backing": None}
+    protocol = {
+        "driver": "file",
+        "filename": str(path),
+        "node-name": f"p{index}",
+        "aio": "threads",
+        "discard": "unmap",
+    }
+    fmt = {
+        "driver": "qcow2",
+        "file": f"p{index}",
+        "node-name": f"f{index}",
+        "discard": "unmap",
+        "detect-zeroes": "unmap",
+        "backing": None,
+    }
     return protocol, fmt
 
 
 class BareGuest:
     """One hand-started QEMU with one virtio-blk disk (image `disk`, serial `serial`)."""
 
-    def __init__(self, run_dir: Path, kernel: Path, initrd: Path, cmdline: str, disk: Path,
-                 serial: str) -> None:
+    def __init__(
+        self, run_dir: Path, kernel: Path, initrd: Path, cmdline: str, disk: Path, serial: str
+    ) -> None:
         self.run_dir = run_dir
         self.socket = run_dir / "qmp.sock"
         self.console = run_dir / "console.log"
@@ -74,8 +86,13 @@ class BareGuest:
         """Start QEMU and wait until the guest's workload reports on the disk."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log = (self.run_dir / "qemu.log").open("ab")
-        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self._run(self._connect())
         want = guest_serial(self.serial)
         wait_for_status(self.console, lambda s: s.serial == want, boot_timeout)
@@ -97,8 +114,9 @@ class BareGuest:
         new = old.with_name(f"disk{self.index}.qcow2")
         size = _virtual_size(old)
         marks = [("", time.perf_counter())]
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", QCOW2_OPTS, str(new), str(size)],
-                       check=True)
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-o", QCOW2_OPTS, str(new), str(size)], check=True
+        )
         marks.append(("create", time.perf_counter()))
         self._run(self._mirror(new, old_index, marks), JOB_TIMEOUT)
         # Ferry retires the source by a rename and deletes it in the background, so the time to
@@ -116,9 +134,16 @@ class BareGuest:
         await self.qmp.execute("blockdev-add", fmt)
         job = f"bare-{self.index}"
         with self.qmp.listener(("BLOCK_JOB_READY", "JOB_STATUS_CHANGE")) as events:
-            await self.qmp.execute("blockdev-mirror", {"job-id": job, "device": f"f{old_index}",
-                                                       "target": f"f{self.index}", "sync": "full",
-                                                       "auto-dismiss": False})
+            await self.qmp.execute(
+                "blockdev-mirror",
+                {
+                    "job-id": job,
+                    "device": f"f{old_index}",
+                    "target": f"f{self.index}",
+                    "sync": "full",
+                    "auto-dismiss": False,
+                },
+            )
             marks.append(("start", time.perf_counter()))
             await _until(events, "BLOCK_JOB_READY", "device", job)
             marks.append(("ready", time.perf_counter()))
@@ -156,6 +181,10 @@ async def _until(events: EventListener, name: str, key: str, value: str, job: st
 
 
 def _virtual_size(path: Path) -> int:
-    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", "-f", "qcow2", str(path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["qemu-img", "info", "-U", "--output=json", "-f", "qcow2", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return int(json.loads(out)["virtual-size"])

@@ -78,15 +78,23 @@ def _fifo(runs: list[MigrationRun]) -> bool:
     return starts == sorted(starts)
 
 
-def _rows(sums: list[float], totals: list[float], passes: list[list[MigrationRun]],
-          seq_passes: list[list[MigrationRun]], limit: int, s: Settings) -> list[Row]:
+def _rows(
+    sums: list[float],
+    totals: list[float],
+    passes: list[list[MigrationRun]],
+    seq_passes: list[list[MigrationRun]],
+    limit: int,
+    s: Settings,
+) -> list[Row]:
     total, seq = median(totals), median(sums)
     active = [[r.active_seconds for r in runs] for runs in passes]
     spreads = [spread(a) for a in active]
     worst = max(spreads)
     fifo = all(_fifo(runs) for runs in passes)
     data: dict[str, Any] = {
-        "max_migrations": limit, "volumes": s.conc_volumes, "data_bytes": s.conc_data,
+        "max_migrations": limit,
+        "volumes": s.conc_volumes,
+        "data_bytes": s.conc_data,
         "sequential_sums_s": [round(x, 3) for x in sums],
         "concurrent_totals_s": [round(x, 3) for x in totals],
         "active_s": [[round(x, 3) for x in a] for a in active],
@@ -97,10 +105,25 @@ def _rows(sums: list[float], totals: list[float], passes: list[list[MigrationRun
     }
     title = f"Concurrency: {s.conc_volumes} x {fmt_size(s.conc_data)} detached at once (limit {limit})"
     return [
-        Row("7a", f"{title}: total", fmt_s(total), f"one by one {fmt_s(seq)}", fmt_ratio(total / seq),
-            f"≤ {TARGET_TOTAL:.2f}x", total / seq <= TARGET_TOTAL, data),
-        Row("7b", "Concurrency: fairness: queue order, spread of per-volume times (max/min)",
+        Row(
+            "7a",
+            f"{title}: total",
+            fmt_s(total),
+            f"one by one {fmt_s(seq)}",
+            fmt_ratio(total / seq),
+            f"≤ {TARGET_TOTAL:.2f}x",
+            total / seq <= TARGET_TOTAL,
+            data,
+        ),
+        Row(
+            "7b",
+            "Concurrency: fairness: queue order, spread of per-volume times (max/min)",
             f"{'FIFO' if fifo else 'not FIFO'}; {fmt_s(min(min(a) for a in active))} … "
-            f"{fmt_s(max(max(a) for a in active))}", "even: 1.00x", f"spread {fmt_ratio(worst)}",
-            "FIFO (spread: report)", fifo, {"spreads": [round(x, 3) for x in spreads], "fifo": fifo}),
+            f"{fmt_s(max(max(a) for a in active))}",
+            "even: 1.00x",
+            f"spread {fmt_ratio(worst)}",
+            "FIFO (spread: report)",
+            fifo,
+            {"spreads": [round(x, 3) for x in spreads], "fifo": fifo},
+        ),
     ]

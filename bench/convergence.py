@@ -29,16 +29,23 @@ BLOCK = 4096
 
 
 def allocated_bytes(path: Path) -> int:
-    out = subprocess.run(["qemu-img", "map", "-U", "--output=json", "-f", "qcow2", str(path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["qemu-img", "map", "-U", "--output=json", "-f", "qcow2", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return sum(int(e["length"]) for e in json.loads(out) if e.get("data"))
 
 
 def _phase(windows: list[DiskStatus]) -> dict[str, Any]:
     if not windows:
         return {"windows": 0, "wps": None, "max_write_ms": None}
-    return {"windows": len(windows), "wps": median([w.wps for w in windows]),
-            "max_write_ms": max(w.win_max_write_ms for w in windows)}
+    return {
+        "windows": len(windows),
+        "wps": median([w.wps for w in windows]),
+        "max_write_ms": max(w.win_max_write_ms for w in windows),
+    }
 
 
 def _cancel(cloud: Cloud, vid: str) -> None:
@@ -79,29 +86,64 @@ def _phases(rec: ConsoleRecorder, run: MigrationRun) -> dict[str, dict[str, Any]
     assert start is not None and pivot is not None
     background = rec.inside(start, switch or pivot)
     blocking = rec.inside(switch, pivot) if switch else []
-    return {"background": {**_phase(background), "seconds": round((switch or pivot) - start, 3)},
-            "write-blocking": {**_phase(blocking), "seconds": round(pivot - switch, 3) if switch else 0.0}}
+    return {
+        "background": {**_phase(background), "seconds": round((switch or pivot) - start, 3)},
+        "write-blocking": {**_phase(blocking), "seconds": round(pivot - switch, 3) if switch else 0.0},
+    }
 
 
-def _rows(run: MigrationRun, before: list[DiskStatus], phases: dict[str, dict[str, Any]], speed: int,
-          allocated: int) -> list[Row]:
+def _rows(
+    run: MigrationRun, before: list[DiskStatus], phases: dict[str, dict[str, Any]], speed: int, allocated: int
+) -> list[Row]:
     wps = median([s.wps for s in before])
     lat = max(s.win_max_write_ms for s in before)
     floor = allocated / speed
     bg, wb = phases["background"], phases["write-blocking"]
-    data = {"speed_bytes_per_s": speed, "allocated_bytes": allocated, "wps_before": wps,
-            "max_write_ms_before": lat, "copy_mode": run.record["copy_mode"], "phases": phases,
-            "seconds": round(run.seconds, 3), "bytes_total": run.record["bytes_total"]}
+    data = {
+        "speed_bytes_per_s": speed,
+        "allocated_bytes": allocated,
+        "wps_before": wps,
+        "max_write_ms_before": lat,
+        "copy_mode": run.record["copy_mode"],
+        "phases": phases,
+        "seconds": round(run.seconds, 3),
+        "bytes_total": run.record["bytes_total"],
+    }
     title = f"Convergence, flat-out guest, cap = 1/4 of its write rate ({speed / MIB:.1f} MiB/s)"
-    rows = [Row("5a", f"{title}: completes", f"{fmt_s(run.seconds)}, {run.record['copy_mode']}",
-                f"{allocated / MIB:.0f} MiB at the cap {fmt_s(floor)}", fmt_ratio(run.seconds / floor),
-                "completes", run.ok, data)]
-    rows.append(Row("5b", "Convergence: guest writes/s, background / write-blocking",
-                    f"{_num(bg['wps'])} / {_num(wb['wps'])}", f"before {wps:.0f}",
-                    f"{_ratio(bg['wps'], wps)} / {_ratio(wb['wps'], wps)}", "report", None))
-    rows.append(Row("5c", "Convergence: guest max write latency, background / write-blocking",
-                    f"{_ms(bg['max_write_ms'])} / {_ms(wb['max_write_ms'])}", f"before {fmt_ms(lat)}",
-                    f"{_ratio(bg['max_write_ms'], lat)} / {_ratio(wb['max_write_ms'], lat)}", "report", None))
+    rows = [
+        Row(
+            "5a",
+            f"{title}: completes",
+            f"{fmt_s(run.seconds)}, {run.record['copy_mode']}",
+            f"{allocated / MIB:.0f} MiB at the cap {fmt_s(floor)}",
+            fmt_ratio(run.seconds / floor),
+            "completes",
+            run.ok,
+            data,
+        )
+    ]
+    rows.append(
+        Row(
+            "5b",
+            "Convergence: guest writes/s, background / write-blocking",
+            f"{_num(bg['wps'])} / {_num(wb['wps'])}",
+            f"before {wps:.0f}",
+            f"{_ratio(bg['wps'], wps)} / {_ratio(wb['wps'], wps)}",
+            "report",
+            None,
+        )
+    )
+    rows.append(
+        Row(
+            "5c",
+            "Convergence: guest max write latency, background / write-blocking",
+            f"{_ms(bg['max_write_ms'])} / {_ms(wb['max_write_ms'])}",
+            f"before {fmt_ms(lat)}",
+            f"{_ratio(bg['max_write_ms'], lat)} / {_ratio(wb['max_write_ms'], lat)}",
+            "report",
+            None,
+        )
+    )
     return rows
 
 

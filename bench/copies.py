@@ -55,8 +55,16 @@ FIGURE_CASES = {
     "overhead": ("ferry-live", "bare-mirror"),
     "sparse": ("sparse-detached", "full-detached", "sparse-live", "small-live"),
 }
-CASE_ORDER = ("convert", "ferry-detached", "ferry-live", "bare-mirror", "sparse-detached", "full-detached",
-              "sparse-live", "small-live")
+CASE_ORDER = (
+    "convert",
+    "ferry-detached",
+    "ferry-live",
+    "bare-mirror",
+    "sparse-detached",
+    "full-detached",
+    "sparse-live",
+    "small-live",
+)
 IDLE = {"rate": 1, "span_mb": 1, "sync_every": 0}
 """The idle guest: one 4 KiB write per second to the first MiB of each disk, never flushed."""
 QCOW2_OPTS = "lazy_refcounts=off,preallocation=off"
@@ -78,8 +86,9 @@ class Case:
 
 
 class CopyBench:
-    def __init__(self, cloud: Cloud, work: Path, random: Path, settings: Settings,
-                 figures: list[str]) -> None:
+    def __init__(
+        self, cloud: Cloud, work: Path, random: Path, settings: Settings, figures: list[str]
+    ) -> None:
         self.cloud = cloud
         self.api = cloud.api
         self.work = work
@@ -107,12 +116,15 @@ class CopyBench:
             "ferry-live": lambda: self._ferry_case("ferry-live", self._live_volume(1, self.s.data, "b")),
             "bare-mirror": self._bare_case,
             "sparse-detached": lambda: self._ferry_case(
-                "sparse-detached", self._detached_volume(self.s.sparse_gib, self.s.sparse_data, "sparse-d")),
+                "sparse-detached", self._detached_volume(self.s.sparse_gib, self.s.sparse_data, "sparse-d")
+            ),
             "full-detached": lambda: self._ferry_case("full-detached", self._full_volume("full-d")),
             "sparse-live": lambda: self._ferry_case(
-                "sparse-live", self._live_volume(self.s.sparse_gib, self.s.sparse_data, "sparse-l")),
+                "sparse-live", self._live_volume(self.s.sparse_gib, self.s.sparse_data, "sparse-l")
+            ),
             "small-live": lambda: self._ferry_case(
-                "small-live", self._live_volume(1, self.s.sparse_data, "small-l")),
+                "small-live", self._live_volume(1, self.s.sparse_data, "small-l")
+            ),
         }
         for name in self.wanted:
             self.cases[name] = builders[name]()
@@ -158,8 +170,22 @@ class CopyBench:
             # (QEMU's mirror flushes its target itself). The unflushed time is kept for reference.
             src = layer_files(self.api, vid)[-1]
             t0 = time.perf_counter()
-            subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "qcow2", "-o", QCOW2_OPTS,
-                            str(src), str(out)], check=True)
+            subprocess.run(
+                [
+                    "qemu-img",
+                    "convert",
+                    "-U",
+                    "-f",
+                    "qcow2",
+                    "-O",
+                    "qcow2",
+                    "-o",
+                    QCOW2_OPTS,
+                    str(src),
+                    str(out),
+                ],
+                check=True,
+            )
             self.convert_unflushed.append(time.perf_counter() - t0)
             fd = os.open(out, os.O_RDONLY)
             try:
@@ -177,8 +203,9 @@ class CopyBench:
         root = self.work / "bare"
         root.mkdir(exist_ok=True)
         disk = root / "disk0.qcow2"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", QCOW2_OPTS, str(disk), str(GIB)],
-                       check=True)
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-o", QCOW2_OPTS, str(disk), str(GIB)], check=True
+        )
         write_data(disk, self.random, self.s.data)
         kernel, initrd = guest_paths(self.cloud.guest_dir)
         self.bare = BareGuest(root, kernel, initrd, GUEST_CMDLINE(**IDLE), disk, str(uuid.uuid4()))
@@ -208,10 +235,19 @@ class CopyBench:
             rows.append(self._overhead())
         if "sparse" in self.figures:
             virt = f"{self.s.sparse_gib} GiB virtual, {fmt_size(self.s.sparse_data)} written"
-            rows.append(self._sparse("3a", f"Sparse, detached: {virt} vs {fmt_size(self.s.sparse_data)} full",
-                                     "sparse-detached", "full-detached"))
-            rows.append(self._sparse("3b", f"Sparse, live: {virt} vs 1 GiB with the same data",
-                                     "sparse-live", "small-live"))
+            rows.append(
+                self._sparse(
+                    "3a",
+                    f"Sparse, detached: {virt} vs {fmt_size(self.s.sparse_data)} full",
+                    "sparse-detached",
+                    "full-detached",
+                )
+            )
+            rows.append(
+                self._sparse(
+                    "3b", f"Sparse, live: {virt} vs 1 GiB with the same data", "sparse-live", "small-live"
+                )
+            )
         return rows
 
     def _throughput(self, key: str, title: str, ferry: str) -> Row:
@@ -219,10 +255,16 @@ class CopyBench:
         ratio = b / f  # throughput ratio: (data / f) / (data / b)
         data = self._data(ferry, "convert")
         data["convert_unflushed_s"] = [round(t, 4) for t in self.convert_unflushed]
-        return Row(key, f"{title}, {fmt_size(self.s.data)} random",
-                   f"{fmt_rate(self.s.data / f)} ({fmt_s(f)})",
-                   f"qemu-img convert + fsync {fmt_rate(self.s.data / b)} ({fmt_s(b)})", fmt_ratio(ratio),
-                   "≥ 0.90x", ratio >= 0.9, data)
+        return Row(
+            key,
+            f"{title}, {fmt_size(self.s.data)} random",
+            f"{fmt_rate(self.s.data / f)} ({fmt_s(f)})",
+            f"qemu-img convert + fsync {fmt_rate(self.s.data / b)} ({fmt_s(b)})",
+            fmt_ratio(ratio),
+            "≥ 0.90x",
+            ratio >= 0.9,
+            data,
+        )
 
     def _overhead(self) -> Row:
         f, b = self.cases["ferry-live"].median, self.cases["bare-mirror"].median
@@ -230,18 +272,35 @@ class CopyBench:
         met = f / b <= 1.05 or extra <= 0.3
         data = self._data("ferry-live", "bare-mirror")
         data["extra_s"] = round(extra, 3)
-        return Row("2", f"Orchestration overhead, live, {fmt_size(self.s.data)}", fmt_s(f),
-                   f"bare QMP mirror {fmt_s(b)}", f"{fmt_ratio(f / b)} ({extra:+.2f} s)",
-                   "≤ 1.05x or ≤ +0.30 s", met, data)
+        return Row(
+            "2",
+            f"Orchestration overhead, live, {fmt_size(self.s.data)}",
+            fmt_s(f),
+            f"bare QMP mirror {fmt_s(b)}",
+            f"{fmt_ratio(f / b)} ({extra:+.2f} s)",
+            "≤ 1.05x or ≤ +0.30 s",
+            met,
+            data,
+        )
 
     def _sparse(self, key: str, title: str, sparse: str, full: str) -> Row:
         f, b = self.cases[sparse].median, self.cases[full].median
-        return Row(key, title, fmt_s(f), fmt_s(b), fmt_ratio(f / b), "≤ 1.50x", f / b <= 1.5,
-                   self._data(sparse, full))
+        return Row(
+            key,
+            title,
+            fmt_s(f),
+            fmt_s(b),
+            fmt_ratio(f / b),
+            "≤ 1.50x",
+            f / b <= 1.5,
+            self._data(sparse, full),
+        )
 
     def _data(self, *names: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"times_s": {n: [round(t, 4) for t in self.cases[n].times] for n in names},
-                               "medians_s": {n: round(self.cases[n].median, 4) for n in names}}
+        out: dict[str, Any] = {
+            "times_s": {n: [round(t, 4) for t in self.cases[n].times] for n in names},
+            "medians_s": {n: round(self.cases[n].median, 4) for n in names},
+        }
         for n in names:
             runs = self.cases[n].migrations
             if runs:

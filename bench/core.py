@@ -113,9 +113,11 @@ def evict(paths: Iterable[Path]) -> None:
             os.close(fd)
 
 
-CACHE_POLICY = ("before every timed run, Ferry's and the baseline's alike: sync, then drop the source "
-                "files' pages (posix_fadvise DONTNEED): every copy reads a cold source and starts with no "
-                "dirty pages pending; the two sides alternate and each figure is the median of the runs")
+CACHE_POLICY = (
+    "before every timed run, Ferry's and the baseline's alike: sync, then drop the source "
+    "files' pages (posix_fadvise DONTNEED): every copy reads a cold source and starts with no "
+    "dirty pages pending; the two sides alternate and each figure is the median of the runs"
+)
 
 
 # -- machine ---------------------------------------------------------------------------------
@@ -142,8 +144,12 @@ def _cpu_model() -> str:
 
 
 def _disk(path: Path) -> dict[str, str]:
-    out = subprocess.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE,OPTIONS", "-T", str(path)],
-                         capture_output=True, text=True, check=False).stdout.split()
+    out = subprocess.run(
+        ["findmnt", "-n", "-o", "SOURCE,FSTYPE,OPTIONS", "-T", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
     info = dict(zip(("device", "fstype", "options"), out, strict=False))
     dev = Path(info.get("device", "")).name
     rotational = Path(f"/sys/block/{dev}/queue/rotational")
@@ -165,8 +171,9 @@ def machine_info(workdir: Path) -> dict[str, Any]:
         "python": platform.python_version(),
         "disk": _disk(workdir),
         "workdir": str(workdir),
-        "git": _first_line(["git", "-C", str(Path(__file__).resolve().parent), "describe", "--always",
-                            "--dirty"]),
+        "git": _first_line(
+            ["git", "-C", str(Path(__file__).resolve().parent), "describe", "--always", "--dirty"]
+        ),
     }
 
 
@@ -198,6 +205,8 @@ class Settings:
     scale_detail_samples: int = 40
     scale_paging_passes: int = 3
     scale_show_samples: int = 200
+    hosts_migrations: int = 7
+    hosts_requests_each: int = 12
     conc_volumes: int = 8
     conc_data: int = 128 * MIB
     conc_reps: int = 2
@@ -210,6 +219,18 @@ class Settings:
     def make(cls, quick: bool) -> Settings:
         if not quick:
             return cls()
-        return cls(quick=True, reps=2, data=256 * MIB, sparse_data=64 * MIB, pivot_reps=2, idle_windows=3,
-                   scale_detail_samples=15, scale_paging_passes=1, scale_show_samples=60, conc_data=32 * MIB,
-                   conc_reps=1, login_probes=400, login_hammer_max=2000)
+        return cls(
+            quick=True,
+            reps=2,
+            data=256 * MIB,
+            sparse_data=64 * MIB,
+            pivot_reps=2,
+            idle_windows=3,
+            scale_detail_samples=15,
+            scale_paging_passes=1,
+            scale_show_samples=60,
+            conc_data=32 * MIB,
+            conc_reps=1,
+            login_probes=400,
+            login_hammer_max=2000,
+        )

@@ -62,14 +62,20 @@ def raw_slice(source: Path, length: int) -> str:
 
 def write_data(layer: Path, source: Path, length: int) -> None:
     """Write the first `length` bytes of `source` at the start of an existing qcow2 layer."""
-    subprocess.run(["qemu-img", "convert", "-n", "--image-opts", raw_slice(source, length), "-O", "qcow2",
-                    str(layer)], check=True, capture_output=True)
+    subprocess.run(
+        ["qemu-img", "convert", "-n", "--image-opts", raw_slice(source, length), "-O", "qcow2", str(layer)],
+        check=True,
+        capture_output=True,
+    )
 
 
 def replace_with_data(layer: Path, source: Path, length: int) -> None:
     """Replace a layer file by a qcow2 image of exactly `length` bytes, all of them data."""
-    subprocess.run(["qemu-img", "convert", "--image-opts", raw_slice(source, length), "-O", "qcow2",
-                    str(layer)], check=True, capture_output=True)
+    subprocess.run(
+        ["qemu-img", "convert", "--image-opts", raw_slice(source, length), "-O", "qcow2", str(layer)],
+        check=True,
+        capture_output=True,
+    )
 
 
 # -- migrations ------------------------------------------------------------------------------
@@ -112,8 +118,9 @@ class MigrationRun:
 
     def require(self) -> MigrationRun:
         if not self.ok:
-            raise RuntimeError(f"migration of {self.volume_id} ended {self.record['status']}: "
-                               f"{self.record.get('error')}")
+            raise RuntimeError(
+                f"migration of {self.volume_id} ended {self.record['status']}: {self.record.get('error')}"
+            )
         return self
 
 
@@ -173,8 +180,9 @@ class Cloud:
         self.api = self.srv.api("ferry-admin")
 
     def image(self, name: str, *, rate: int, span_mb: int, sync_every: int = 16) -> str:
-        scenario.register_guest(self.srv, self.guest_dir, name, rate=rate, span_mb=span_mb,
-                                sync_every=sync_every)
+        scenario.register_guest(
+            self.srv, self.guest_dir, name, rate=rate, span_mb=span_mb, sync_every=sync_every
+        )
         return name
 
     def boot(self, image: str, name: str) -> str:
@@ -311,5 +319,8 @@ class ConsoleRecorder:
         """Status lines whose whole window lies inside [host_from, host_to]."""
         off = self.offset()
         samples = self.snapshot()
-        return [cur.status for prev, cur in itertools.pairwise(samples)
-                if prev.status.t + off >= host_from and cur.status.t + off <= host_to]
+        return [
+            cur.status
+            for prev, cur in itertools.pairwise(samples)
+            if prev.status.t + off >= host_from and cur.status.t + off <= host_to
+        ]

@@ -51,9 +51,15 @@ KNOWN = ("admin", "demo", "ferry-service")
 
 
 def _login_body(user: str, password: str) -> dict[str, Any]:
-    return {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-        "name": user, "domain": {"name": "Default"}, "password": password}}},
-        "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}
+    return {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": password}},
+            },
+            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+        }
+    }
 
 
 def _names(client: int) -> Any:
@@ -172,8 +178,10 @@ def run_login(root: Path, s: Settings) -> list[Row]:
     set_identity(srv, address_failures=10**9)
     log("login: per-address limit lifted")
     unthrottled = run_case(srv, s, throttled=True)
-    return [_row("8a", "one address (throttled)", throttled),
-            _row("8b", "many addresses (per-address limit lifted)", unthrottled)]
+    return [
+        _row("8a", "one address (throttled)", throttled),
+        _row("8b", "many addresses (per-address limit lifted)", unthrottled),
+    ]
 
 
 def _hammer_summary(reports: list[dict[str, Any]], probe_s: float) -> dict[str, Any]:
@@ -182,9 +190,12 @@ def _hammer_summary(reports: list[dict[str, Any]], probe_s: float) -> dict[str, 
     for r in reports:
         statuses.update({int(k): v for k, v in r["statuses"].items()})
         latencies += r["latencies_ms"]
-    return {"statuses": dict(statuses), "attempts": sum(statuses.values()),
-            "login_p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
-            "probe_s": round(probe_s, 2)}
+    return {
+        "statuses": dict(statuses),
+        "attempts": sum(statuses.values()),
+        "login_p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
+        "probe_s": round(probe_s, 2),
+    }
 
 
 def _row(key: str, case: str, m: dict[str, Any]) -> Row:
@@ -193,9 +204,17 @@ def _row(key: str, case: str, m: dict[str, Any]) -> Row:
     summary = _hammer_summary(m["hammers"], m["probe_s"])
     codes = ", ".join(f"{n}x {c}" for c, n in sorted(summary["statuses"].items()))
     data = {"idle_ms": [round(x, 2) for x in idle], "loaded_ms": [round(x, 2) for x in hit], **summary}
-    return Row(key, f"Login hammering, {HAMMERS} clients, {case}: GET volumes/detail",
-               _cell(hit), f"idle: {_cell(idle)}", f"{fmt_ratio(ratio)} (p99)", f"p99 ≤ {TARGET:.2f}x idle",
-               ratio <= TARGET, data, note=f"hammers: {codes}")
+    return Row(
+        key,
+        f"Login hammering, {HAMMERS} clients, {case}: GET volumes/detail",
+        _cell(hit),
+        f"idle: {_cell(idle)}",
+        f"{fmt_ratio(ratio)} (p99)",
+        f"p99 ≤ {TARGET:.2f}x idle",
+        ratio <= TARGET,
+        data,
+        note=f"hammers: {codes}",
+    )
 
 
 def _cell(samples: list[float]) -> str:

@@ -37,12 +37,23 @@ from bench.core import (  # noqa: E402
     write_json,
 )
 from bench.env import Cloud, random_file  # noqa: E402
+from bench.hosts import run_hosts  # noqa: E402
 from bench.login import run_login  # noqa: E402
 from bench.pivot import run_pivot  # noqa: E402
 from bench.scale import run_scale  # noqa: E402
 from testkit.guest import ensure_guest  # noqa: E402
 
-FIGURES = ("throughput", "overhead", "sparse", "pivot", "convergence", "scale", "concurrency", "login")
+FIGURES = (
+    "throughput",
+    "overhead",
+    "sparse",
+    "pivot",
+    "convergence",
+    "scale",
+    "concurrency",
+    "login",
+    "hosts",
+)
 NEEDS_CLOUD = {"throughput", "overhead", "sparse", "pivot", "convergence", "concurrency"}
 NEEDS_GUEST = set(FIGURES) - {"login"}
 """The login figure boots no guest: `--only login` runs without QEMU guests or a guest build."""
@@ -53,10 +64,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--guest-dir", type=Path, default=ROOT / "build" / "guest")
     p.add_argument("--quick", action="store_true", help="smaller sizes and fewer repetitions")
-    p.add_argument("--only", action="append", choices=FIGURES, metavar="NAME",
-                   help=f"run only this figure (repeatable): {', '.join(FIGURES)}")
-    p.add_argument("--workdir", type=Path, default=Path("/var/tmp"),
-                   help="where the scratch directory goes (short path: QMP sockets)")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=FIGURES,
+        metavar="NAME",
+        help=f"run only this figure (repeatable): {', '.join(FIGURES)}",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/var/tmp"),
+        help="where the scratch directory goes (short path: QMP sockets)",
+    )
     p.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON file")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
     return p.parse_args(argv)
@@ -109,6 +129,8 @@ class Suite:
             self.guard("scale", lambda: run_scale(self.work / "scale", self.guest_dir, self.s))
         if "login" in self.figures:
             self.guard("login", lambda: run_login(self.work / "login", self.s))
+        if "hosts" in self.figures:
+            self.guard("hosts", lambda: run_hosts(self.work, self.guest_dir, self.s))
 
     def _cloud(self) -> Cloud:
         assert self.cloud is not None
@@ -156,10 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:  # a partial run must not overwrite the day's full one
         name += "-" + "-".join(figures)
     out = args.results / f"{name}.json"
-    write_json(out, {"started": started.isoformat(), "seconds": round(elapsed, 1), "figures": figures,
-                     "settings": {**vars(settings), "data_gib": settings.data / GIB}, "cache": CACHE_POLICY,
-                     "machine": machine_info(work.parent), "load_average": suite.load,
-                     "rows": rows_json(suite.rows), "table": table})
+    write_json(
+        out,
+        {
+            "started": started.isoformat(),
+            "seconds": round(elapsed, 1),
+            "figures": figures,
+            "settings": {**vars(settings), "data_gib": settings.data / GIB},
+            "cache": CACHE_POLICY,
+            "machine": machine_info(work.parent),
+            "load_average": suite.load,
+            "rows": rows_json(suite.rows),
+            "table": table,
+        },
+    )
     print(f"Results: {out}")
     missed = [r.key for r in suite.rows if r.met is False]
     failed = f"; FAILED: {', '.join(suite.failed)}" if suite.failed else ""

@@ -52,11 +52,26 @@ def insert_volumes(engine: Engine, project_name: str, user_name: str, count: int
 
 def _volume_row(i: int, project: str, user: str, base: Any) -> dict[str, Any]:
     at = base + timedelta(milliseconds=i)
-    return {"id": str(uuid.uuid4()), "project_id": project, "user_id": user, "name": f"scale-{i:05d}",
-            "description": None, "size_gib": 1, "status": "available", "volume_type_id": None,
-            "backend": "fast", "name_id": str(uuid.uuid4()), "active_layer_id": str(uuid.uuid4()),
-            "migration_status": None, "meta": {}, "snapshot_id": None, "source_volid": None,
-            "next_layer_position": 1, "created_at": at, "updated_at": at}
+    return {
+        "id": str(uuid.uuid4()),
+        "project_id": project,
+        "user_id": user,
+        "name": f"scale-{i:05d}",
+        "description": None,
+        "size_gib": 1,
+        "status": "available",
+        "volume_type_id": None,
+        "backend": "fast",
+        "name_id": str(uuid.uuid4()),
+        "active_layer_id": str(uuid.uuid4()),
+        "migration_status": None,
+        "meta": {},
+        "snapshot_id": None,
+        "source_volid": None,
+        "next_layer_position": 1,
+        "created_at": at,
+        "updated_at": at,
+    }
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -84,8 +99,12 @@ def db_page(engine: Engine, project: str, marker: str | None) -> list[str]:
         if marker:
             row = s.get(Volume, marker)
             assert row is not None
-            stmt = stmt.where(or_(Volume.created_at < row.created_at,
-                                  and_(Volume.created_at == row.created_at, Volume.id < row.id)))
+            stmt = stmt.where(
+                or_(
+                    Volume.created_at < row.created_at,
+                    and_(Volume.created_at == row.created_at, Volume.id < row.id),
+                )
+            )
         stmt = stmt.order_by(Volume.created_at.desc(), Volume.id.desc()).limit(PAGE)
         return [v.id for v in s.scalars(stmt)]
 
@@ -102,8 +121,9 @@ def sample(fn: Callable[[], Any], n: int) -> list[float]:
     return [timed(fn)[0] for _ in range(n)]
 
 
-def paging(page: Callable[[str | None], list[str]], passes: int,
-           total: int) -> tuple[list[float], list[float]]:
+def paging(
+    page: Callable[[str | None], list[str]], passes: int, total: int
+) -> tuple[list[float], list[float]]:
     """Per-page latencies and per-pass totals (ms) of paging through every volume."""
     pages: list[float] = []
     passes_ms: list[float] = []
@@ -124,8 +144,9 @@ def paging(page: Callable[[str | None], list[str]], passes: int,
     return pages, passes_ms
 
 
-def measure(get_page: Callable[[str | None], list[str]], show: Callable[[str], None], ids: list[str],
-            s: Settings) -> dict[str, list[float]]:
+def measure(
+    get_page: Callable[[str | None], list[str]], show: Callable[[str], None], ids: list[str], s: Settings
+) -> dict[str, list[float]]:
     rng = random.Random(42)
     detail = sample(lambda: get_page(None), s.scale_detail_samples)
     pages, passes = paging(get_page, s.scale_paging_passes, len(ids))
@@ -160,18 +181,33 @@ def _cell(samples: list[float]) -> str:
 def _row(key: str, title: str, ferry: list[float], db: list[float], extra: dict[str, Any]) -> Row:
     p99, base = percentile(ferry, 99), percentile(db, 99)
     data = {"ferry_ms": [round(x, 2) for x in ferry], "db_ms": [round(x, 2) for x in db], **extra}
-    return Row(key, title, _cell(ferry), f"DB only: {_cell(db)}", f"{fmt_ratio(p99 / base)} (p99)",
-               f"p99 ≤ {TARGET_MS:.0f} ms", p99 <= TARGET_MS, data)
+    return Row(
+        key,
+        title,
+        _cell(ferry),
+        f"DB only: {_cell(db)}",
+        f"{fmt_ratio(p99 / base)} (p99)",
+        f"p99 ≤ {TARGET_MS:.0f} ms",
+        p99 <= TARGET_MS,
+        data,
+    )
 
 
 def _rows(ferry: dict[str, list[float]], db: dict[str, list[float]], total: int) -> list[Row]:
     n = f"{total:,}"
     pages = len(ferry["pages"]) // max(len(ferry["passes"]), 1)
-    passes = {"pass_ms_ferry": [round(x, 1) for x in ferry["passes"]],
-              "pass_ms_db": [round(x, 1) for x in db["passes"]]}
+    passes = {
+        "pass_ms_ferry": [round(x, 1) for x in ferry["passes"]],
+        "pass_ms_db": [round(x, 1) for x in db["passes"]],
+    }
     return [
         _row("6a", f"Scale, {n} volumes: GET volumes/detail?limit={PAGE}", ferry["detail"], db["detail"], {}),
-        _row("6b", f"Scale: paging through all {n} ({pages} pages), per page", ferry["pages"], db["pages"],
-             passes),
+        _row(
+            "6b",
+            f"Scale: paging through all {n} ({pages} pages), per page",
+            ferry["pages"],
+            db["pages"],
+            passes,
+        ),
         _row("6c", f"Scale: GET volumes/{{id}} among {n}", ferry["show"], db["show"], {}),
     ]
