@@ -205,7 +205,7 @@ class Settings:
     scale_detail_samples: int = 40
     scale_paging_passes: int = 3
     scale_show_samples: int = 200
-    hosts_migrations: int = 7
+    hosts_migrations: int = 11
     hosts_requests_each: int = 12
     conc_volumes: int = 8
     conc_data: int = 128 * MIB

@@ -102,8 +102,9 @@ def fill(srv: FerryServer, count: int) -> None:
         engine.dispose()
 
 
-def concurrent_detail(api: Api, requests_each: int) -> list[float]:
-    """Latencies (ms) of `CLIENTS` clients, each sending `requests_each` first-page requests."""
+def concurrent_detail(api: Api, requests_each: int) -> tuple[list[float], float]:
+    """Latencies (ms) of `CLIENTS` clients, each sending `requests_each` first-page requests,
+    and the pages served per second over the whole run."""
     url = f"{api.base}/volume/v3/{api.project_id}/volumes/detail"
     headers = {"X-Auth-Token": api.token}
     latencies: list[float] = []
@@ -126,9 +127,10 @@ def concurrent_detail(api: Api, requests_each: int) -> list[float]:
     threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
     for t in threads:
         t.start()
+    t0 = time.perf_counter()
     for t in threads:
         t.join()
-    return latencies
+    return latencies, len(latencies) / (time.perf_counter() - t0)
 
 
 def run_hosts(work: Path, guest_dir: Path, s: Settings) -> list[Row]:
@@ -141,8 +143,8 @@ def run_hosts(work: Path, guest_dir: Path, s: Settings) -> list[Row]:
             seconds = migration_seconds(srv, host, guest_dir, rounds)
             srv.delete_servers()
             fill(srv, s.scale_volumes)
-            latencies = concurrent_detail(srv.api("ferry-admin"), each)
-        samples[name] = {"migration_s": seconds, "detail_ms": latencies}
+            latencies, rate = concurrent_detail(srv.api("ferry-admin"), each)
+        samples[name] = {"migration_s": seconds, "detail_ms": latencies, "pages_per_s": rate}
     return _rows(samples["tier"], samples["all-in-one"], s.scale_volumes)
 
 
@@ -174,8 +176,10 @@ def _rows(tier: dict[str, Any], aio: dict[str, Any], volumes: int) -> list[Row]:
             "9b",
             f"Many hosts: GET volumes/detail?limit={PAGE} over {volumes:,}, {CLIENTS} clients, "
             "API tier (2 workers)",
-            f"p50 {fmt_ms(percentile(tier['detail_ms'], 50))}, p99 {fmt_ms(p99)}",
-            f"all-in-one: p50 {fmt_ms(percentile(aio['detail_ms'], 50))}, p99 {fmt_ms(base)}",
+            f"p50 {fmt_ms(percentile(tier['detail_ms'], 50))}, p99 {fmt_ms(p99)}, "
+            f"{tier['pages_per_s']:.0f} pages/s",
+            f"all-in-one: p50 {fmt_ms(percentile(aio['detail_ms'], 50))}, p99 {fmt_ms(base)}, "
+            f"{aio['pages_per_s']:.0f} pages/s",
             f"{p99 / base:.2f}x (p99)",
             f"p99 ≤ {P99_TARGET_MS:.0f} ms",
             p99 <= P99_TARGET_MS,

@@ -17,6 +17,7 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import psycopg2
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
@@ -40,6 +41,8 @@ from ferry.db.models import HostAction
 from ferry.domain.actions import ActionState
 
 DONE, PROGRESS = "ferry_done", "ferry_progress"
+NOTIFY_MAX = 7900
+"""PostgreSQL's limit on a notification's payload is 8000 bytes."""
 KEEP = timedelta(hours=1)
 _NOW = func.timezone("UTC", func.now())
 
@@ -79,6 +82,8 @@ class PostgresStore(ActionStore):
         self._action_waiters: dict[str, set[asyncio.Event]] = {}
         self._host_waiters: dict[str, set[asyncio.Event]] = {}
         self._pruned = 0.0
+        self._finished: dict[str, ActionView] = {}
+        """Outcomes that came in their notification, until their caller reads them."""
 
     async def _run(self, fn: Any) -> Any:
         def tx() -> Any:
@@ -88,10 +93,25 @@ class PostgresStore(ActionStore):
         return await asyncio.to_thread(tx)
 
     def _notified(self, channel: str, payload: str) -> None:
-        if channel in (DONE, PROGRESS):
+        if channel == DONE and payload.startswith("{"):
+            self._outcome_notified(payload)
+        elif channel in (DONE, PROGRESS):
             wake(self._action_waiters, payload)
         elif channel.startswith("ferry_host_"):
             wake(self._host_waiters, channel.removeprefix("ferry_host_"))
+
+    def _outcome_notified(self, payload: str) -> None:
+        """An outcome small enough to travel in its notification: kept for the caller waiting
+        here (every process hears every outcome; only a waited-for one is kept), which then
+        needs no read of its row."""
+        note = orjson.loads(payload)
+        action_id = note["id"]
+        if action_id in self._action_waiters:
+            progress = tuple(note["progress"]) if note["progress"] else None
+            self._finished[action_id] = ActionView(
+                ActionState(note["state"]), progress, note["result"], note["error"]
+            )
+            wake(self._action_waiters, action_id)
 
     def _lost(self) -> None:
         self.holders.clear()  # the session's advisory locks went with it
@@ -115,6 +135,9 @@ class PostgresStore(ActionStore):
         await self._run(tx)
 
     async def view(self, action_id: str) -> ActionView | None:
+        finished = self._finished.pop(action_id, None)
+        if finished is not None:
+            return finished
         await self.listener.ensure()
         q = select(HostAction.state, HostAction.progress, HostAction.result, HostAction.error)
         row = await self._run(lambda c: c.execute(q.where(HostAction.id == action_id)).first())
@@ -226,13 +249,20 @@ class PostgresStore(ActionStore):
         values.update(result=outcome.result, error=outcome.error)
         if outcome.progress is not None:
             values["progress"] = list(outcome.progress)
-        await self._update_mine(action_id, agent_id, DONE, **values)
+        note = orjson.dumps(
+            {"id": action_id, "state": outcome.state, "result": outcome.result, "error": outcome.error,
+             "progress": list(outcome.progress) if outcome.progress else None}
+        ).decode()  # fmt: skip
+        payload = note if len(note) < NOTIFY_MAX else action_id  # else the caller reads the row
+        await self._update_mine(action_id, agent_id, DONE, payload, **values)
 
-    async def _update_mine(self, action_id: str, agent_id: str, channel: str, **values: Any) -> None:
+    async def _update_mine(
+        self, action_id: str, agent_id: str, channel: str, payload: str | None = None, **values: Any
+    ) -> None:
         def tx(c: Any) -> None:
             stmt = update(HostAction).where(HostAction.id == action_id, *self._mine(agent_id))
             if c.execute(stmt.values(**values)).rowcount:
-                c.execute(select(func.pg_notify(channel, action_id)))
+                c.execute(select(func.pg_notify(channel, payload or action_id)))
 
         await self._run(tx)
 

@@ -251,7 +251,9 @@ class VolumeService:
             stmt = stmt.where(Volume.status == VolumeStatus(f.status))
         with self.db() as s:
             stmt = paginate(s, stmt, Volume, key, desc, f.marker, check_limit(f.limit))
-            return [VolumeRow._make(row) for row in s.execute(stmt)]
+            # Columns, not entities: through the connection, past the ORM's per-row machinery
+            # (a third of a 1000-volume page's time).
+            return [VolumeRow._make(row) for row in s.connection().execute(stmt)]
 
     def sees_admin_fields(self, ctx: RequestContext) -> bool:
         """Whether the caller's volume views show hosts, name ids and migration progress."""

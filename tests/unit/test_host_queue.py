@@ -309,3 +309,11 @@ async def test_a_call_waiting_on_a_host_that_goes_down_fails_with_host_down(clus
     up["h1"] = False  # its heartbeats stop: the caller's next re-check sees it
     with pytest.raises(HostDown):
         await asyncio.wait_for(pending, FAST.recheck * 5)
+
+
+async def test_an_outcome_too_big_for_a_notification_is_read_from_its_row(cluster: Cluster) -> None:
+    big = "x" * 20_000  # PostgreSQL carries at most 8000 bytes in a notification's payload
+    cluster.agent(answering(lambda call: big))
+    caller = cluster.process()
+    assert await caller.call("h1", PING) == big
+    assert await caller.call("h1", PING) == big
