@@ -34,6 +34,10 @@ class MigrationConfig:
     """Switch the mirror to write-blocking when the remaining dirty bytes have not fallen for this long."""
     ready_timeout_s: float = 3600.0
     default_speed: int = 0
+    live_downtime_ms: int = 300
+    """The longest pause a server's live migration may take at its switchover (QEMU's downtime-limit)."""
+    live_timeout_s: float = 600.0
+    """A live migration that has not reached its switchover after this long is rolled back."""
     lease_s: float = 30.0
     """A conductor's hold on a migration it drives, renewed every third of it; once it lapses (the
     conductor died) another conductor takes the migration over through the recovery table."""

@@ -26,6 +26,7 @@ from ferry.api import (
     images,
     openapi,
     pools,
+    server_migrations,
     snapshots,
     versions,
     volume_hosts,
@@ -89,6 +90,7 @@ def create_app(ferry: Ferry) -> FastAPI:
         images,
         hosts,
         volume_hosts,
+        server_migrations,
     )
     for resource in resources:
         app.include_router(resource.router)

@@ -7,23 +7,26 @@ HTTP only: parse, call `ComputeService` (and `MigrationService` for the swap), r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import Field
 
-from ferry.api import consoles, deps
+from ferry.api import consoles, deps, server_migrations
 from ferry.api.actions import ACTION_ANSWERS, Handler, perform
 from ferry.api.compute_views import server_summary, server_view, volume_attachment_view
 from ferry.api.errors import body_part, json_body, parse
 from ferry.api.openapi import ANY, actions, body
 from ferry.api.schemas import MAX_TEXT, Body, QueryText
+from ferry.api.versions import at_least
 from ferry.domain.errors import BadRequest
 from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
 from ferry.services.migration import MigrationService
 from ferry.services.records import ServerRecord
+from ferry.services.server_migration import LiveMigrationService
 
 router = APIRouter(prefix="/compute/v2.1")
 Ctx = Depends(deps.context)
@@ -53,6 +56,7 @@ ARGUMENTS = {
     "os-start": ANY,
     "reboot": RebootBody,
     "os-getConsoleOutput": consoles.CONSOLE_ARGUMENTS,
+    "os-migrateLive": server_migrations.MigrateLiveBody,
 }
 
 
@@ -61,7 +65,8 @@ def _servers(
 ) -> list[dict[str, Any]]:
     vols = compute.volumes_attached([s.id for s in servers])
     show_host = compute.hosts.sees_server_host(ctx)
-    return [server_view(request, s, vols.get(s.id, []), show_host) for s in servers]
+    flavors = {f.id: f for f in compute.flavors_of(servers)} if at_least(request, "2.47") else {}
+    return [server_view(request, s, vols.get(s.id, []), show_host, flavors.get(s.flavor_id)) for s in servers]
 
 
 @router.get("/servers")
@@ -114,29 +119,50 @@ async def delete_server(
     "/servers/{server_id}/action", status_code=202, responses=ACTION_ANSWERS, openapi_extra=actions(ARGUMENTS)
 )
 async def server_action(
-    request: Request, server_id: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
+    request: Request,
+    server_id: str,
+    ctx: RequestContext = Ctx,
+    compute: ComputeService = Compute,
+    live: LiveMigrationService = Depends(deps.live_migrations),
 ) -> Response:
-    return await perform(request, "server", SERVER_ACTIONS, compute, ctx, server_id)
+    return await perform(request, "server", SERVER_ACTIONS, ServerActors(compute, live), ctx, server_id)
 
 
-async def _stop(compute: ComputeService, ctx: RequestContext, server_id: str, args: Any) -> None:
-    await compute.stop(ctx, server_id)
+@dataclass(frozen=True)
+class ServerActors:
+    """The services a server action may need."""
+
+    compute: ComputeService
+    live: LiveMigrationService
 
 
-async def _start(compute: ComputeService, ctx: RequestContext, server_id: str, args: Any) -> None:
-    await compute.start(ctx, server_id)
+async def _stop(on: ServerActors, ctx: RequestContext, server_id: str, args: Any) -> None:
+    await on.compute.stop(ctx, server_id)
 
 
-async def _reboot(compute: ComputeService, ctx: RequestContext, server_id: str, args: Any) -> None:
-    await compute.reboot(ctx, server_id, parse(RebootBody, args, "reboot").type.upper())
+async def _start(on: ServerActors, ctx: RequestContext, server_id: str, args: Any) -> None:
+    await on.compute.start(ctx, server_id)
+
+
+async def _reboot(on: ServerActors, ctx: RequestContext, server_id: str, args: Any) -> None:
+    await on.compute.reboot(ctx, server_id, parse(RebootBody, args, "reboot").type.upper())
+
+
+async def _console(on: ServerActors, ctx: RequestContext, server_id: str, args: Any) -> dict[str, Any]:
+    return await consoles.console_output(on.compute, ctx, server_id, args)
+
+
+async def _migrate_live(on: ServerActors, ctx: RequestContext, server_id: str, args: Any) -> None:
+    await server_migrations.migrate_live(on.live, ctx, server_id, args)
 
 
 # An unknown action's error lists them in this order.
-SERVER_ACTIONS: dict[str, Handler[ComputeService]] = {
+SERVER_ACTIONS: dict[str, Handler[ServerActors]] = {
     "os-stop": _stop,
     "os-start": _start,
     "reboot": _reboot,
-    "os-getConsoleOutput": consoles.console_output,
+    "os-getConsoleOutput": _console,
+    "os-migrateLive": _migrate_live,
 }
 assert SERVER_ACTIONS.keys() == ARGUMENTS.keys()
 
@@ -144,11 +170,10 @@ assert SERVER_ACTIONS.keys() == ARGUMENTS.keys()
 # -- volume attachments --------------------------------------------------------------------
 @router.get("/servers/{server_id}/os-volume_attachments")
 def list_volume_attachments(
-    server_id: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
+    request: Request, server_id: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
 ) -> dict[str, Any]:
-    return {
-        "volumeAttachments": [volume_attachment_view(a) for a in compute.server_attachments(ctx, server_id)]
-    }
+    attachments = compute.server_attachments(ctx, server_id)
+    return {"volumeAttachments": [volume_attachment_view(request, a) for a in attachments]}
 
 
 @router.post("/servers/{server_id}/os-volume_attachments", openapi_extra=body("volumeAttachment", AttachBody))
@@ -156,16 +181,21 @@ async def attach_volume(
     request: Request, server_id: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
 ) -> dict[str, Any]:
     b = await body_part(request, "volumeAttachment", AttachBody)
-    return {"volumeAttachment": volume_attachment_view(await compute.attach(ctx, server_id, b.volumeId))}
+    attached = await compute.attach(ctx, server_id, b.volumeId)
+    return {"volumeAttachment": volume_attachment_view(request, attached)}
 
 
 @router.get("/servers/{server_id}/os-volume_attachments/{volume_id}")
 def show_volume_attachment(
-    server_id: str, volume_id: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
+    request: Request,
+    server_id: str,
+    volume_id: str,
+    ctx: RequestContext = Ctx,
+    compute: ComputeService = Compute,
 ) -> dict[str, Any]:
     for a in compute.server_attachments(ctx, server_id):
         if a.volume_id == volume_id:
-            return {"volumeAttachment": volume_attachment_view(a)}
+            return {"volumeAttachment": volume_attachment_view(request, a)}
     raise BadRequest(f"Volume {volume_id} is not attached to server {server_id}.")
 
 

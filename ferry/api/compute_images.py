@@ -1,4 +1,5 @@
-"""Nova v2.1's images proxy at /compute/v2.1/images (read only): the images servers boot from."""
+"""Nova v2.1's images proxy at /compute/v2.1/images (read only): the images servers boot from.
+Gone from microversion 2.36 on, as in Nova (clients use the image service then)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from fastapi import APIRouter, Depends, Request
 
 from ferry.api import deps
 from ferry.api.compute_views import image_view
+from ferry.api.versions import at_least
+from ferry.domain.errors import NotFound
 from ferry.services.context import RequestContext
 from ferry.services.images import ImageService
 
@@ -19,6 +22,7 @@ Images = Depends(deps.images)
 @router.get("/images")
 @router.get("/images/detail")
 def list_images(request: Request, ctx: RequestContext = Ctx, images: ImageService = Images) -> dict[str, Any]:
+    _proxied(request)
     return {"images": [image_view(request, i) for i in images.list_images(ctx)]}
 
 
@@ -26,4 +30,10 @@ def list_images(request: Request, ctx: RequestContext = Ctx, images: ImageServic
 def show_image(
     request: Request, image_id: str, ctx: RequestContext = Ctx, images: ImageService = Images
 ) -> dict[str, Any]:
+    _proxied(request)
     return {"image": image_view(request, images.get(ctx, image_id))}
+
+
+def _proxied(request: Request) -> None:
+    if at_least(request, "2.36"):
+        raise NotFound("The images proxy API is gone from compute microversion 2.36: use the image service.")

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Request
 
-from ferry.api.versions import base_url
+from ferry.api.versions import at_least, base_url
 from ferry.domain.clock import iso_z
 from ferry.domain.servers import POWER_STATE, VM_STATE
 from ferry.services.records import AttachmentRecord, FlavorRecord, ImageRecord, ServerRecord
@@ -21,21 +21,27 @@ def bookmark(request: Request, kind: str, ident: str) -> list[dict[str, str]]:
 
 
 def server_view(
-    request: Request, s: ServerRecord, volumes: list[str], show_host: bool = False
+    request: Request,
+    s: ServerRecord,
+    volumes: list[str],
+    show_host: bool = False,
+    flavor: FlavorRecord | None = None,
 ) -> dict[str, Any]:
-    """`show_host`: with where it runs (Nova's extended server attributes, for admins)."""
+    """`show_host`: with where it runs (Nova's extended server attributes, for admins). `flavor`:
+    embedded from microversion 2.47 (else a link to it)."""
     where = (
         {"OS-EXT-SRV-ATTR:host": s.host, "OS-EXT-SRV-ATTR:hypervisor_hostname": s.host} if show_host else {}
     )
     return {
         **where,
+        **_versioned_server(request, s, show_host),
         "id": s.id,
         "name": s.name,
-        "status": s.status,
+        "status": "MIGRATING" if s.task_state == "migrating" else s.status,  # as Nova derives it
         "tenant_id": s.project_id,
         "user_id": s.user_id,
         "image": {"id": s.image_id, "links": bookmark(request, "images", s.image_id)},
-        "flavor": {"id": s.flavor_id, "links": bookmark(request, "flavors", s.flavor_id)},
+        "flavor": _server_flavor(request, s, flavor),
         "created": iso_z(s.created_at),
         "updated": iso_z(s.updated_at),
         "addresses": {},
@@ -57,12 +63,58 @@ def server_view(
     }
 
 
+def _versioned_server(request: Request, s: ServerRecord, admin: bool) -> dict[str, Any]:
+    """What Nova's microversions added to a server, each from its version on."""
+    out: dict[str, Any] = {}
+    if admin and at_least(request, "2.3"):
+        out.update({
+            "OS-EXT-SRV-ATTR:instance_name": f"instance-{s.id[:8]}", "OS-EXT-SRV-ATTR:hostname": s.name,
+            "OS-EXT-SRV-ATTR:reservation_id": "", "OS-EXT-SRV-ATTR:launch_index": 0,
+            "OS-EXT-SRV-ATTR:kernel_id": "", "OS-EXT-SRV-ATTR:ramdisk_id": "",
+            "OS-EXT-SRV-ATTR:root_device_name": None, "OS-EXT-SRV-ATTR:user_data": None,
+        })  # fmt: skip
+    for version, key, value in SERVER_ADDITIONS:
+        if at_least(request, version):
+            out[key] = value
+    return out
+
+
+SERVER_ADDITIONS: tuple[tuple[str, str, Any], ...] = (
+    ("2.9", "locked", False),
+    ("2.19", "description", None),
+    ("2.26", "tags", []),
+    ("2.63", "trusted_image_certificates", None),
+    ("2.71", "server_groups", []),
+    ("2.73", "locked_reason", None),
+)
+"""Fields later microversions add to a server, with the value every Ferry server has."""
+
+
+def _server_flavor(request: Request, s: ServerRecord, flavor: FlavorRecord | None) -> dict[str, Any]:
+    if flavor is None or not at_least(request, "2.47"):
+        return {"id": s.flavor_id, "links": bookmark(request, "flavors", s.flavor_id)}
+    return {
+        "original_name": flavor.name, "vcpus": flavor.vcpus, "ram": flavor.ram_mb, "disk": flavor.disk_gib,
+        "ephemeral": 0, "swap": 0, "extra_specs": {},
+    }  # fmt: skip
+
+
 def server_summary(request: Request, s: ServerRecord) -> dict[str, Any]:
     return {"id": s.id, "name": s.name, "links": bookmark(request, "servers", s.id)}
 
 
-def volume_attachment_view(a: AttachmentRecord) -> dict[str, Any]:
-    return {"id": a.volume_id, "serverId": a.server_id, "volumeId": a.volume_id, "device": a.device}
+def volume_attachment_view(request: Request, a: AttachmentRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": a.volume_id,
+        "serverId": a.server_id,
+        "volumeId": a.volume_id,
+        "device": a.device,
+    }
+    if at_least(request, "2.70"):
+        out["tag"] = None
+    if at_least(request, "2.79"):
+        out["delete_on_termination"] = False
+    return out
 
 
 def flavor_view(request: Request, f: FlavorRecord) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
+from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
@@ -59,6 +60,10 @@ async def backends(request: Request) -> Backends:
 
 async def compute(request: Request) -> ComputeService:
     return _ferry(request).compute
+
+
+async def live_migrations(request: Request) -> LiveMigrationService:
+    return _ferry(request).live
 
 
 async def images(request: Request) -> ImageService:

@@ -12,7 +12,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ferry.api.errors import error_response
 
 VOLUME_MIN, VOLUME_MAX = "3.0", "3.27"
-COMPUTE_MIN, COMPUTE_MAX = "2.1", "2.1"
+COMPUTE_MIN, COMPUTE_MAX = "2.1", "2.80"
+"""2.80: what the stock client's live migration, migration list/show/abort/force complete need
+(2.22 force complete, 2.24 abort, 2.25 block_migration "auto", 2.30 host + force, 2.59 uuids,
+2.80 owners). Each change up to it is honoured where Ferry serves the resource (`at_least`)."""
 UPDATED = "2026-11-01T00:00:00Z"
 
 router = APIRouter()
@@ -96,6 +99,12 @@ MAX_VERSION_HEADER = 256
 """The longest microversion header taken ("volume 3.27, compute 2.1" is 24 characters)."""
 
 
+def at_least(request: Request, version: str, service: str = "compute") -> bool:
+    """Whether the request's negotiated microversion is `version` or later."""
+    served = request.scope.get("state", {}).get(f"{service}_version") or (2, 1)
+    return bool(served >= (_parse(version) or (0, 0)))
+
+
 def _parse(v: str) -> tuple[int, int] | None:
     # Bounded digits: int() of a 5,000-digit minor version raises (Python's 4,300-digit limit).
     m = re.fullmatch(r"(\d{1,9})\.(\d{1,9})", v.strip())
@@ -160,6 +169,8 @@ class Microversions:
         ]
         if legacy:
             extra.append((legacy.lower().encode(), version.encode()))
+
+        scope.setdefault("state", {})[f"{service}_version"] = _parse(version)
 
         async def send_with_version(message: Message) -> None:
             if message["type"] == "http.response.start":

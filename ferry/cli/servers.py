@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from ferry.cli import server_migrations
 from ferry.cli.client import Client, CliError
 from ferry.cli.lookup import find, wait_server
 from ferry.cli.output import Fmt, console, err, show
@@ -27,6 +28,7 @@ add_app = typer.Typer(help="Attach things to a server.", no_args_is_help=True)
 remove_app = typer.Typer(help="Detach things from a server.", no_args_is_help=True)
 app.add_typer(add_app, name="add")
 app.add_typer(remove_app, name="remove")
+server_migrations.register(app)
 
 
 @app.command("create")

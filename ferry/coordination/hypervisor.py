@@ -13,6 +13,7 @@ from typing import Any
 
 from ferry.coordination.calls import DriverCall, Target
 from ferry.coordination.queue import HostQueue
+from ferry.domain.live import DiskSlot, LiveProgress, LiveSettings, LiveState
 from ferry.domain.migration.convergence import MirrorCondition
 from ferry.domain.model import DiskChain, LayerFile
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, MirrorStatus, ServerSpec
@@ -121,4 +122,52 @@ class RemoteHypervisor(HypervisorDriver):
 
     async def serial(self, server_id: str, volume_id: str) -> str:
         out: str = await self._call("serial", server_id, volume_id)
+        return out
+
+    # -- live migration ------------------------------------------------------------------
+    def on_host(self, host: str) -> RemoteHypervisor:
+        async def there(_: str) -> str:
+            return host
+
+        return RemoteHypervisor(self.queue, there, timeout=self.timeout, slow_timeout=self.slow_timeout)
+
+    async def disk_slots(self, server_id: str) -> tuple[DiskSlot, ...]:
+        out: tuple[DiskSlot, ...] = await self._call("disk_slots", server_id)
+        return out
+
+    async def prepare_incoming(self, spec: ServerSpec, slots: tuple[DiskSlot, ...], address: str) -> str:
+        host = await self.host_of(spec.server_id)
+        call = DriverCall(Target.HYPERVISOR, None, "prepare_incoming", (spec, slots, address))
+        out: str = await self.queue.call(host, call, timeout=self.timeout)
+        return out
+
+    async def start_live_migration(self, server_id: str, uri: str, settings: LiveSettings) -> None:
+        await self._call("start_live_migration", server_id, uri, settings)
+
+    async def live_progress(self, server_id: str) -> LiveProgress:
+        out: LiveProgress = await self._call("live_progress", server_id)
+        return out
+
+    async def wait_live(self, server_id: str, until: tuple[LiveState, ...], timeout: float) -> LiveProgress:
+        bound = timeout + self.timeout  # the agent's own wait, and the way there and back
+        out: LiveProgress = await self._call("wait_live", server_id, until, timeout, timeout=bound)
+        return out
+
+    async def set_live_limits(self, server_id: str, settings: LiveSettings) -> None:
+        await self._call("set_live_limits", server_id, settings)
+
+    async def continue_live(self, server_id: str) -> None:
+        await self._call("continue_live", server_id)
+
+    async def force_live(self, server_id: str) -> None:
+        await self._call("force_live", server_id)
+
+    async def cancel_live(self, server_id: str) -> None:
+        await self._call("cancel_live", server_id)
+
+    async def resume_guest(self, server_id: str) -> None:
+        await self._call("resume_guest", server_id)
+
+    async def run_state(self, server_id: str) -> str | None:
+        out: str | None = await self._call("run_state", server_id)
         return out

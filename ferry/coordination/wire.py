@@ -34,6 +34,7 @@ from ferry.domain.errors import (
     Unauthorized,
     Unavailable,
 )
+from ferry.domain.live import DiskSlot, LiveProgress, LiveSettings, LiveState
 from ferry.domain.migration.convergence import MirrorCondition
 from ferry.domain.model import BackendConfig, DiskChain, DiskFormat, LayerFile, VolumeLocation
 from ferry.drivers.hypervisor.base import DiskInfo, JobStatus, MirrorStatus, ServerSpec
@@ -52,12 +53,12 @@ class WireError(DriverError):
 DATACLASSES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (
-        BackendConfig, BackendUsage, DiskChain, DiskInfo, LayerCheck, LayerFile, MirrorStatus,
-        ServerSpec, StoredLayer, VolumeLocation,
+        BackendConfig, BackendUsage, DiskChain, DiskInfo, DiskSlot, LayerCheck, LayerFile,
+        LiveProgress, LiveSettings, MirrorStatus, ServerSpec, StoredLayer, VolumeLocation,
     )
 }  # fmt: skip
 ENUMS: dict[str, type[StrEnum]] = {
-    cls.__name__: cls for cls in (DiskFormat, JobStatus, MirrorCondition, Target)
+    cls.__name__: cls for cls in (DiskFormat, JobStatus, LiveState, MirrorCondition, Target)
 }
 ERRORS: dict[str, type[FerryError]] = {
     cls.__name__: cls

@@ -28,6 +28,7 @@ from ferry.domain.actions import ActionState
 from ferry.domain.migration import CopyMode, EventKind, RunStatus, Step
 from ferry.domain.model import DiskFormat
 from ferry.domain.roles import Role
+from ferry.domain.server_migration.plan import LiveStatus, LiveStep
 from ferry.domain.servers import ServerStatus, ServerTaskState
 from ferry.domain.volumes import AttachmentStatus, MigrationStatus, SnapshotStatus, VolumeStatus
 
@@ -288,3 +289,52 @@ class HostAction(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ServerLiveMigration(Base):
+    """One live migration of a server between hosts (Nova's migration record, type
+    `live-migration`): where it goes, its step, its progress, and its conductor's lease."""
+
+    __tablename__ = "server_live_migrations"
+    __table_args__ = (Index("ix_server_live_migrations_status", "status"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    """Nova's integer migration id (the uuid is `id`)."""
+    server_id: Mapped[str] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(ID)
+    user_id: Mapped[str] = mapped_column(ID)
+    source_host: Mapped[str] = mapped_column(String(64))
+    dest_host: Mapped[str] = mapped_column(String(64))
+    status: Mapped[LiveStatus] = mapped_column(enum_type(LiveStatus, 16))
+    step: Mapped[LiveStep] = mapped_column(enum_type(LiveStep, 16))
+    uri: Mapped[str | None] = mapped_column(String(255))
+    bandwidth: Mapped[int] = mapped_column(BigInteger, default=0)
+    downtime_limit_ms: Mapped[int] = mapped_column(Integer, default=300)
+    memory_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    memory_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    memory_remaining: Mapped[int] = mapped_column(BigInteger, default=0)
+    dirty_rate: Mapped[int] = mapped_column(BigInteger, default=0)
+    expected_downtime_ms: Mapped[int] = mapped_column(Integer, default=0)
+    downtime_ms: Mapped[int | None] = mapped_column(Integer)
+    serials_checked: Mapped[int] = mapped_column(Integer, default=0)
+    abort_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    conductor: Mapped[str | None] = mapped_column(String(96))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ServerLiveMigrationEvent(Base):
+    """A live migration's step log: each step is written before it acts and when it is done."""
+
+    __tablename__ = "server_live_migration_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    migration_id: Mapped[str] = mapped_column(
+        ForeignKey("server_live_migrations.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime)
+    step: Mapped[LiveStep] = mapped_column(enum_type(LiveStep, 16))
+    event: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

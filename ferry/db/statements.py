@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Executable, Select, Update, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Attachment, Migration, Volume
+from ferry.db.models import Attachment, Migration, ServerLiveMigration, Volume
 from ferry.domain.errors import Conflict, FerryError
 from ferry.domain.migration import ACTIVE
+from ferry.domain.server_migration.plan import IN_PROGRESS as LIVE_IN_PROGRESS
 from ferry.domain.volumes import MIGRATION_BUSY
 
 
@@ -27,26 +29,35 @@ def active_migrations(volume_ids: list[str] | None = None) -> Select[Migration]:
     return stmt if volume_ids is None else stmt.where(Migration.volume_id.in_(volume_ids))
 
 
-def take_lease(migration_id: str, me: str, now: datetime, until: datetime, *, force: bool = False) -> Update:
+Leased = type[Migration] | type[ServerLiveMigration]
+"""A table of work a conductor drives under a lease: volume or server migrations."""
+
+
+def _active(model: Leased) -> Any:
+    if model is Migration:
+        return Migration.status.in_(ACTIVE)
+    return ServerLiveMigration.status.in_(LIVE_IN_PROGRESS)
+
+
+def take_lease(
+    migration_id: str, me: str, now: datetime, until: datetime, *, force: bool = False,
+    model: Leased = Migration,
+) -> Update:  # fmt: skip
     """Claim an unfinished migration for conductor `me` unless another conductor's lease on it is
     still running (`force`: the caller knows no other conductor exists, e.g. the all-in-one)."""
-    stmt = update(Migration).where(Migration.id == migration_id, Migration.status.in_(ACTIVE))
+    stmt = update(model).where(model.id == migration_id, _active(model))
     if not force:
         stmt = stmt.where(
-            Migration.conductor.is_(None)
-            | (Migration.conductor == me)
-            | Migration.lease_until.is_(None)
-            | (Migration.lease_until < now)
+            model.conductor.is_(None)
+            | (model.conductor == me)
+            | model.lease_until.is_(None)
+            | (model.lease_until < now)
         )
     return stmt.values(conductor=me, lease_until=until)
 
 
-def renew_leases(me: str, until: datetime) -> Update:
-    return (
-        update(Migration)
-        .where(Migration.conductor == me, Migration.status.in_(ACTIVE))
-        .values(lease_until=until)
-    )
+def renew_leases(me: str, until: datetime, model: Leased = Migration) -> Update:
+    return update(model).where(model.conductor == me, _active(model)).values(lease_until=until)
 
 
 def held_leases(me: str) -> Select[str, bool]:
@@ -55,11 +66,16 @@ def held_leases(me: str) -> Select[str, bool]:
     )
 
 
-def lapsed_leases(now: datetime) -> Select[str]:
+def held_live_leases(me: str) -> Select[str, bool]:
+    m = ServerLiveMigration
+    return select(m.id, m.abort_requested).where(m.conductor == me, _active(m))
+
+
+def lapsed_leases(now: datetime, model: Leased = Migration) -> Select[str]:
     """Unfinished migrations no live conductor drives (never leased, or their lease ran out)."""
-    return select(Migration.id).where(
-        Migration.status.in_(ACTIVE),
-        Migration.conductor.is_(None) | Migration.lease_until.is_(None) | (Migration.lease_until < now),
+    return select(model.id).where(
+        _active(model),
+        model.conductor.is_(None) | model.lease_until.is_(None) | (model.lease_until < now),
     )
 
 

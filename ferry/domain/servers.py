@@ -23,6 +23,8 @@ class ServerTaskState(StrEnum):
     POWERING_ON = "powering-on"
     REBOOTING = "rebooting"
     DELETING = "deleting"
+    MIGRATING = "migrating"
+    """Live migration to another host: Nova shows the server's status as MIGRATING."""
 
 
 TASK_VERB = {
@@ -31,6 +33,7 @@ TASK_VERB = {
     ServerTaskState.POWERING_ON: "power on",
     ServerTaskState.REBOOTING: "reboot",
     ServerTaskState.DELETING: "delete",
+    ServerTaskState.MIGRATING: "live-migrate",
 }
 """What the user asked for, for each task, as a refusal names it."""
 

@@ -18,6 +18,7 @@ from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
 from ferry.services.recovery import VolumeRecovery
+from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.tier import (
@@ -84,6 +85,9 @@ class Ferry:
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.snapshots.live = self.compute
         self.migrations = MigrationService(self.db, config, self.backends, self.hypervisor, self.volumes)
+        self.live = LiveMigrationService(
+            self.db, config, self.backends, self.hypervisor, self.hosts, self.compute
+        )
         self.recovery = VolumeRecovery(self.db, self.backends, self.volumes, self.hypervisor)
         self.doctor = Doctor(self.db, config, self.backends, self.hypervisor, self.recovery, self.compute)
 
@@ -107,6 +111,7 @@ class Ferry:
             # Stateless: the agents re-adopt their servers; unfinished migrations are taken over
             # once their conductor's lease lapses (another worker may be driving them now).
             await self.migrations.resume_all(exclusive=False)
+            await self.live.resume_all(exclusive=False)
             return
         for driver in self.backends.drivers.values():
             await driver.reclaim()  # what a crash left in the trash
@@ -118,10 +123,12 @@ class Ferry:
         await self.recovery.start()
         await self.snapshots.recover()  # before migrations plan from the layer chains
         await self.migrations.resume_all()
+        await self.live.resume_all()
 
     async def stop(self) -> None:
         await self.hosts.stop()
         await self.migrations.stop()
+        await self.live.stop()
         if self.role is not ProcessRole.API:
             for driver in self.backends.drivers.values():
                 await driver.reclaim()

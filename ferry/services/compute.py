@@ -7,6 +7,7 @@ QEMU outlives the control plane; `reconcile` re-attaches to live servers at star
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import delete, select, update
@@ -31,6 +32,7 @@ from ferry.services.context import RequestContext
 from ferry.services.hosts import HostRegistry
 from ferry.services.images import find_image
 from ferry.services.queries import attachment_of, get_owned, get_volume
+from ferry.services.records import ServerRecord
 from ferry.services.storage import Backends
 from ferry.services.volumes import set_status
 
@@ -91,6 +93,12 @@ class ComputeService:
                 raise NotFound(f"Attachment {attachment_id} could not be found.")
             return att
 
+    def flavors_of(self, servers: Sequence[ServerRecord]) -> list[Flavor]:
+        """The flavors of these servers (one query), for views that embed them."""
+        ids = {s.flavor_id for s in servers}
+        with self.db() as s:
+            return list(s.scalars(select(Flavor).where(Flavor.id.in_(ids)))) if ids else []
+
     def volumes_attached(self, server_ids: list[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {sid: [] for sid in server_ids}
         with self.db() as s:
@@ -135,7 +143,7 @@ class ComputeService:
         """Start the server's process with every attached volume plugged; ACTIVE or ERROR."""
         try:
             with self.db() as s:
-                spec = self._spec(s, server_id)
+                spec = self.spec(s, server_id)
             failpoints.hit("server-boot.before_spawn")
             await self.hv.spawn(spec)
             failpoints.hit("server-boot.after_spawn")
@@ -145,7 +153,11 @@ class ComputeService:
             self._set(server_id, ServerStatus.ERROR, fault=e.message)
             raise
 
-    def _spec(self, s: Session, server_id: str) -> ServerSpec:
+    def has_boot_disk(self, s: Session, server: Server) -> bool:
+        image = s.get(Image, server.image_id)
+        return image is not None and bool(image.disk)
+
+    def spec(self, s: Session, server_id: str) -> ServerSpec:
         server = s.get(Server, server_id)
         assert server is not None
         image = s.get(Image, server.image_id)

@@ -53,6 +53,8 @@ RULES: dict[str, str] = {
     "server:detach_volume": "member",
     "server:swap_volume": "service",
     "server:create_on_host": "admin",
+    "server:migrate_live": "admin",
+    "server:migrations": "admin",
     "server:extended_attributes": "admin",
     "host:get": "admin",
     "host:manage": "admin",

@@ -116,7 +116,7 @@ def test_volume_version_documents(server: FerryServer) -> None:
 def test_compute_version_documents(server: FerryServer) -> None:
     for path in ("/compute", "/compute/"):
         (v,) = http.get(server.base + path).json()["versions"]
-        assert (v["id"], v["min_version"], v["version"]) == ("v2.1", "2.1", "2.1")
+        assert (v["id"], v["min_version"], v["version"]) == ("v2.1", "2.1", "2.80")  # issue 12
     for path in ("/compute/v2.1", "/compute/v2.1/"):
         v = http.get(server.base + path).json()["version"]
         assert v["id"] == "v2.1" and v["links"][0]["href"] == f"{server.base}/compute/v2.1/"

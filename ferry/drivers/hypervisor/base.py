@@ -11,6 +11,7 @@ import abc
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ferry.domain.live import DiskSlot, LiveProgress, LiveSettings, LiveState
 from ferry.domain.migration.convergence import MirrorCondition
 from ferry.domain.model import DiskChain, LayerFile
 
@@ -177,3 +178,54 @@ class HypervisorDriver(abc.ABC):
     @abc.abstractmethod
     async def serial(self, server_id: str, volume_id: str) -> str:
         """The disk's serial as QEMU holds it (`qom-get`)."""
+
+    # -- live migration (the conductor addresses each call to the source or the destination) -
+    def on_host(self, host: str) -> HypervisorDriver:
+        """This contract on `host`. A local driver serves only its own host; a remote one
+        (`coordination.RemoteHypervisor`) sends there."""
+        return self
+
+    @abc.abstractmethod
+    async def disk_slots(self, server_id: str) -> tuple[DiskSlot, ...]:
+        """Source: the root port of every attached disk, by volume id."""
+
+    @abc.abstractmethod
+    async def prepare_incoming(self, spec: ServerSpec, slots: tuple[DiskSlot, ...], address: str) -> str:
+        """Destination: start the server's process waiting for an incoming migration on `address`,
+        `spec.disks` in `slots`; the URI the source sends to. Idempotent."""
+
+    @abc.abstractmethod
+    async def start_live_migration(self, server_id: str, uri: str, settings: LiveSettings) -> None:
+        """Source: start sending the guest to `uri`, pausing before the switchover. Idempotent."""
+
+    @abc.abstractmethod
+    async def live_progress(self, server_id: str) -> LiveProgress: ...
+
+    @abc.abstractmethod
+    async def wait_live(self, server_id: str, until: tuple[LiveState, ...], timeout: float) -> LiveProgress:
+        """Wait (on migration events) until the state is one of `until`, the migration ended or
+        `timeout` passed; the progress then (a watcher records it between waits)."""
+
+    @abc.abstractmethod
+    async def set_live_limits(self, server_id: str, settings: LiveSettings) -> None: ...
+
+    @abc.abstractmethod
+    async def continue_live(self, server_id: str) -> None:
+        """Source, paused before the switchover: switch over. Idempotent."""
+
+    @abc.abstractmethod
+    async def force_live(self, server_id: str) -> None:
+        """Make the migration complete at its next pass, however long the pause."""
+
+    @abc.abstractmethod
+    async def cancel_live(self, server_id: str) -> None:
+        """Cancel the outgoing migration; the guest runs on here. Idempotent."""
+
+    @abc.abstractmethod
+    async def resume_guest(self, server_id: str) -> None:
+        """Run a guest left paused (`paused`, `postmigrate`) here again. Idempotent."""
+
+    @abc.abstractmethod
+    async def run_state(self, server_id: str) -> str | None:
+        """The process's run state (`running`, `inmigrate`, `postmigrate`, `paused`…); None when
+        it does not run."""

@@ -15,10 +15,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 from ferry.domain.errors import Conflict, DriverError, FerryError, NotFound
+from ferry.domain.live import DiskSlot, LiveProgress, LiveSettings, LiveState
 from ferry.domain.migration.convergence import MirrorCondition
 from ferry.domain.model import DiskChain, LayerFile
+from ferry.drivers.hypervisor import fake_live
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, JobStatus, MirrorStatus, ServerSpec
 from ferry.drivers.hypervisor.console import MAX_TAIL, chunk_bounds, last_lines
+from ferry.drivers.hypervisor.fake_live import Fleet
 
 FINISHED = (JobStatus.CONCLUDED, JobStatus.NULL)
 BOOT_LINE = "FAKE-BOOT"
@@ -48,10 +51,19 @@ class FakeServer:
     opened_targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     console: bytearray = field(default_factory=bytearray)
     """The serial console log: a fresh one on every spawn, as QEMU truncates its log file."""
+    run_state: str = "running"
+    live: fake_live.FakeLive | None = None
 
 
 class FakeHypervisorDriver(HypervisorDriver):
-    def __init__(self, slots: int = 8, disk_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self, slots: int = 8, disk_bytes: int = 64 << 20, host: str = "ferry", fleet: Fleet | None = None
+    ) -> None:
+        self.host = host
+        self.fleet = fleet or Fleet()
+        self.fleet.hosts.setdefault(host, self)
+        self.live_hold = False
+        """Hold every live migration this host sends in `active` until `release_live`."""
         self.slots = slots
         self.disk_bytes = disk_bytes
         self.servers: dict[str, FakeServer] = {}
@@ -249,6 +261,73 @@ class FakeHypervisorDriver(HypervisorDriver):
     async def drop_files(self, server_id: str, files: tuple[LayerFile, ...]) -> None:
         self._enter("drop_files", server_id, *(f.path for f in files))
         self._running(server_id)
+
+    # -- live migration (fake_live.py) ---------------------------------------------------
+    def on_host(self, host: str) -> FakeHypervisorDriver:
+        if host not in self.fleet.hosts:
+            FakeHypervisorDriver(self.slots, self.disk_bytes, host, self.fleet)
+        return self.fleet.hosts[host]
+
+    def release_live(self, server_id: str) -> None:
+        fake_live.release(self, server_id)
+
+    async def disk_slots(self, server_id: str) -> tuple[DiskSlot, ...]:
+        self._enter("disk_slots", server_id)
+        return fake_live.slots_of(self, server_id)
+
+    async def prepare_incoming(self, spec: ServerSpec, slots: tuple[DiskSlot, ...], address: str) -> str:
+        self._enter("prepare_incoming", spec.server_id)
+        fake_live.check_incoming(self, spec.server_id)
+        if spec.server_id not in self.servers or not self.servers[spec.server_id].running:
+            disks = {d.volume_id: d for d in spec.disks}
+            self.servers[spec.server_id] = FakeServer(spec, disks=disks, run_state="inmigrate")
+        return fake_live.prepare(self, spec.server_id, address)
+
+    async def start_live_migration(self, server_id: str, uri: str, settings: LiveSettings) -> None:
+        self._enter("start_live_migration", server_id)
+        fake_live.start(self, server_id, uri, settings)
+
+    async def live_progress(self, server_id: str) -> LiveProgress:
+        self._enter("live_progress", server_id)
+        live = self._running(server_id).live
+        return live.progress if live is not None else LiveProgress(LiveState.NONE)
+
+    async def wait_live(self, server_id: str, until: tuple[LiveState, ...], timeout: float) -> LiveProgress:
+        self._enter("wait_live", server_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            now = await self.live_progress(server_id)
+            if now.state in until or now.state.ended:
+                return now
+            if not await self._changed(deadline - loop.time()):
+                return now
+
+    async def set_live_limits(self, server_id: str, settings: LiveSettings) -> None:
+        self._enter("set_live_limits", server_id)
+        live = self._running(server_id).live
+        if live is not None:
+            live.settings = settings
+
+    async def continue_live(self, server_id: str) -> None:
+        self._enter("continue_live", server_id)
+        fake_live.switch_over(self, server_id)
+
+    async def force_live(self, server_id: str) -> None:
+        self._enter("force_live", server_id)
+        fake_live.release(self, server_id)
+
+    async def cancel_live(self, server_id: str) -> None:
+        self._enter("cancel_live", server_id)
+        fake_live.cancel(self, server_id)
+
+    async def resume_guest(self, server_id: str) -> None:
+        self._enter("resume_guest", server_id)
+        self._running(server_id).run_state = "running"
+
+    async def run_state(self, server_id: str) -> str | None:
+        server = self.servers.get(server_id)
+        return server.run_state if server is not None and server.running else None
 
     # -- internals -----------------------------------------------------------------------
     def _enter(self, method: str, *args: str) -> None:

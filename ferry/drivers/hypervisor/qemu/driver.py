@@ -22,10 +22,11 @@ from pathlib import Path
 
 from ferry.domain.errors import BadRequest, Conflict, DriverError, NotFound
 from ferry.domain.ids import require_uuid
+from ferry.domain.live import DiskSlot, LiveProgress, LiveSettings, LiveState
 from ferry.domain.migration.convergence import MirrorCondition
 from ferry.domain.model import DiskChain, LayerFile
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, JobStatus, MirrorStatus, ServerSpec
-from ferry.drivers.hypervisor.qemu import devices, jobs, nodes
+from ferry.drivers.hypervisor.qemu import devices, jobs, live, nodes
 from ferry.drivers.hypervisor.qemu.jobs import FINISHED, job_status, qemu_job_id
 from ferry.drivers.hypervisor.qemu.nodes import absolute, format_node
 from ferry.drivers.hypervisor.qemu.process import QemuCommand, end_process, kill_child, qemu_pid, resume
@@ -321,6 +322,66 @@ class QemuDriver(HypervisorDriver):
 
     async def drop_files(self, server_id: str, files: tuple[LayerFile, ...]) -> None:
         await nodes.drop_layers(await self._conn(server_id), files)
+
+    # -- live migration (DESIGN §10; the steps: qemu/live.py) ----------------------------
+    async def disk_slots(self, server_id: str) -> tuple[DiskSlot, ...]:
+        ports = await live.disk_ports(await self._conn(server_id))
+        return tuple(DiskSlot(vid, port) for vid, port in sorted(ports.items()))
+
+    async def prepare_incoming(self, spec: ServerSpec, slots: tuple[DiskSlot, ...], address: str) -> str:
+        """Start the destination QEMU waiting for the guest, each disk in its slot; its URI.
+        Idempotent: a destination already listening answers its URI again."""
+        session = self._session(spec.server_id)
+        async with session.lock:
+            if qemu_pid(session.run) is None:
+                ports = {s.volume_id: s.port for s in slots}
+                if {c.volume_id for c in spec.disks} != set(ports):
+                    raise BadRequest(f"server {spec.server_id}: every disk needs its slot on the destination")
+                session.run.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                session.process = await self.command.start(session.run, spec, ports)
+            conn = await session.connect_locked()
+        if await live.run_state(conn) != "inmigrate":
+            raise Conflict(f"server {spec.server_id} already runs on this host")
+        return await live.listen(conn, address)
+
+    async def start_live_migration(self, server_id: str, uri: str, settings: LiveSettings) -> None:
+        conn = await self._conn(server_id)
+        if (await live.progress(conn)).state in (LiveState.NONE, LiveState.CANCELLED, LiveState.FAILED):
+            await live.send(conn, uri, settings)  # else it is under way (a redelivered call)
+
+    async def live_progress(self, server_id: str) -> LiveProgress:
+        return await live.progress(await self._conn(server_id))
+
+    async def wait_live(self, server_id: str, until: tuple[LiveState, ...], timeout: float) -> LiveProgress:
+        conn = await self._conn(server_id)
+        with conn.subscribe(live.migration_events) as sub:
+            return await live.wait_state(conn, sub, until, timeout, self.progress_interval)
+
+    async def set_live_limits(self, server_id: str, settings: LiveSettings) -> None:
+        await live.set_limits(await self._conn(server_id), settings)
+
+    async def continue_live(self, server_id: str) -> None:
+        conn = await self._conn(server_id)
+        if (await live.progress(conn)).state is LiveState.PRE_SWITCHOVER:
+            await live.switch_over(conn)
+
+    async def force_live(self, server_id: str) -> None:
+        await live.force(await self._conn(server_id))
+
+    async def cancel_live(self, server_id: str) -> None:
+        conn = await self._conn(server_id)
+        if not (await live.progress(conn)).state.ended:
+            await live.cancel(conn)
+
+    async def resume_guest(self, server_id: str) -> None:
+        conn = await self._conn(server_id)
+        if await live.run_state(conn) in ("paused", "postmigrate", "prelaunch"):
+            await conn.execute("cont")
+
+    async def run_state(self, server_id: str) -> str | None:
+        if qemu_pid(self._session(server_id).run) is None:
+            return None
+        return await live.run_state(await self._conn(server_id))
 
     # -- internals -----------------------------------------------------------------------
     def _session(self, server_id: str) -> ServerSession:

@@ -36,10 +36,15 @@ class QemuCommand:
     machine: str
     root_ports: int
 
-    def argv(self, run: RunDir, spec: ServerSpec, qmp_fd: int) -> list[str]:
+    def argv(
+        self, run: RunDir, spec: ServerSpec, qmp_fd: int, ports: dict[str, str] | None = None
+    ) -> list[str]:
+        """`ports`: an incoming migration's destination: each disk on the root port it has on the
+        source (by volume id), and the guest waits for its state (`-incoming defer`), running as
+        soon as it has it (no `-S`)."""
         argv = [
             self.binary, "-name", spec.server_id,
-            "-nodefaults", "-no-user-config", "-display", "none", "-S",
+            "-nodefaults", "-no-user-config", "-display", "none",
             "-machine", self.machine, "-accel", self.accel,
             "-m", str(spec.ram_mb), "-smp", str(spec.vcpus),
             "-pidfile", str(run.pidfile),
@@ -47,24 +52,29 @@ class QemuCommand:
             "-mon", "chardev=qmp,mode=control",
             "-chardev", f"file,id=con,path={run.console}", "-serial", "chardev:con",
         ]  # fmt: skip
+        argv += ["-incoming", "defer"] if ports is not None else ["-S"]
         argv += boot_args(spec)
         for k in range(self.root_ports):
             argv += ["-device", f"pcie-root-port,id=rp{k},bus=pcie.0,chassis={k + 1},port={0x10 + k}"]
         for k, chain in enumerate(spec.disks):
             volume_id = require_uuid(chain.volume_id, "volume id")
             argv += [a for opts in chain_options(chain.layers) for a in ("-blockdev", json.dumps(opts))]
-            device = device_args(volume_id, format_node(chain.active.path), f"rp{k}")
+            port = ports[volume_id] if ports is not None else f"rp{k}"
+            device = device_args(volume_id, format_node(chain.active.path), port)
             argv += ["-device", json.dumps(device)]
         return argv
 
-    async def start(self, run: RunDir, spec: ServerSpec) -> subprocess.Popen[bytes]:
-        """Start QEMU (paused: -S) in a session of its own, so it outlives the control plane."""
+    async def start(
+        self, run: RunDir, spec: ServerSpec, ports: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start QEMU (paused: -S, or waiting for an incoming migration) in a session of its own,
+        so it outlives the control plane."""
         sock = listening_socket(run.socket)
         try:
             with open(run.log, "ab") as log:
                 return await asyncio.to_thread(
                     subprocess.Popen,
-                    self.argv(run, spec, sock.fileno()),
+                    self.argv(run, spec, sock.fileno(), ports),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=log,

@@ -1,0 +1,175 @@
+"""Issue 12 acceptance, the seed's scenario end to end on PostgreSQL with two agents: a server on
+hv1 writing and verifying, its volume with two live snapshots on `fast`; the volume migrated live
+to `bulk`; the server live-migrated to hv2; the volume migrated back to `fast` while the server
+runs on hv2; the server live-migrated back to hv1. After every step: 0 guest I/O errors or verify
+failures, the serial QEMU holds on whichever host runs it is the volume id, every id unchanged,
+each snapshot's point-in-time view identical, `ferry doctor` clean. Then the refusals."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testkit.hosts import API_TIER, AgentProcess, boot_on
+from testkit.scenario import (
+    attach,
+    create_volume,
+    latest,
+    location,
+    migrate,
+    register_guest,
+    server,
+    snapshot,
+    volume,
+    wait_migration,
+    wait_until,
+    wait_writing,
+)
+from testkit.server import Api, FerryServer
+from testkit.verify import verify_image
+from tests.conftest import make_server
+from tests.e2e.test_migration import disks, flat_copy, same_view
+
+pytestmark = [pytest.mark.e2e, pytest.mark.db]
+SPAN_MB = 16
+LOCAL = """
+[[backends]]
+name = "local1"
+path = "{data}/backends/local1"
+format = "qcow2"
+capacity_gib = 20
+hosts = ["hv1"]
+"""
+
+
+@pytest.fixture(scope="module")
+def tier(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[FerryServer]:
+    if not os.environ.get("FERRY_TEST_DATABASE_URL", "").startswith("postgresql"):
+        pytest.skip("many hosts coordinate through PostgreSQL (scripts/pg-test.sh runs this)")
+    data = tmp_path_factory.mktemp("ferry-live")
+    srv = make_server(data, guest_dir=guest_dir, extra_config=LOCAL.format(data=data))
+    register_guest(srv, guest_dir, "writer", rate=200, span_mb=SPAN_MB)
+    srv.start(args=API_TIER, timeout=60)
+    agents = [AgentProcess(srv, "hv1", "127.0.0.2"), AgentProcess(srv, "hv2", "127.0.0.3")]
+    for agent in agents:
+        agent.start()
+    yield srv
+    srv.delete_servers()
+    for agent in agents:
+        agent.stop()
+    srv.shutdown()
+
+
+def live_migrate(api: Api, sid: str, host: str | None) -> dict[str, Any]:
+    api.ok(
+        api.compute(
+            "POST",
+            f"/servers/{sid}/action",
+            json={"os-migrateLive": {"host": host, "block_migration": "auto"}},
+        ),
+        202,
+    )
+    assert server(api, sid)["status"] in ("MIGRATING", "ACTIVE")
+    wait_until(f"server {sid} idle", lambda: server(api, sid)["OS-EXT-STS:task_state"] is None, timeout=180)
+    done = api.ok(api.compute("GET", "/os-migrations"))["migrations"][0]
+    assert done["instance_uuid"] == sid and done["migration_type"] == "live-migration"
+    return dict(done)
+
+
+class Scenario:
+    """The server, its volume and snapshots, and what every step must leave unchanged."""
+
+    def __init__(self, tier: FerryServer, tmp: Path) -> None:
+        self.tier, self.api = tier, tier.api("ferry-admin")
+        self.sid = boot_on(self.api, "writer", "seed", "hv1")
+        self.vid = create_volume(self.api, 1, "seed-data")
+        self.attachment = attach(self.api, self.sid, self.vid)["id"]
+        wait_writing(tier, self.sid, self.vid, writes=100)
+        self.snaps = [snapshot(self.api, self.vid, "s1")]
+        wait_writing(tier, self.sid, self.vid, writes=100)
+        self.snaps.append(snapshot(self.api, self.vid, "s2"))
+        wait_writing(tier, self.sid, self.vid, writes=100)
+        loc = location(self.api, self.vid)
+        self.views = {
+            lay["snapshot_id"]: flat_copy(lay["path"], tmp / f"{lay['snapshot_id']}.qcow2")
+            for lay in loc["layers"][:2]
+        }
+
+    def check(self, host: str, backend: str) -> None:
+        api, sid, vid = self.api, self.sid, self.vid
+        status = wait_writing(self.tier, sid, vid, writes=100)
+        assert status.healthy and status.io_errors == 0 and status.verify_failures == 0, status
+        srv = server(api, sid)
+        assert srv["status"] == "ACTIVE" and srv["OS-EXT-SRV-ATTR:host"] == host
+        on_guest = disks(api, sid)[vid]
+        assert on_guest["serial"] == vid  # qom-get on whichever host runs it
+        vol, loc = volume(api, vid), location(api, vid)
+        assert vol["id"] == vid and vol["attachments"][0]["attachment_id"] == self.attachment
+        assert loc["backend"] == backend and [lay["snapshot_id"] for lay in loc["layers"]] == [
+            *self.snaps,
+            None,
+        ]
+        for lay in loc["layers"][:2]:
+            assert same_view(self.views[lay["snapshot_id"]], lay["path"]), (
+                f"snapshot {lay['snapshot_id']} changed"
+            )
+        doctor = api.ok(api.volume("GET", "/ferry-doctor"))
+        assert doctor["healthy"], doctor["drift"]
+
+    def move_volume(self, backend: str) -> None:
+        migrate(self.api, self.vid, backend)
+        m = wait_migration(self.api, self.vid)
+        assert m["status"] == "success", m
+
+
+def test_the_seeds_scenario_volume_then_server_then_both_again(tier: FerryServer, tmp_path: Path) -> None:
+    sc = Scenario(tier, tmp_path)
+    sc.check("hv1", "fast")
+    sc.move_volume("bulk")
+    sc.check("hv1", "bulk")
+    m = live_migrate(sc.api, sc.sid, "hv2")
+    assert m["status"] == "completed" and (m["source_compute"], m["dest_compute"]) == ("hv1", "hv2"), m
+    sc.check("hv2", "bulk")
+    sc.move_volume("fast")
+    sc.check("hv2", "fast")
+    back = live_migrate(sc.api, sc.sid, None)  # scheduled: the only other host
+    assert back["status"] == "completed" and back["dest_compute"] == "hv1", back
+    sc.check("hv1", "fast")
+    detail = sc.api.ok(sc.api.compute("GET", f"/servers/{sc.sid}/migrations/{back['id']}"))["migration"]
+    assert detail["ferry:serials_checked"] == 1 and detail["memory_total_bytes"] > 0
+    assert detail["ferry:downtime_ms"] is not None
+    final = latest(tier, sc.sid, sc.vid)
+    sc.api.ok(sc.api.compute("POST", f"/servers/{sc.sid}/action", json={"os-stop": None}), 202)
+    wait_until("SHUTOFF", lambda: server(sc.api, sc.sid)["status"] == "SHUTOFF", timeout=60)
+    path = location(sc.api, sc.vid)["layers"][-1]["path"]
+    rep = verify_image(path, sc.vid, synced_seq=final.synced_seq, span_mb=SPAN_MB, first_seq=final.first_seq)
+    assert rep.ok, rep.summary()
+
+
+def test_refusals_are_clear_and_change_nothing(tier: FerryServer) -> None:
+    api = tier.api("ferry-admin")
+    sid = boot_on(api, "writer", "refused", "hv1")
+    vt = api.ok(api.volume("POST", "/types", json={"volume_type": {"name": "hv1-only"}}))["volume_type"]
+    specs = {"extra_specs": {"volume_backend_name": "local1"}}
+    api.ok(api.volume("POST", f"/types/{vt['id']}/extra_specs", json=specs))
+    attach(api, sid, create_volume(api, 1, "on-local1", volume_type="hv1-only"))
+    cases = [
+        ({"host": "hv2"}, 400, "local1"),  # its volume's backend is out of hv2's reach
+        ({"host": "hv1"}, 400, "already runs on host hv1"),
+        ({"host": "nowhere"}, 400, "nowhere"),
+        ({"host": "hv2", "block_migration": True}, 400, "Block migration is not offered"),
+        ({"host": 7}, 400, "host"),
+        ({"host": "hv2", "ferry_bandwidth": -1}, 400, "ferry_bandwidth"),
+    ]
+    for args, code, says in cases:
+        resp = api.compute("POST", f"/servers/{sid}/action", json={"os-migrateLive": args})
+        assert resp.status_code == code and says in resp.text, (args, resp.status_code, resp.text)
+    demo = tier.api("ferry-demo")
+    resp = demo.compute("POST", f"/servers/{sid}/action", json={"os-migrateLive": {"host": "hv2"}})
+    assert resp.status_code in (403, 404), resp.text
+    assert api.ok(api.compute("GET", f"/servers/{sid}/migrations"))["migrations"] == []
+    assert server(api, sid)["OS-EXT-SRV-ATTR:host"] == "hv1" and server(api, sid)["status"] == "ACTIVE"
