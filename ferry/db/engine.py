@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,17 @@ def _postgres_json(dbapi_conn: Any, _record: Any) -> None:
     """Decode json columns with orjson (a volume page decodes 1000 metadata documents)."""
     import psycopg2.extras
 
-    psycopg2.extras.register_default_json(dbapi_conn, loads=orjson.loads)
-    psycopg2.extras.register_default_jsonb(dbapi_conn, loads=orjson.loads)
+    psycopg2.extras.register_default_json(dbapi_conn, loads=_loads)
+    psycopg2.extras.register_default_jsonb(dbapi_conn, loads=_loads)
+
+
+def _loads(text: str | bytes) -> Any:
+    """orjson, and the standard decoder for what orjson refuses: a lone surrogate an older
+    version stored (the views then render it replaced, `api.responses`)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
