@@ -144,7 +144,7 @@ async def server_migration_action(
 ) -> Response:
     payload = await json_body(request)
     if list(payload) != ["force_complete"] or payload["force_complete"] is not None:
-        raise BadRequest("Invalid input: the only migration action is {\"force_complete\": null}.")
+        raise BadRequest('Invalid input: the only migration action is {"force_complete": null}.')
     await live.force_complete(ctx, server_id, migration_id)
     return Response(status_code=202)
 

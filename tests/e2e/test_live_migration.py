@@ -1,6 +1,6 @@
 """Issue 12 acceptance, the seed's scenario end to end on PostgreSQL with two agents: a server on
-hv1 writing and verifying, its volume with two live snapshots on `fast`; the volume migrated live
-to `bulk`; the server live-migrated to hv2; the volume migrated back to `fast` while the server
+hv1 writing and verifying, its volume with two live snapshots on backend A; the volume migrated
+live to B; the server live-migrated to hv2; the volume migrated back to A while the server
 runs on hv2; the server live-migrated back to hv1. After every step: 0 guest I/O errors or verify
 failures, the serial QEMU holds on whichever host runs it is the volume id, every id unchanged,
 each snapshot's point-in-time view identical, `ferry doctor` clean. Then the refusals."""
@@ -21,6 +21,7 @@ from testkit.scenario import (
     latest,
     location,
     migrate,
+    other_backend,
     register_guest,
     server,
     snapshot,
@@ -87,7 +88,8 @@ class Scenario:
         self.tier, self.api = tier, tier.api("ferry-admin")
         self.sid = boot_on(self.api, "writer", "seed", "hv1")
         self.vid = create_volume(self.api, 1, "seed-data")
-        self.attachment = attach(self.api, self.sid, self.vid)["id"]
+        attach(self.api, self.sid, self.vid)
+        self.attachment = volume(self.api, self.vid)["attachments"][0]["attachment_id"]
         wait_writing(tier, self.sid, self.vid, writes=100)
         self.snaps = [snapshot(self.api, self.vid, "s1")]
         wait_writing(tier, self.sid, self.vid, writes=100)
@@ -128,17 +130,19 @@ class Scenario:
 
 def test_the_seeds_scenario_volume_then_server_then_both_again(tier: FerryServer, tmp_path: Path) -> None:
     sc = Scenario(tier, tmp_path)
-    sc.check("hv1", "fast")
-    sc.move_volume("bulk")
-    sc.check("hv1", "bulk")
+    a = location(sc.api, sc.vid)["backend"]
+    b = other_backend(a)
+    sc.check("hv1", a)
+    sc.move_volume(b)
+    sc.check("hv1", b)
     m = live_migrate(sc.api, sc.sid, "hv2")
     assert m["status"] == "completed" and (m["source_compute"], m["dest_compute"]) == ("hv1", "hv2"), m
-    sc.check("hv2", "bulk")
-    sc.move_volume("fast")
-    sc.check("hv2", "fast")
+    sc.check("hv2", b)
+    sc.move_volume(a)
+    sc.check("hv2", a)
     back = live_migrate(sc.api, sc.sid, None)  # scheduled: the only other host
     assert back["status"] == "completed" and back["dest_compute"] == "hv1", back
-    sc.check("hv1", "fast")
+    sc.check("hv1", a)
     detail = sc.api.ok(sc.api.compute("GET", f"/servers/{sc.sid}/migrations/{back['id']}"))["migration"]
     assert detail["ferry:serials_checked"] == 1 and detail["memory_total_bytes"] > 0
     assert detail["ferry:downtime_ms"] is not None

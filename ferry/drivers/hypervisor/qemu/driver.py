@@ -346,7 +346,12 @@ class QemuDriver(HypervisorDriver):
 
     async def start_live_migration(self, server_id: str, uri: str, settings: LiveSettings) -> None:
         conn = await self._conn(server_id)
-        if (await live.progress(conn)).state in (LiveState.NONE, LiveState.CANCELLED, LiveState.FAILED):
+        state = (await live.progress(conn)).state
+        # `completed` on a running guest is the incoming migration that brought it here.
+        sent = state in live.UNDER_WAY or (
+            state is LiveState.COMPLETED and await live.run_state(conn) != "running"
+        )
+        if not sent:
             await live.send(conn, uri, settings)  # else it is under way (a redelivered call)
 
     async def live_progress(self, server_id: str) -> LiveProgress:

@@ -20,6 +20,13 @@ from ferry.drivers.hypervisor.qmp import Json, QmpConnection, QmpEvent, Subscrip
 
 BOTH_SIDES = ("return-path", "events")
 SOURCE_ONLY = ("pause-before-switchover", "auto-converge")
+UNDER_WAY = (
+    LiveState.SETUP,
+    LiveState.ACTIVE,
+    LiveState.PRE_SWITCHOVER,
+    LiveState.DEVICE,
+    LiveState.CANCELLING,
+)
 FORCED_DOWNTIME_MS = 60_000
 """The downtime allowed once a migration is forced to complete: the next pass switches over."""
 
