@@ -22,6 +22,7 @@ from ferry.domain.errors import BadRequest
 from ferry.services.context import RequestContext
 from ferry.services.records import LiveMigrationRecord
 from ferry.services.server_migration import LiveMigrationService
+from ferry.services.server_migration.requests import MigrationFilter
 
 router = APIRouter(prefix="/compute/v2.1")
 Ctx = Depends(deps.context)
@@ -155,8 +156,14 @@ def list_migrations(
     host: QueryText = None,
     status: QueryText = None,
     migration_type: QueryText = None,
+    instance_uuid: QueryText = None,
+    user_id: QueryText = None,
+    project_id: QueryText = None,
     ctx: RequestContext = Ctx,
     live: LiveMigrationService = Live,
 ) -> dict[str, Any]:
-    rows = [] if migration_type not in (None, "live-migration") else live.list_all(ctx, host, status)
-    return {"migrations": [migration_view(request, m) for m in rows]}
+    """Ferry's migrations are all live migrations: another `migration_type` lists none."""
+    if migration_type not in (None, "live-migration"):
+        return {"migrations": []}
+    f = MigrationFilter(host, status, instance_uuid, user_id, project_id)
+    return {"migrations": [migration_view(request, m) for m in live.list_all(ctx, f)]}

@@ -7,7 +7,10 @@ each snapshot's point-in-time view identical, `ferry doctor` clean. Then the ref
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,3 +180,81 @@ def test_refusals_are_clear_and_change_nothing(tier: FerryServer) -> None:
     assert resp.status_code in (403, 404), resp.text
     assert api.ok(api.compute("GET", f"/servers/{sid}/migrations"))["migrations"] == []
     assert server(api, sid)["OS-EXT-SRV-ATTR:host"] == "hv1" and server(api, sid)["status"] == "ACTIVE"
+
+
+def _qemu_pid(tier: FerryServer, host: str, sid: str) -> int | None:
+    from ferry.config import load
+
+    pidfile = load(tier.config_path).run_dir / "hosts" / host / "servers" / sid / "qemu.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def _slow_migration(api: Api, sid: str, host: str) -> dict[str, Any]:
+    """Start a live migration copying at 2 MiB/s (256 MiB of RAM: it stays in its copy)."""
+    args = {"host": host, "block_migration": "auto", "ferry_bandwidth": 2 << 20}
+    api.ok(api.compute("POST", f"/servers/{sid}/action", json={"os-migrateLive": args}), 202)
+
+    def copying() -> dict[str, Any] | None:
+        ms = api.ok(api.compute("GET", f"/servers/{sid}/migrations"))["migrations"]
+        return (
+            ms[0] if ms and ms[0]["ferry:step"] == "migrate" and ms[0]["memory_processed_bytes"] > 0 else None
+        )
+
+    return dict(wait_until("the memory copy", copying, timeout=60))
+
+
+def test_a_destination_that_dies_or_an_abort_leaves_the_guest_running_where_it_was(tier: FerryServer) -> None:
+    api = tier.api("ferry-admin")
+    sid = boot_on(api, "writer", "faulty", "hv1")
+    vid = create_volume(api, 1, "faulty-data")
+    attach(api, sid, vid)
+    wait_writing(tier, sid, vid, writes=100)
+    source = _qemu_pid(tier, "hv1", sid)
+    # The destination QEMU dies in the middle of the copy.
+    m = _slow_migration(api, sid, "hv2")
+    dest = _qemu_pid(tier, "hv2", sid)
+    assert dest is not None
+    os.kill(dest, 9)
+    wait_until("the migration to fail", lambda: server(api, sid)["OS-EXT-STS:task_state"] is None, timeout=60)
+    failed = api.ok(api.compute("GET", f"/servers/{sid}/migrations/{m['id']}"))["migration"]
+    assert failed["status"] == "failed" and failed["ferry:error"], failed
+    # An admin aborts another one.
+    m = _slow_migration(api, sid, "hv2")
+    api.ok(api.compute("DELETE", f"/servers/{sid}/migrations/{m['id']}"), 202)
+    wait_until("the abort", lambda: server(api, sid)["OS-EXT-STS:task_state"] is None, timeout=60)
+    aborted = api.ok(api.compute("GET", f"/servers/{sid}/migrations/{m['id']}"))["migration"]
+    assert aborted["status"] == "cancelled", aborted
+    # Either way: the same QEMU runs the guest on hv1, unaware; nothing is left on hv2.
+    status = wait_writing(tier, sid, vid, writes=100)
+    assert status.healthy and status.io_errors == 0 and status.verify_failures == 0, status
+    assert _qemu_pid(tier, "hv1", sid) == source and _qemu_pid(tier, "hv2", sid) is None
+    from ferry.config import load
+
+    assert not (load(tier.config_path).run_dir / "hosts" / "hv2" / "servers" / sid).exists()
+    srv = server(api, sid)
+    assert srv["status"] == "ACTIVE" and srv["OS-EXT-SRV-ATTR:host"] == "hv1"
+    assert api.ok(api.volume("GET", "/ferry-doctor"))["healthy"]
+
+
+def test_the_stock_openstack_client_moves_a_server_and_lists_its_migrations(tier: FerryServer) -> None:
+    api = tier.api("ferry-admin")
+    sid = boot_on(api, "writer", "by-osc", "hv1")
+    openstack = Path(sys.executable).parent / "openstack"
+    env = tier.cli_env("ferry-admin")
+
+    def osc(*args: str) -> str:
+        done = subprocess.run([str(openstack), *args], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"openstack {' '.join(args)}: {done.stdout}{done.stderr}"
+        return done.stdout
+
+    osc("server", "migrate", "--live-migration", "--host", "hv2", "--wait", sid)
+    assert server(api, sid)["OS-EXT-SRV-ATTR:host"] == "hv2" and server(api, sid)["status"] == "ACTIVE"
+    listed = json.loads(osc("server", "migration", "list", "--server", sid, "-f", "json"))
+    assert [m["Status"] for m in listed] == ["completed"] and listed[0]["Dest Compute"] == "hv2", listed
+    shown = osc("server", "show", sid, "-f", "json")
+    assert json.loads(shown)["OS-EXT-SRV-ATTR:host"] == "hv2"

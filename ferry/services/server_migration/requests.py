@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -42,6 +43,20 @@ from ferry.services.server_migration.runner import LiveRun
 from ferry.services.storage import Backends
 
 log = logging.getLogger(__name__)
+
+
+LIST_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class MigrationFilter:
+    """`os-migrations` query filters (None: any)."""
+
+    host: str | None = None
+    status: str | None = None
+    server_id: str | None = None
+    user_id: str | None = None
+    project_id: str | None = None
 
 
 class LiveMigrationService:
@@ -149,19 +164,21 @@ class LiveMigrationService:
                 raise NotFound(f"Migration {migration} for server {server_id} could not be found.")
             return row
 
-    def list_all(
-        self, ctx: RequestContext, host: str | None = None, status: str | None = None
-    ) -> list[ServerLiveMigration]:
+    def list_all(self, ctx: RequestContext, f: MigrationFilter) -> list[ServerLiveMigration]:
+        """`os-migrations`: newest first, at most `LIST_LIMIT`."""
         policy.enforce(ctx, "server:migrations")
+        if f.status is not None and f.status not in LiveStatus.__members__.values():
+            return []  # no migration is ever in a status Ferry does not have
+        m = ServerLiveMigration
+        stmt = select(m)
+        if f.host is not None:
+            stmt = stmt.where((m.source_host == f.host) | (m.dest_host == f.host))
+        for column, value in ((m.status, f.status), (m.server_id, f.server_id), (m.user_id, f.user_id),
+                              (m.project_id, f.project_id)):  # fmt: skip
+            if value is not None:
+                stmt = stmt.where(column == value)
         with self.db() as s:
-            stmt = select(ServerLiveMigration)
-            if host is not None:
-                stmt = stmt.where(
-                    (ServerLiveMigration.source_host == host) | (ServerLiveMigration.dest_host == host)
-                )
-            if status is not None:
-                stmt = stmt.where(ServerLiveMigration.status == status)
-            return list(s.scalars(stmt.order_by(ServerLiveMigration.number.desc()).limit(1000)))
+            return list(s.scalars(stmt.order_by(m.number.desc()).limit(LIST_LIMIT)))
 
     def events(self, migration_id: str) -> list[ServerLiveMigrationEvent]:
         with self.db() as s:
