@@ -68,6 +68,8 @@ def follow(c: Client, sid: str, mid: str) -> None:
                 downtime=str(m["ferry:expected_downtime_ms"]),
             )  # fmt: skip
             if m["status"] not in IN_PROGRESS:
+                if m["status"] == "completed":  # what was left went across in the switchover
+                    progress.update(task, completed=total, step="done")
                 break
             time.sleep(0.5)
     elapsed = time.monotonic() - started

@@ -1,10 +1,14 @@
-"""`scripts/many-hosts-demo.sh`: Ferry across two hypervisor hosts on this machine.
+"""`scripts/many-hosts-demo.sh`: Ferry across two hypervisor hosts on this machine — the seed's
+broken case, working.
 
 An API tier of two workers and two agents (`hv1` on 127.0.0.2, `hv2` on 127.0.0.3) over
-PostgreSQL; a guest on each host writing and verifying; a volume on the shared backend migrated
-live under the guest on `hv2` while that host's agent is killed and restarted; then the hosts as
-an operator sees them (`ferry host list`, `openstack hypervisor list`) and the data verified.
-Everything started is stopped at the end (the guests too).
+PostgreSQL; a guest on each host writing and verifying; the volume of the guest on `hv2`, with a
+live snapshot, migrated live to the other backend while that host's agent is killed and
+restarted; then the server live-migrated to `hv1` (`ferry server migrate --wait`), the volume
+moved back under it, and the server live-migrated back with the stock client
+(`openstack server migrate --live-migration --host hv2 --wait`). After each step the guest's
+disk serial is checked against the volume id on whichever host runs it; at the end the data is
+verified block by block. Everything started is stopped at the end (the guests too).
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def main() -> int:
 
 
 def tour(srv: FerryServer, agents: list[AgentProcess], guest_dir: Path) -> int:
-    register_guest(srv, guest_dir, "guest", rate=0, span_mb=SPAN_MB)
+    register_guest(srv, guest_dir, "guest", rate=200, span_mb=SPAN_MB)
     srv.start(args=API_TIER, timeout=60)
     for agent in agents:
         agent.start()
@@ -99,6 +103,18 @@ def tour(srv: FerryServer, agents: list[AgentProcess], guest_dir: Path) -> int:
     )
     m = wait_migration(admin, vid)
     out.print(f"migration {m['status']}: pivot {m['pivot_ms']:.1f} ms, error: {m['error']}")
+    sid = sids["hv2"]
+    serial_checked(srv, sid, vid)
+    out.rule("the server moves to hv1, its volume moves back under it, the server moves back")
+    cli(srv, "ferry", "server", "migrate", "vm-hv2", "--to", "hv1", "--wait")
+    serial_checked(srv, sid, vid)
+    migrate(admin, vid, loc["backend"])
+    back = wait_migration(admin, vid)
+    out.print(f"volume back on {loc['backend']} under vm-hv2 on hv1: {back['status']}")
+    serial_checked(srv, sid, vid)
+    cli(srv, "openstack", "server", "migrate", "--live-migration", "--host", "hv2", "--wait", sid)
+    serial_checked(srv, sid, vid)
+    cli(srv, "openstack", "server", "migration", "list", "--server", sid)
     after = wait_writing(srv, sids["hv2"], vid, writes=100)
     out.print(
         f"guest: {after.seq} writes, {after.io_errors} I/O errors, {after.verify_failures} verify failures"
@@ -110,9 +126,21 @@ def tour(srv: FerryServer, agents: list[AgentProcess], guest_dir: Path) -> int:
     path = location(admin, vid)["layers"][-1]["path"]
     report = verify_image(path, vid, synced_seq=final.synced_seq, span_mb=SPAN_MB, first_seq=final.first_seq)
     out.print(("[green]" if report.ok else "[red]") + report.summary())
-    ok = m["status"] == "success" and after.io_errors == 0 and report.ok
+    ok = m["status"] == back["status"] == "success" and after.io_errors == 0 and report.ok
     out.rule("[bold green]done" if ok else "[bold red]FAILED")
     return 0 if ok else 1
+
+
+def serial_checked(srv: FerryServer, sid: str, vid: str) -> None:
+    """The guest writes on; QEMU, on whichever host runs it, holds the volume id as the serial."""
+    admin = srv.api("ferry-admin")
+    status = wait_writing(srv, sid, vid, writes=50)
+    host = server(admin, sid)["OS-EXT-SRV-ATTR:host"]
+    disks = admin.ok(admin.compute("GET", f"/servers/{sid}/ferry-disks"))["disks"]
+    serial = next(d["serial"] for d in disks if d["volume_id"] == vid)
+    if serial != vid or status.io_errors or status.verify_failures:
+        raise RuntimeError(f"on {host}: serial {serial}, {status}")
+    out.print(f"  on {host}: serial = volume id, {status.seq} writes, 0 I/O errors, 0 verify failures")
 
 
 def cli(srv: FerryServer, *argv: str) -> None:
