@@ -111,3 +111,19 @@ def boot_on(api: Api, image: str, name: str, host: str, flavor: str = "tiny") ->
     sid = str(api.ok(api.compute("POST", "/servers", json=body), 202)["server"]["id"])
     wait_until(f"server {sid} ACTIVE", lambda: server(api, sid)["status"] == "ACTIVE", timeout=120)
     return sid
+
+
+def conductor_of_table(srv: FerryServer, table: str, migration_id: str) -> str:
+    """The conductor holding the lease on a volume (`migrations`) or server
+    (`server_live_migrations`) migration: `host:pid:token`."""
+    from sqlalchemy import create_engine, text
+
+    if table not in ("migrations", "server_live_migrations"):
+        raise ValueError(f"no leases in {table}")
+    engine = create_engine(load(srv.config_path).database_url)
+    try:
+        with engine.connect() as c:
+            query = text(f"SELECT conductor FROM {table} WHERE id = :i")
+            return str(c.execute(query, {"i": migration_id}).scalar())
+    finally:
+        engine.dispose()

@@ -185,6 +185,8 @@ def settle_server(f: ServerFacts) -> ServerSettlement:
     task = f.task
     if task is None:
         return _as_found(f)
+    if task is ServerTaskState.MIGRATING:  # never decided here: two hosts' QEMUs are involved
+        return ServerSettlement(Outcome.LEAVE, f.status, "its live migration's conductor settles it")
     if task is ServerTaskState.DELETING:
         if f.volume_migrating:
             back = _as_found(ServerFacts(f.status, None, f.running))

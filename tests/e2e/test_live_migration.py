@@ -56,16 +56,24 @@ def tier(tmp_path_factory: pytest.TempPathFactory, guest_dir: Path) -> Iterator[
         pytest.skip("many hosts coordinate through PostgreSQL (scripts/pg-test.sh runs this)")
     data = tmp_path_factory.mktemp("ferry-live")
     srv = make_server(data, guest_dir=guest_dir, extra_config=LOCAL.format(data=data))
+    cfg = srv.config_path.read_text().replace("lease_s = 30.0", "lease_s = 6.0")  # adoption soon
+    srv.config_path.write_text(cfg)
     register_guest(srv, guest_dir, "writer", rate=200, span_mb=SPAN_MB)
     srv.start(args=API_TIER, timeout=60)
-    agents = [AgentProcess(srv, "hv1", "127.0.0.2"), AgentProcess(srv, "hv2", "127.0.0.3")]
-    for agent in agents:
-        agent.start()
     yield srv
-    srv.delete_servers()
-    for agent in agents:
-        agent.stop()
     srv.shutdown()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def agents(tier: FerryServer) -> Iterator[dict[str, AgentProcess]]:
+    hosts = {name: AgentProcess(tier, name, f"127.0.0.{i + 2}") for i, name in enumerate(("hv1", "hv2"))}
+    for agent in hosts.values():
+        agent.start()
+    yield hosts
+    tier.delete_servers()
+    for agent in hosts.values():
+        agent.stop()
+    tier.kill_guests()
 
 
 def live_migrate(api: Api, sid: str, host: str | None) -> dict[str, Any]:
@@ -258,3 +266,52 @@ def test_the_stock_openstack_client_moves_a_server_and_lists_its_migrations(tier
     assert [m["Status"] for m in listed] == ["completed"] and listed[0]["Dest Compute"] == "hv2", listed
     shown = osc("server", "show", sid, "-f", "json")
     assert json.loads(shown)["OS-EXT-SRV-ATTR:host"] == "hv2"
+
+
+def test_a_conductor_killed_mid_copy_is_replaced_and_one_guest_runs(tier: FerryServer) -> None:
+    from testkit.hosts import api_workers, conductor_of_table
+
+    api = tier.api("ferry-admin")
+    sid = boot_on(api, "writer", "orphaned", "hv1")
+    vid = create_volume(api, 1, "orphaned-data")
+    attach(api, sid, vid)
+    wait_writing(tier, sid, vid, writes=50)
+    source = _qemu_pid(tier, "hv1", sid)
+    m = _slow_migration(api, sid, "hv2")
+    conductor = conductor_of_table(tier, "server_live_migrations", m["uuid"])
+    pid = int(conductor.split(":")[1])
+    assert pid in api_workers(tier)
+    os.kill(pid, 9)
+    api = tier.api("ferry-admin")  # a new connection: the old one may have been the dead worker's
+    wait_until(
+        "another conductor to settle it", lambda: server(api, sid)["OS-EXT-STS:task_state"] is None, 90
+    )
+    settled = api.ok(api.compute("GET", f"/servers/{sid}/migrations/{m['id']}"))["migration"]
+    # Before its switchover the table rolls it back: the source still runs the guest.
+    assert settled["status"] == "failed" and "conductor restarted" in settled["ferry:error"], settled
+    assert conductor_of_table(tier, "server_live_migrations", m["uuid"]) != conductor
+    assert _qemu_pid(tier, "hv1", sid) == source and _qemu_pid(tier, "hv2", sid) is None
+    status = wait_writing(tier, sid, vid, writes=100)
+    assert status.healthy and status.io_errors == 0 and status.verify_failures == 0, status
+
+
+def test_the_source_agent_killed_mid_copy_comes_back_and_the_migration_completes(
+    tier: FerryServer, agents: dict[str, AgentProcess]
+) -> None:
+    api = tier.api("ferry-admin")
+    sid = boot_on(api, "writer", "carried", "hv1")
+    vid = create_volume(api, 1, "carried-data")
+    attach(api, sid, vid)
+    wait_writing(tier, sid, vid, writes=50)
+    m = _slow_migration(api, sid, "hv2")
+    agents["hv1"].kill()
+    agents["hv1"].start()  # re-adopts the guest's QEMU, whose migration kept copying
+    body = {"force_complete": None}
+    api.ok(api.compute("POST", f"/servers/{sid}/migrations/{m['id']}/action", json=body), 202)
+    wait_until("the migration", lambda: server(api, sid)["OS-EXT-STS:task_state"] is None, timeout=120)
+    done = api.ok(api.compute("GET", f"/servers/{sid}/migrations/{m['id']}"))["migration"]
+    assert done["status"] == "completed", done
+    assert server(api, sid)["OS-EXT-SRV-ATTR:host"] == "hv2" and _qemu_pid(tier, "hv1", sid) is None
+    status = wait_writing(tier, sid, vid, writes=100)
+    assert status.healthy and status.io_errors == 0 and status.verify_failures == 0, status
+    assert disks(api, sid)[vid]["serial"] == vid

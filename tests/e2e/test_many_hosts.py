@@ -19,10 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
-from ferry.config import load
-from testkit.hosts import API_TIER, AgentProcess, api_workers, boot_on
+from testkit.hosts import API_TIER, AgentProcess, api_workers, boot_on, conductor_of_table
 from testkit.scenario import (
     attach,
     create_volume,
@@ -111,16 +109,7 @@ def attached_volume(tier: FerryServer, sid: str, name: str) -> str:
 
 
 def conductor_of(tier: FerryServer, migration_id: str) -> str:
-    engine = create_engine(load(tier.config_path).database_url)
-    try:
-        with engine.connect() as c:
-            return str(
-                c.execute(
-                    text("SELECT conductor FROM migrations WHERE id = :i"), {"i": migration_id}
-                ).scalar()
-            )
-    finally:
-        engine.dispose()
+    return conductor_of_table(tier, "migrations", migration_id)
 
 
 def assert_guest_sound(tier: FerryServer, sid: str, vid: str) -> None:

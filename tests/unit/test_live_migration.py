@@ -133,3 +133,38 @@ def test_refusals_change_nothing(tmp_path: Path) -> None:
 )
 def test_the_recovery_table_keeps_exactly_one_guest(facts: LiveFacts, outcome: LiveOutcome) -> None:
     assert settle_live(facts).outcome is outcome
+
+
+def test_the_machine_settles_every_failure_once() -> None:
+    from ferry.domain.live import LiveProgress, LiveState
+    from ferry.domain.server_migration import machine as lm
+    from ferry.domain.server_migration.plan import LiveStatus, LiveStep
+
+    # Before the switchover: a failure rolls back, and the rollback's end finishes it.
+    for step in (LiveStep.PREPARE, LiveStep.VERIFY, LiveStep.MIGRATE):
+        m = lm.LiveMachine(step)
+        action = m.feed(lm.Failed("boom"))
+        assert isinstance(action, lm.RollBack) and action.status is LiveStatus.FAILED
+        assert m.feed(lm.Done(step)) == lm.Finish(LiveStatus.FAILED, "boom")
+    # From the switchover on: the facts decide.
+    for step in (LiveStep.SWITCHOVER, LiveStep.COMMIT):
+        m = lm.LiveMachine(step)
+        assert isinstance(m.feed(lm.Failed("boom")), lm.Inspect)
+        assert m.feed(lm.Recovered(LiveFacts(False, "postmigrate", "running"))) == lm.Perform(LiveStep.COMMIT)
+    # A source that cannot be cleaned up does not loop: the guest runs, recorded, on the destination.
+    m = lm.LiveMachine(LiveStep.CLEANUP)
+    finished = m.feed(lm.Failed("quit refused"))
+    assert isinstance(finished, lm.Finish) and finished.status is LiveStatus.COMPLETED
+    # The forward path, and an abort refused past the switchover.
+    m = lm.LiveMachine()
+    assert m.start() == lm.Perform(LiveStep.PREPARE)
+    assert m.feed(lm.Done(LiveStep.PREPARE)) == lm.Perform(LiveStep.VERIFY)
+    assert m.feed(lm.Done(LiveStep.VERIFY)) == lm.Perform(LiveStep.MIGRATE)
+    assert m.feed(lm.Done(LiveStep.MIGRATE)) == lm.Watch()
+    assert m.feed(lm.Sampled(LiveProgress(LiveState.ACTIVE))) == lm.Watch()
+    assert m.feed(lm.Sampled(LiveProgress(LiveState.PRE_SWITCHOVER))) == lm.Perform(LiveStep.SWITCHOVER)
+    with pytest.raises(lm.IllegalTransition):
+        m.feed(lm.AbortRequested())
+    assert m.feed(lm.Done(LiveStep.SWITCHOVER)) == lm.Perform(LiveStep.COMMIT)
+    assert m.feed(lm.Done(LiveStep.COMMIT)) == lm.Perform(LiveStep.CLEANUP)
+    assert m.feed(lm.Done(LiveStep.CLEANUP)) == lm.Finish(LiveStatus.COMPLETED)

@@ -136,7 +136,7 @@ class LiveRun:
             s.execute(
                 update(Server)
                 .where(Server.id == self.server)
-                .values(host=self.dest_host, task_state=None, status=ServerStatus.ACTIVE, updated_at=utcnow())
+                .values(host=self.dest_host, updated_at=utcnow())  # still `migrating` until it finishes
             )
             s.execute(
                 update(ServerLiveMigration)

@@ -120,8 +120,11 @@ async def cancel(conn: QmpConnection) -> None:
 
 
 async def force(conn: QmpConnection) -> None:
-    """Let the next pass switch over however much is left: a long pause instead of no end."""
-    await conn.execute("migrate-set-parameters", {"downtime-limit": FORCED_DOWNTIME_MS})
+    """Copy at full speed and let the next pass switch over however much is left: a longer
+    pause instead of no end."""
+    await conn.execute(
+        "migrate-set-parameters", {"downtime-limit": FORCED_DOWNTIME_MS, "max-bandwidth": 2**53}
+    )
 
 
 async def run_state(conn: QmpConnection) -> str:
