@@ -207,6 +207,7 @@ class Settings:
     scale_show_samples: int = 200
     hosts_migrations: int = 11
     hosts_requests_each: int = 12
+    live_migrations: int = 6
     conc_volumes: int = 8
     conc_data: int = 128 * MIB
     conc_reps: int = 2

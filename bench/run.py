@@ -38,6 +38,7 @@ from bench.core import (  # noqa: E402
 )
 from bench.env import Cloud, random_file  # noqa: E402
 from bench.hosts import run_hosts  # noqa: E402
+from bench.live import run_live  # noqa: E402
 from bench.login import run_login  # noqa: E402
 from bench.pivot import run_pivot  # noqa: E402
 from bench.scale import run_scale  # noqa: E402
@@ -53,6 +54,7 @@ FIGURES = (
     "concurrency",
     "login",
     "hosts",
+    "live",
 )
 NEEDS_CLOUD = {"throughput", "overhead", "sparse", "pivot", "convergence", "concurrency"}
 NEEDS_GUEST = set(FIGURES) - {"login"}
@@ -131,6 +133,8 @@ class Suite:
             self.guard("login", lambda: run_login(self.work / "login", self.s))
         if "hosts" in self.figures:
             self.guard("hosts", lambda: run_hosts(self.work, self.guest_dir, self.s))
+        if "live" in self.figures:
+            self.guard("live", lambda: run_live(self.work, self.guest_dir, self.s))
 
     def _cloud(self) -> Cloud:
         assert self.cloud is not None
