@@ -125,13 +125,15 @@ async def server_action(
     compute: ComputeService = Compute,
     live: LiveMigrationService = Depends(deps.live_migrations),
 ) -> Response:
-    return await perform(request, "server", SERVER_ACTIONS, ServerActors(compute, live), ctx, server_id)
+    on = ServerActors(request, compute, live)
+    return await perform(request, "server", SERVER_ACTIONS, on, ctx, server_id)
 
 
 @dataclass(frozen=True)
 class ServerActors:
-    """The services a server action may need."""
+    """The request and the services a server action may need."""
 
+    request: Request
     compute: ComputeService
     live: LiveMigrationService
 
@@ -153,7 +155,7 @@ async def _console(on: ServerActors, ctx: RequestContext, server_id: str, args: 
 
 
 async def _migrate_live(on: ServerActors, ctx: RequestContext, server_id: str, args: Any) -> None:
-    await server_migrations.migrate_live(on.live, ctx, server_id, args)
+    await server_migrations.migrate_live(on.request, on.live, ctx, server_id, args)
 
 
 # An unknown action's error lists them in this order.

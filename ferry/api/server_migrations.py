@@ -16,7 +16,7 @@ from ferry.api import deps
 from ferry.api.errors import json_body, parse
 from ferry.api.openapi import body
 from ferry.api.schemas import Body, QueryText
-from ferry.api.versions import base_url
+from ferry.api.versions import at_least, base_url
 from ferry.domain.clock import iso
 from ferry.domain.errors import BadRequest
 from ferry.services.context import RequestContext
@@ -42,8 +42,14 @@ class MigrateLiveBody(Body):
     """Ferry extension: bytes per second for the memory copy (0: unlimited)."""
 
 
-async def migrate_live(live: LiveMigrationService, ctx: RequestContext, server_id: str, args: Any) -> None:
+async def migrate_live(
+    request: Request, live: LiveMigrationService, ctx: RequestContext, server_id: str, args: Any
+) -> None:
     b = parse(MigrateLiveBody, args, "os-migrateLive")
+    if b.force is not None and at_least(request, "2.68"):
+        raise BadRequest("Invalid input: 'force' was removed in compute microversion 2.68.")
+    if b.disk_over_commit is not None and at_least(request, "2.25"):
+        raise BadRequest("Invalid input: 'disk_over_commit' was removed in compute microversion 2.25.")
     if b.block_migration is True:
         raise BadRequest("Block migration is not offered: every volume lives on storage both hosts reach.")
     await live.migrate(ctx, server_id, b.host, b.ferry_bandwidth)

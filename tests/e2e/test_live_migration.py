@@ -183,6 +183,10 @@ def test_refusals_are_clear_and_change_nothing(tier: FerryServer) -> None:
     for args, code, says in cases:
         resp = api.compute("POST", f"/servers/{sid}/action", json={"os-migrateLive": args})
         assert resp.status_code == code and says in resp.text, (args, resp.status_code, resp.text)
+    at_268 = {"OpenStack-API-Version": "compute 2.68"}
+    body = {"os-migrateLive": {"host": "hv2", "block_migration": "auto", "force": True}}
+    resp = api.compute("POST", f"/servers/{sid}/action", json=body, headers=at_268)
+    assert resp.status_code == 400 and "force" in resp.text, resp.text
     demo = tier.api("ferry-demo")
     resp = demo.compute("POST", f"/servers/{sid}/action", json={"os-migrateLive": {"host": "hv2"}})
     assert resp.status_code in (403, 404), resp.text

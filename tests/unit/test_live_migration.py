@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from ferry import config as cfgmod
+from ferry.db.models import Host
 from ferry.domain.errors import BadRequest, Conflict, Forbidden
 from ferry.domain.server_migration import LiveFacts, LiveOutcome, settle_live
 from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
@@ -98,6 +101,11 @@ def test_refusals_change_nothing(tmp_path: Path) -> None:
         for ctx, host, error, says in cases:
             with pytest.raises(error, match=says):
                 await app.live.migrate(ctx, sid, host)
+        app.hosts.register(HostSpec("hv3", "127.0.0.4", 64, 65536))
+        with app.db.begin() as s:  # hv3's agent went silent long ago
+            s.execute(update(Host).where(Host.name == "hv3").values(heartbeat_at=datetime(2020, 1, 1)))
+        with pytest.raises(BadRequest, match="hv3"):
+            await app.live.migrate(ADMIN, sid, "hv3")
         app.hosts.disable(ADMIN, "hv2", "maintenance")
         with pytest.raises(BadRequest, match="hv2"):
             await app.live.migrate(ADMIN, sid, "hv2")
