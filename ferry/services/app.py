@@ -19,6 +19,7 @@ from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
 from ferry.services.recovery import VolumeRecovery
 from ferry.services.server_migration import LiveMigrationService
+from ferry.services.server_settling import ServerSettling
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.tier import (
@@ -85,11 +86,12 @@ class Ferry:
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.snapshots.live = self.compute
         self.migrations = MigrationService(self.db, config, self.backends, self.hypervisor, self.volumes)
+        self.servers = ServerSettling(self.compute)
         self.live = LiveMigrationService(
             self.db, config, self.backends, self.hypervisor, self.hosts, self.compute
         )
         self.recovery = VolumeRecovery(self.db, self.backends, self.volumes, self.hypervisor)
-        self.doctor = Doctor(self.db, config, self.backends, self.hypervisor, self.recovery, self.compute)
+        self.doctor = Doctor(self.db, config, self.backends, self.hypervisor, self.recovery, self.servers)
 
     @classmethod
     def from_file(cls, path: Path) -> Ferry:
@@ -117,9 +119,9 @@ class Ferry:
             await driver.reclaim()  # what a crash left in the trash
         await self.hosts.start_local()  # this process's host: registered, beating
         if self.agent is not None:
-            await self.compute.reconcile(host=self.agent.name)  # re-adopt this host's QEMUs
+            await self.servers.reconcile(host=self.agent.name)  # re-adopt this host's QEMUs
             return
-        await self.compute.reconcile()  # servers first: volume settling asks QEMU what is plugged
+        await self.servers.reconcile()  # servers first: volume settling asks QEMU what is plugged
         await self.recovery.start()
         await self.snapshots.recover()  # before migrations plan from the layer chains
         await self.migrations.resume_all()

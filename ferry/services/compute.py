@@ -22,7 +22,6 @@ from ferry.domain.hosts import check_attach
 from ferry.domain.ids import new_id
 from ferry.domain.model import DiskFormat, LayerFile
 from ferry.domain.servers import TASK_VERB, ServerStatus, ServerTaskState, device_name, refusal
-from ferry.domain.settling import Outcome, ServerFacts, ServerSettlement, settle_server
 from ferry.domain.volumes import AttachmentStatus, VolumeStatus
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, ServerSpec
 from ferry.drivers.hypervisor.console import complete_utf8
@@ -147,10 +146,10 @@ class ComputeService:
             failpoints.hit("server-boot.before_spawn")
             await self.hv.spawn(spec)
             failpoints.hit("server-boot.after_spawn")
-            self._set(server_id, ServerStatus.ACTIVE, fault=None)
+            self.set_status(server_id, ServerStatus.ACTIVE, fault=None)
         except FerryError as e:
             log.error("server %s failed to boot: %s", server_id, e)
-            self._set(server_id, ServerStatus.ERROR, fault=e.message)
+            self.set_status(server_id, ServerStatus.ERROR, fault=e.message)
             raise
 
     def has_boot_disk(self, s: Session, server: Server) -> bool:
@@ -183,7 +182,7 @@ class ComputeService:
             disks=tuple(disks),
         )
 
-    def _set(
+    def set_status(
         self,
         server_id: str,
         status: ServerStatus,
@@ -226,7 +225,7 @@ class ComputeService:
         )
         await self.hv.stop(server_id)
         failpoints.hit("server-stop.after_stop")
-        self._set(server_id, ServerStatus.SHUTOFF)
+        self.set_status(server_id, ServerStatus.SHUTOFF)
 
     async def start(self, ctx: RequestContext, server_id: str) -> None:
         self._claim(ctx, server_id, ServerTaskState.POWERING_ON, expect=(ServerStatus.SHUTOFF,))
@@ -385,42 +384,3 @@ class ComputeService:
 
     async def live_files(self, server_id: str, volume_id: str) -> tuple[str, ...] | None:
         return next((d.files for d in await self.hv.disks(server_id) if d.volume_id == volume_id), None)
-
-    # -- restart -----------------------------------------------------------------------
-    async def reconcile(self, host: str | None = None) -> None:
-        """At start: re-attach to every server (of `host`: an agent's) whose process outlived the
-        previous control plane, and settle every task a crash interrupted
-        (`domain.settling.settle_server`)."""
-        stmt = select(Server) if host is None else select(Server).where(Server.host == host)
-        with self.db() as s:
-            servers = [
-                (srv.id, srv.status, srv.task_state, s.scalar(migrating_volume_of(srv.id)) is not None)
-                for srv in s.scalars(stmt)
-            ]
-        for server_id, status, task, migrating in servers:
-            if task is None and status in (ServerStatus.SHUTOFF, ServerStatus.ERROR):
-                continue  # stopped on purpose or failed before: nothing to reconnect to
-            try:
-                await self.settle(
-                    server_id, ServerFacts(status, task, await self.hv.reconnect(server_id), migrating)
-                )
-            except FerryError as e:
-                log.error("server %s: could not settle it (next start retries): %s", server_id, e)
-
-    async def settle(self, server_id: str, facts: ServerFacts) -> ServerSettlement:
-        """Perform what the server table decides for these facts."""
-        decision = settle_server(facts)
-        if decision.status is None:
-            await self.finish_delete(server_id)
-        elif decision.outcome is not Outcome.LEAVE or facts.status is not decision.status:
-            self._set(server_id, decision.status, fault=decision.fault)
-        if decision.outcome is not Outcome.LEAVE:
-            log.warning(
-                "server %s (%s, %s): %s after a control-plane restart: %s",
-                server_id,
-                facts.status,
-                facts.task,
-                decision.outcome,
-                decision.why,
-            )
-        return decision

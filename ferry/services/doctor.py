@@ -31,10 +31,10 @@ from ferry.domain.servers import ServerStatus
 from ferry.domain.settling import UNSETTLED_VOLUME, Outcome, ServerFacts
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services import policy
-from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
 from ferry.services.drift import REPAIR, Drift, FileDrift
 from ferry.services.recovery import VolumeRecovery, stuck_since
+from ferry.services.server_settling import ServerSettling
 from ferry.services.storage import Backends
 
 
@@ -54,14 +54,14 @@ class Doctor:
         backends: Backends,
         hypervisor: HypervisorDriver,
         recovery: VolumeRecovery,
-        compute: ComputeService,
+        servers: ServerSettling,
     ) -> None:
         self.db = db
         self.stuck_after_s = config.doctor.stuck_after_s
         self.backends = backends
         self.hv = hypervisor
         self.recovery = recovery
-        self.compute = compute
+        self.servers = servers
         self.files = FileDrift(db, backends)
 
     async def check(self, ctx: RequestContext) -> list[Drift]:
@@ -118,7 +118,7 @@ class Doctor:
         done: list[str] = []
         for sid, status, task, migrating in stuck:
             facts = ServerFacts(status, task, await self.hv.is_running(sid), migrating)
-            d = await self.compute.settle(sid, facts)
+            d = await self.servers.settle(sid, facts)
             if d.outcome is not Outcome.LEAVE:
                 done.append(f"server {sid}: {status} ({task}) → {d.status or 'deleted'} ({d.why})")
         return done
