@@ -38,6 +38,7 @@ if [[ ! -f $ws/.stestr.conf ]]; then
     "$venv/bin/tempest" init "$ws" > /dev/null
 fi
 
+rm -rf "$ws/.stestr" "$out/run.log" "$out/last-run.subunit"  # "last" is then this run, or nothing
 set +e
 .venv/bin/python scripts/tempest_setup.py --workspace "$ws" --data-dir "$out/ferry" \
     --guest-dir build/guest --workers "$workers" -- \
@@ -46,16 +47,18 @@ set +e
 rc=${PIPESTATUS[0]}
 set -e
 
-# The summary: totals, then every failing test id; the raw subunit stream next to it.
+# The summary: totals, the failures grouped by cause, every failing test id; the raw subunit
+# stream next to it.
 (cd "$ws" && "$root/$venv/bin/stestr" last --subunit > "$root/$out/last-run.subunit" 2>/dev/null) || true
 {
     echo "# tempest $TEMPEST_VERSION, regex $regex, $(date -u +%FT%TZ)"
     grep -E '^ - (Passed|Failed|Skipped|Expected Fail|Unexpected Success):|^Sum of execute time' "$out/run.log" || true
     grep -E '^(ferry serve at|after:|server log:)' "$out/run.log" || true
+    "$venv/bin/python" scripts/tempest_causes.py "$out/last-run.subunit" 2>&1 || true
     echo "# failing tests"
     (cd "$ws" && "$root/$venv/bin/stestr" failing --list 2>/dev/null) || true
 } > "$out/last-run.txt"
-sed -n '1,12p' "$out/last-run.txt"
+sed '/^# failing tests/q' "$out/last-run.txt"
 echo "tempest.sh: details in $out/last-run.txt, $out/run.log, $out/last-run.subunit"
 
 if [[ ${TEMPEST_REPORT_ONLY:-0} == 1 ]]; then
