@@ -92,7 +92,11 @@ def _at_least(version: str, wanted: tuple[int, int]) -> bool:
     return (int(major), int(minor)) >= wanted
 
 
-def tempest_conf(srv: FerryServer, ws: Path, accounts_file: Path, images: tuple[str, str]) -> str:
+def tempest_conf(
+    srv: FerryServer, ws: Path, accounts_file: Path, images: tuple[str, str], neutron: bool = False
+) -> str:
+    """`neutron`: claim Neutron, so that tempest runs the classes it skips without one
+    (`create_default_network`: attach, snapshot, volume actions); Ferry's servers need no network."""
     lo, hi = microversions(srv.base, "volume")
     compute_lo, compute_hi = microversions(srv.base, "compute")
     flags = {
@@ -122,7 +126,7 @@ def tempest_conf(srv: FerryServer, ws: Path, accounts_file: Path, images: tuple[
             "cinder": True,
             "nova": True,
             "glance": False,
-            "neutron": False,
+            "neutron": neutron,
             "swift": False,
         },
         "volume": {
@@ -187,12 +191,14 @@ def stage(data: Path, guest_dir: Path, workers: int) -> tuple[FerryServer, list[
     return srv, accounts, images
 
 
-def write_config(srv: FerryServer, ws: Path, accounts: list[Account], images: tuple[str, str]) -> None:
+def write_config(
+    srv: FerryServer, ws: Path, accounts: list[Account], images: tuple[str, str], neutron: bool
+) -> None:
     """tempest.conf and the accounts file in the workspace's etc/, against the running server."""
     accounts_file = ws / "etc" / "accounts.yaml"
     accounts_file.parent.mkdir(parents=True, exist_ok=True)
     accounts_file.write_text(yaml.safe_dump([a.entry() for a in accounts], sort_keys=False))
-    (ws / "etc" / "tempest.conf").write_text(tempest_conf(srv, ws, accounts_file, images))
+    (ws / "etc" / "tempest.conf").write_text(tempest_conf(srv, ws, accounts_file, images, neutron))
     shutil.rmtree(ws / "locks", ignore_errors=True)  # an aborted run's account locks
 
 
@@ -206,6 +212,7 @@ def main() -> int:
     parser.add_argument("--guest-dir", type=Path, default=ROOT / "build" / "guest")
     parser.add_argument("--workspace", type=Path, default=ROOT / "build" / "tempest" / "workspace")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--neutron", action="store_true", help="claim Neutron (see tempest_conf)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- the tempest command to run")
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -214,7 +221,7 @@ def main() -> int:
     srv, accounts, images = stage(args.data_dir.resolve(), args.guest_dir.resolve(), args.workers)
     try:
         srv.start()
-        write_config(srv, ws, accounts, images)
+        write_config(srv, ws, accounts, images, args.neutron)
         return measure(srv, command, ws)
     finally:
         srv.shutdown()
