@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,6 +78,12 @@ def identity_v3(request: Request) -> dict[str, Any]:
 
 @router.get("/volume", include_in_schema=False)
 @router.get("/volume/", include_in_schema=False)
+def volume_root(request: Request) -> JSONResponse:
+    """Cinder's root answers 300 Multiple Choices with its versions (keystoneauth's discovery
+    takes it as it takes Nova's); the version's own document answers 200."""
+    return JSONResponse({"versions": [_volume_version(request)]}, status_code=300)
+
+
 @router.get("/volume/v3", include_in_schema=False)
 @router.get("/volume/v3/", include_in_schema=False)
 def volume_versions(request: Request) -> dict[str, Any]:

@@ -156,7 +156,6 @@ def type_view(t: VolumeTypeRecord, admin: bool) -> dict[str, Any]:
         "is_public": t.is_public,
         "os-volume-type-access:is_public": t.is_public,
         "extra_specs": stored(t.extra_specs),
-        "qos_specs_id": None,
     }
     if not admin:
         out["extra_specs"] = {}

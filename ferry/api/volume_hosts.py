@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from ferry.api import deps
 from ferry.api.host_views import scheduler_view, volume_service_view
 from ferry.api.schemas import QueryText
+from ferry.api.versions import at_least
 from ferry.domain.clock import utcnow
 from ferry.services.context import RequestContext
 from ferry.services.hosts import HostRegistry
@@ -23,6 +24,7 @@ router = APIRouter(prefix="/volume/v3/{project_id}")
 
 @router.get("/os-services")
 def list_volume_services(
+    request: Request,
     project_id: str,
     ctx: RequestContext = Depends(deps.project_context),
     hosts: HostRegistry = Depends(deps.hosts),
@@ -31,4 +33,7 @@ def list_volume_services(
 ) -> dict[str, Any]:
     services = [volume_service_view(b, h) for b, h in hosts.reaching(ctx)]
     services.append(scheduler_view(hosts.here, utcnow()))
+    if not at_least(request, "3.7", "volume"):  # a service's `cluster` is Cinder's from 3.7 on
+        for s in services:
+            s.pop("cluster", None)
     return {"services": [s for s in services if host in (None, s["host"]) and binary in (None, s["binary"])]}

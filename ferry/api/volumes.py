@@ -31,7 +31,7 @@ from ferry.api.schemas import (
     VolumeUpdateBody,
     flag,
 )
-from ferry.api.versions import base_url
+from ferry.api.versions import at_least, base_url
 from ferry.api.views import listing, migration_view, stored, volume_summary, volume_view
 from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
@@ -87,7 +87,7 @@ class VolumeDetails:
         self, ctx: RequestContext, vol: VolumeRecord, request: Request, project_id: str
     ) -> dict[str, Any]:
         """The `{"volume": …}` body of a single volume."""
-        return {"volume": self.render(ctx, [vol], _base(request, project_id))[0]}
+        return {"volume": versioned(request, self.render(ctx, [vol], _base(request, project_id)))[0]}
 
 
 async def volume_details(
@@ -100,6 +100,18 @@ async def volume_details(
 
 
 Details = Depends(volume_details)
+
+LATER_FIELDS = (("cluster_name", "3.61"), ("volume_type_id", "3.63"))
+"""Fields Cinder added to a volume's view in these microversions (Ferry serves up to 3.27)."""
+
+
+def versioned(request: Request, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The views as the request's volume microversion has them."""
+    later = [key for key, version in LATER_FIELDS if not at_least(request, version, "volume")]
+    for view in views:
+        for key in later:
+            view.pop(key, None)
+    return views
 
 
 # -- list and show -------------------------------------------------------------------------
@@ -148,7 +160,7 @@ def list_volumes_detail(
     f: VolumeFilter = Depends(_filter),
 ) -> Response:
     vols = volumes.list_volumes(ctx, f)
-    return listing("volumes", details.render(ctx, vols, _base(request, project_id)))
+    return listing("volumes", versioned(request, details.render(ctx, vols, _base(request, project_id))))
 
 
 @router.get("/volumes/{volume_id}")
