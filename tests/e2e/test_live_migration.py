@@ -270,6 +270,25 @@ def test_the_stock_openstack_client_moves_a_server_and_lists_its_migrations(tier
     assert [m["Status"] for m in listed] == ["completed"] and listed[0]["Dest Compute"] == "hv2", listed
     shown = osc("server", "show", sid, "-f", "json")
     assert json.loads(shown)["OS-EXT-SRV-ATTR:host"] == "hv2"
+    # abort and force complete, each on a migration kept in its copy; `show` (of an in-progress
+    # one, as Nova's API has it) by uuid: with an integer id OSC 10.5 swaps its SDK call's arguments
+    slow = _slow_migration(api, sid, "hv1")
+    running = json.loads(osc("server", "migration", "show", sid, slow["uuid"], "-f", "json"))
+    assert running["Status"] == "running" and running["Dest Compute"] == "hv1", running
+    osc("server", "migration", "abort", sid, str(slow["id"]))
+    wait_until("the abort", lambda: server(api, sid)["OS-EXT-STS:task_state"] is None, timeout=60)
+    assert _migration(api, sid, slow["id"])["status"] == "cancelled"
+    slow = _slow_migration(api, sid, "hv1")
+    osc("server", "migration", "force", "complete", sid, str(slow["id"]))
+    wait_until(
+        "the forced switchover", lambda: server(api, sid)["OS-EXT-STS:task_state"] is None, timeout=120
+    )
+    assert _migration(api, sid, slow["id"])["status"] == "completed"
+    assert server(api, sid)["OS-EXT-SRV-ATTR:host"] == "hv1"
+
+
+def _migration(api: Api, sid: str, mid: int) -> dict[str, Any]:
+    return dict(api.ok(api.compute("GET", f"/servers/{sid}/migrations/{mid}"))["migration"])
 
 
 def test_a_conductor_killed_mid_copy_is_replaced_and_one_guest_runs(tier: FerryServer) -> None:
