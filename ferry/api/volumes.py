@@ -84,10 +84,14 @@ class VolumeDetails:
         ]
 
     def one(
-        self, ctx: RequestContext, vol: VolumeRecord, request: Request, project_id: str
+        self, ctx: RequestContext, vol: VolumeRecord, request: Request, project_id: str, *, extended: bool = True
     ) -> dict[str, Any]:
-        """The `{"volume": …}` body of a single volume."""
-        return {"volume": versioned(request, self.render(ctx, [vol], _base(request, project_id)))[0]}
+        """The `{"volume": …}` body of a single volume. Cinder's create and update answers are the
+        plain view: the `os-vol-*` extension attributes are only added to show and list."""
+        view = versioned(request, self.render(ctx, [vol], _base(request, project_id)))[0]
+        if not extended:
+            view = {k: v for k, v in view.items() if not k.startswith("os-vol-")}
+        return {"volume": view}
 
 
 async def volume_details(
@@ -207,7 +211,7 @@ async def create_volume(
             source_volid=b.source_volid,
         ),
     )
-    return details.one(ctx, vol, request, project_id)
+    return details.one(ctx, vol, request, project_id, extended=False)
 
 
 @router.put("/volumes/{volume_id}", openapi_extra=body("volume", VolumeUpdateBody))
@@ -221,7 +225,7 @@ async def update_volume(
 ) -> dict[str, Any]:
     b = await body_part(request, "volume", VolumeUpdateBody)
     vol = volumes.update(ctx, volume_id, b.model_dump(exclude_unset=True))
-    return details.one(ctx, vol, request, project_id)
+    return details.one(ctx, vol, request, project_id, extended=False)
 
 
 @router.delete("/volumes/{volume_id}", status_code=202)
