@@ -212,13 +212,6 @@ class MigrationService:
             )
             return MigrationReport(mig, events)
 
-    def active_for(self, volume_ids: list[str]) -> dict[str, Migration]:
-        if not volume_ids:
-            return {}
-        with self.db() as s:
-            rows = s.scalars(active_migrations(volume_ids))
-            return {m.volume_id: m for m in rows}
-
     def _active(self, ctx: RequestContext, volume_id: str) -> Migration:
         with self.db() as s:
             vol = get_volume(s, ctx, volume_id)
