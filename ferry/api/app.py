@@ -69,6 +69,9 @@ def create_app(ferry: Ferry) -> FastAPI:
         lifespan=lifespan,
         description="Live volume migration for QEMU/KVM clouds, OpenStack-compatible.",
         default_response_class=JSONBody,
+        # As Nova and Cinder: `GET …/os-volumes/` names no resource (404), rather than a redirect
+        # to the list that a client behind a TLS proxy would follow to the wrong scheme.
+        redirect_slashes=False,
     )
     app.state.ferry = ferry
     errors.install(app)

@@ -124,3 +124,9 @@ def test_the_proxies_are_gone_from_2_36(demo: Api) -> None:
     for path in ("/os-volumes", "/os-snapshots"):
         assert demo.compute("GET", path, headers=NEW).status_code == 404
     assert demo.compute("POST", "/os-volumes", headers=NEW, json={"volume": {"size": 1}}).status_code == 404
+
+
+def test_an_empty_id_names_nothing(demo: Api) -> None:
+    # Nova: `GET/DELETE /os-volumes/` is a 404, not the list (tempest's negative tests).
+    for method in ("GET", "DELETE"):
+        assert demo.compute(method, "/os-volumes/", headers=OLD).status_code == 404
