@@ -26,6 +26,12 @@ class HypervisorConfig:
     qemu: str = "qemu-system-x86_64"
     accel: str = "tcg"
     root_ports: int = 8
+    detach_attempts: int = 8
+    """How many times a detach asks the guest to release the disk (each waits for it up to 30 s)
+    before the volume goes back to `in-use` with the reason, as Nova's device_detach_attempts."""
+    detach_wait_s: float = 5.0
+    """How long a detach request waits for the guest before it answers 202 and goes on in the
+    background (`detaching` until the guest lets go)."""
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,8 @@ def tempest_conf(
             "max_microversion": compute_hi,
             "build_timeout": 180,
         },
-        "compute-feature-enabled": {"attach_encrypted_volume": False, "swap_volume": True},
+        # Ferry's servers cannot be shelved (no image service to shelve them to).
+        "compute-feature-enabled": {"attach_encrypted_volume": False, "swap_volume": True, "shelve": False},
         "validation": {"run_validation": False},
         # Cinder's secure RBAC: reads go through the project reader. Off, tempest 47 builds some
         # classes' reader image client from `images_client`, which exists only with Glance.

@@ -99,8 +99,11 @@ def attach(api: Api, sid: str, vid: str) -> dict[str, Any]:
     )
 
 
-def detach(api: Api, sid: str, vid: str) -> None:
+def detach(api: Api, sid: str, vid: str, timeout: float = 300) -> None:
+    """Detach and wait until the volume is available: as in Nova, the guest may take its time
+    (the 202 can come while the volume is still `detaching`)."""
     api.ok(api.compute("DELETE", f"/servers/{sid}/os-volume_attachments/{vid}"), 202)
+    wait_until(f"volume {vid} detached", lambda: volume(api, vid)["status"] == "available", timeout)
 
 
 def server_dir(srv: FerryServer, sid: str) -> Path:

@@ -21,7 +21,7 @@ from ferry.api.errors import body_part, json_body, parse
 from ferry.api.openapi import ANY, actions, body
 from ferry.api.schemas import MAX_TEXT, Body, QueryText
 from ferry.api.versions import at_least
-from ferry.domain.errors import BadRequest
+from ferry.domain.errors import BadRequest, NotFound
 from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
 from ferry.services.migration import MigrationService
@@ -97,7 +97,17 @@ async def create_server(
 ) -> dict[str, Any]:
     b = await body_part(request, "server", ServerCreateBody)
     server = await compute.create(ctx, b.name, b.imageRef, b.flavorRef, b.host)
-    return {"server": {**_servers(request, ctx, compute, [server])[0], "adminPass": ""}}
+    # Nova's create answer is the reservation, not the server: clients show it with a GET.
+    view = _servers(request, ctx, compute, [server])[0]
+    return {
+        "server": {
+            "id": view["id"],
+            "links": view["links"],
+            "OS-DCF:diskConfig": "MANUAL",
+            "security_groups": [{"name": "default"}],
+            "adminPass": "",
+        }
+    }
 
 
 @router.get("/servers/{server_id}")
@@ -105,6 +115,23 @@ def show_server(
     request: Request, server_id: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
 ) -> dict[str, Any]:
     return {"server": _servers(request, ctx, compute, [compute.get(ctx, server_id)])[0]}
+
+
+@router.get("/servers/{server_id}/ips")
+def server_ips(
+    server_id: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
+) -> dict[str, Any]:
+    """Nova's addresses by network: none, as Ferry's servers have no network."""
+    compute.get(ctx, server_id)
+    return {"addresses": {}}
+
+
+@router.get("/servers/{server_id}/ips/{network}")
+def server_network_ips(
+    server_id: str, network: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
+) -> dict[str, Any]:
+    compute.get(ctx, server_id)
+    raise NotFound(f"Server {server_id} has no address on network {network}.")
 
 
 @router.delete("/servers/{server_id}", status_code=204)

@@ -35,6 +35,7 @@ def server_view(
     return {
         **where,
         **_versioned_server(request, s, show_host),
+        **_status_dependent(s),
         "id": s.id,
         "name": s.name,
         "status": "MIGRATING" if s.task_state == "migrating" else s.status,  # as Nova derives it
@@ -51,16 +52,30 @@ def server_view(
         "accessIPv6": "",
         "key_name": None,
         "config_drive": "",
-        "progress": 0,
         "OS-DCF:diskConfig": "MANUAL",
+        "OS-EXT-AZ:availability_zone": "nova",
+        "OS-SRV-USG:launched_at": iso_z(s.created_at),
+        "OS-SRV-USG:terminated_at": None,
         "security_groups": [],
         "OS-EXT-STS:vm_state": VM_STATE.get(s.status, "error"),
         "OS-EXT-STS:task_state": s.task_state,
         "OS-EXT-STS:power_state": POWER_STATE.get(s.status, 0),
         "os-extended-volumes:volumes_attached": [{"id": v} for v in volumes],
-        "fault": {"code": 500, "message": s.fault} if s.fault and s.status == "ERROR" else None,
         "links": bookmark(request, "servers", s.id),
     }
+
+
+PROGRESS_STATUSES = frozenset({"ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"})
+"""The statuses whose servers Nova shows with a `progress`."""
+
+
+def _status_dependent(s: ServerRecord) -> dict[str, Any]:
+    """Nova's fields that only some statuses carry: `progress` while a server is in a progress
+    status, `fault` once it is in ERROR."""
+    if s.status == "ERROR":
+        fault = {"code": 500, "created": iso_z(s.updated_at), "message": s.fault or "Unknown error."}
+        return {"fault": fault}
+    return {"progress": 0} if s.status in PROGRESS_STATUSES else {}
 
 
 def _versioned_server(request: Request, s: ServerRecord, admin: bool) -> dict[str, Any]:

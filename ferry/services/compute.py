@@ -28,6 +28,7 @@ from ferry.drivers.hypervisor.console import complete_utf8
 from ferry.drivers.storage.qemu_img import QemuImg
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
+from ferry.services.detaching import GuestDetach, Unplug
 from ferry.services.hosts import HostRegistry
 from ferry.services.images import find_image
 from ferry.services.queries import attachment_of, get_owned, get_volume
@@ -52,6 +53,8 @@ class ComputeService:
         self.backends = backends
         self.hv = hypervisor
         self.hosts = hosts
+        h = config.hypervisor
+        self.detaching = GuestDetach(db, hypervisor, h.detach_attempts, h.detach_wait_s)
 
     # -- queries -----------------------------------------------------------------------
     def get(self, ctx: RequestContext, server_id: str) -> Server:
@@ -324,6 +327,9 @@ class ComputeService:
         return att
 
     async def detach(self, ctx: RequestContext, server_id: str, volume_id: str) -> None:
+        """Claim the volume (`detaching`) and unplug it as Nova does: in the background, asking
+        the guest until it lets go (`services/detaching.py`). A server that is not running has
+        no guest to ask: its rows change at once."""
         policy.enforce(ctx, "server:detach_volume")
         with self.db.begin() as s:
             server = get_owned(s, Server, ctx, server_id, "Server")
@@ -332,19 +338,11 @@ class ComputeService:
                 raise NotFound(f"Volume {volume_id} is not attached to server {server.id}.")
             set_status(s, volume_id, VolumeStatus.DETACHING, expect=(VolumeStatus.IN_USE,))
             running = server.status == ServerStatus.ACTIVE
-        failpoints.hit("detach.before_unplug")
+        job = Unplug(server.id, volume_id, att.id)
         if running:
-            back = update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.IN_USE)
-            with compensate(self.db, back):
-                await self.hv.detach_disk(server_id, volume_id)
-        failpoints.hit("detach.after_unplug")
-        with self.db.begin() as s:
-            s.execute(delete(Attachment).where(Attachment.id == att.id))
-            s.execute(
-                update(Volume)
-                .where(Volume.id == volume_id)
-                .values(status=VolumeStatus.AVAILABLE, updated_at=utcnow())
-            )
+            await self.detaching.start(job)
+        else:
+            self.detaching.finish(job)
 
     async def hypervisor_disks(self, ctx: RequestContext, server_id: str) -> list[DiskInfo]:
         policy.enforce(ctx, "volume:admin_fields")  # serials and file paths are for operators
