@@ -84,7 +84,13 @@ class VolumeDetails:
         ]
 
     def one(
-        self, ctx: RequestContext, vol: VolumeRecord, request: Request, project_id: str, *, extended: bool = True
+        self,
+        ctx: RequestContext,
+        vol: VolumeRecord,
+        request: Request,
+        project_id: str,
+        *,
+        extended: bool = True,
     ) -> dict[str, Any]:
         """The `{"volume": …}` body of a single volume. Cinder's create and update answers are the
         plain view: the `os-vol-*` extension attributes are only added to show and list."""
@@ -270,6 +276,8 @@ class VolumeActors:
 
     volumes: VolumeService
     migrations: MigrationService
+    attached_extend: bool = False
+    """The request's microversion extends in-use volumes (Cinder 3.42)."""
 
 
 # The arguments each action takes, as the OpenAPI declares them (the handlers below parse them).
@@ -297,11 +305,13 @@ async def volume_action(
     volumes: VolumeService = Volumes,
     migrations: MigrationService = Migrations,
 ) -> Response:
-    return await perform(request, "volume", ACTIONS, VolumeActors(volumes, migrations), ctx, volume_id)
+    actors = VolumeActors(volumes, migrations, attached_extend=at_least(request, "3.42", "volume"))
+    return await perform(request, "volume", ACTIONS, actors, ctx, volume_id)
 
 
 async def _extend(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
-    await on.volumes.extend(ctx, volume_id, parse(ExtendBody, args, "os-extend").new_size)
+    new_size = parse(ExtendBody, args, "os-extend").new_size
+    await on.volumes.extend(ctx, volume_id, new_size, allow_in_use=on.attached_extend)
 
 
 async def _migrate(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
