@@ -1,0 +1,184 @@
+"""Extending an attached volume (Cinder 3.42, Nova's extend_volume) on the fake hypervisor: the
+status moves in-use -> extending -> in-use, the running disk grows through the hypervisor (the
+file through the storage driver when the server is shut off), refusals change nothing, and a
+failure leaves `error_extending`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from ferry.db.models import Server, Volume
+from ferry.domain.errors import BadRequest, Conflict, DriverError
+from ferry.domain.model import GiB
+from ferry.domain.servers import ServerTaskState
+from ferry.domain.volumes import MigrationStatus, VolumeStatus
+from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
+from ferry.services.app import Ferry
+from ferry.services.volumes import VolumeCreate
+from tests.unit.test_migration_service import ADMIN, attached_volume, make_ferry, run, until
+from tests.unit.test_refusals import rows, server_row
+
+
+class HeldExtend(FakeHypervisorDriver):
+    """A fake whose live extends wait for `release` (to look at the volume meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def extend_volume(self, server_id: str, volume_id: str, new_size: int) -> None:
+        self.entered.set()
+        await self.release.wait()
+        await super().extend_volume(server_id, volume_id, new_size)
+
+
+def status(app: Ferry, vid: str) -> tuple[VolumeStatus, int, int | None]:
+    with app.db() as s:
+        vol = s.get(Volume, vid)
+        assert vol is not None
+        return vol.status, vol.size_gib, vol.target_size_gib
+
+
+async def active_size(app: Ferry, vid: str) -> int:
+    with app.db() as s:
+        vol = s.get(Volume, vid)
+        assert vol is not None
+        loc = app.backends.location(s, vol)
+    driver = app.backends.driver(loc.backend)
+    return await driver.virtual_size(driver.layer_path(loc.name_id, loc.active_layer))
+
+
+def test_an_in_use_extend_grows_the_running_disk_and_returns_to_in_use(tmp_path: Path) -> None:
+    async def go() -> None:
+        hv = HeldExtend()
+        app = make_ferry(tmp_path, hv)
+        sid, vid = await attached_volume(app, tmp_path, snapshots=2)  # the active overlay grows
+        task = asyncio.create_task(app.volumes.extend(ADMIN, vid, 3, allow_in_use=True))
+        await asyncio.wait_for(hv.entered.wait(), 10)
+        # The intent is durable before the disk grows; the server takes no task meanwhile.
+        assert status(app, vid) == (VolumeStatus.EXTENDING, 1, 3)
+        with pytest.raises(Conflict, match="being extended"):
+            await app.compute.stop(ADMIN, sid)
+        assert server_row(app, sid)[:2] == ("ACTIVE", None)
+        hv.release.set()
+        await task
+        assert status(app, vid) == (VolumeStatus.IN_USE, 3, None)
+        assert ("extend_volume", sid, vid, str(3 * GiB)) in hv.calls
+        assert next(d.size for d in await hv.disks(sid) if d.volume_id == vid) == 3 * GiB
+        assert await active_size(app, vid) == 3 * GiB
+        assert app.volumes.get(ADMIN, vid).size_gib == 3
+
+    run(go)
+
+
+def test_below_3_42_an_in_use_volume_must_be_available(tmp_path: Path) -> None:
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        app = make_ferry(tmp_path, hv)
+        _, vid = await attached_volume(app, tmp_path)
+        before = rows(app, vid)
+        with pytest.raises(BadRequest, match="must be available"):
+            await app.volumes.extend(ADMIN, vid, 2)
+        assert rows(app, vid) == before
+        assert not [c for c in hv.calls if c[0] == "extend_volume"]
+
+    run(go)
+
+
+def test_a_migrating_volume_is_not_extended(tmp_path: Path) -> None:
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        app = make_ferry(tmp_path, hv)
+        _, vid = await attached_volume(app, tmp_path)
+        with app.db.begin() as s:
+            s.execute(
+                update(Volume).where(Volume.id == vid).values(migration_status=MigrationStatus.MIGRATING)
+            )
+        before = rows(app, vid)
+        with pytest.raises(Conflict, match="being migrated"):
+            await app.volumes.extend(ADMIN, vid, 2, allow_in_use=True)
+        assert rows(app, vid) == before and status(app, vid) == (VolumeStatus.IN_USE, 1, None)
+        assert not [c for c in hv.calls if c[0] == "extend_volume"]
+
+    run(go)
+
+
+@pytest.mark.parametrize("task", [ServerTaskState.REBOOTING, ServerTaskState.MIGRATING])
+def test_a_busy_server_refuses_the_extend(tmp_path: Path, task: ServerTaskState) -> None:
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        app = make_ferry(tmp_path, hv)
+        sid, vid = await attached_volume(app, tmp_path)
+        with app.db.begin() as s:
+            s.execute(update(Server).where(Server.id == sid).values(task_state=task))
+        before, server_before = rows(app, vid), server_row(app, sid)
+        with pytest.raises(Conflict, match=f"busy \\({task}\\)"):
+            await app.volumes.extend(ADMIN, vid, 2, allow_in_use=True)
+        assert rows(app, vid) == before and server_row(app, sid) == server_before
+
+    run(go)
+
+
+def test_an_errored_server_refuses_the_extend(tmp_path: Path) -> None:
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        app = make_ferry(tmp_path, hv)
+        sid, vid = await attached_volume(app, tmp_path)
+        with app.db.begin() as s:
+            s.execute(update(Server).where(Server.id == sid).values(status="ERROR"))
+        with pytest.raises(Conflict, match="ACTIVE or SHUTOFF"):
+            await app.volumes.extend(ADMIN, vid, 2, allow_in_use=True)
+        assert status(app, vid) == (VolumeStatus.IN_USE, 1, None)
+
+    run(go)
+
+
+def test_a_shut_off_servers_volume_grows_offline(tmp_path: Path) -> None:
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        app = make_ferry(tmp_path, hv)
+        sid, vid = await attached_volume(app, tmp_path)
+        await app.compute.stop(ADMIN, sid)
+        await app.volumes.extend(ADMIN, vid, 2, allow_in_use=True)
+        assert status(app, vid) == (VolumeStatus.IN_USE, 2, None)
+        assert not [c for c in hv.calls if c[0] == "extend_volume"]  # no QEMU has it open
+        assert await active_size(app, vid) == 2 * GiB
+        await app.compute.start(ADMIN, sid)  # boots with the grown disk
+        assert server_row(app, sid)[:2] == ("ACTIVE", None)
+
+    run(go)
+
+
+def test_a_failed_live_extend_leaves_error_extending(tmp_path: Path) -> None:
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        app = make_ferry(tmp_path, hv)
+        sid, vid = await attached_volume(app, tmp_path)
+        hv.fail_next("extend_volume", DriverError("block_resize: Could not resize: Operation not permitted"))
+        with pytest.raises(DriverError, match="Could not resize"):
+            await app.volumes.extend(ADMIN, vid, 2, allow_in_use=True)
+        assert status(app, vid)[:2] == (VolumeStatus.ERROR_EXTENDING, 1)
+        assert await active_size(app, vid) == 1 * GiB
+        # The server's task slot is free: it was never taken.
+        await app.compute.stop(ADMIN, sid)
+        await until("stopped", lambda: server_row(app, sid)[0] == "SHUTOFF")
+
+    run(go)
+
+
+def test_an_available_volume_still_extends_through_the_storage_driver(tmp_path: Path) -> None:
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        app = make_ferry(tmp_path, hv)
+        await attached_volume(app, tmp_path)
+        other = (await app.volumes.create(ADMIN, VolumeCreate(size=1))).id
+        await app.volumes.extend(ADMIN, other, 2, allow_in_use=True)
+        assert status(app, other) == (VolumeStatus.AVAILABLE, 2, None)
+        assert not [c for c in hv.calls if c[0] == "extend_volume"]
+
+    run(go)
