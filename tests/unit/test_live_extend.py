@@ -19,7 +19,8 @@ from ferry.domain.volumes import MigrationStatus, VolumeStatus
 from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.services.app import Ferry
 from ferry.services.volumes import VolumeCreate
-from tests.unit.test_migration_service import ADMIN, attached_volume, make_ferry, run, until
+from tests.unit import test_migration_service as migration_tests
+from tests.unit.test_migration_service import ADMIN, attached_volume, run, until
 from tests.unit.test_refusals import rows, server_row
 
 
@@ -35,6 +36,11 @@ class HeldExtend(FakeHypervisorDriver):
         self.entered.set()
         await self.release.wait()
         await super().extend_volume(server_id, volume_id, new_size)
+
+
+def make_ferry(tmp: Path, hv: FakeHypervisorDriver) -> Ferry:
+    """Looked up at call time: test_remote_drivers runs these tests with the drivers proxied."""
+    return migration_tests.make_ferry(tmp, hv)
 
 
 def status(app: Ferry, vid: str) -> tuple[VolumeStatus, int, int | None]:

@@ -4,8 +4,9 @@ Owns: fake servers with disks (serial, file chain) and mirror jobs that a test s
 (`set_progress`, `make_ready`, `make_synced`, `conclude`), a server crash (`crash`),
 failure injection (`fail_next`), and a serial console a test can print on (`write_console`; a
 spawn prints `BOOT_LINE`). Does not move data: a pivot just puts the disk on the target
-files; a live extend grows an existing active file as QEMU's block_resize would. Same contract as the QEMU driver: NotFound for unknown servers, disks and jobs, Conflict
-when no slot is free, DriverError on timeout or when the server dies.
+files; a live extend grows an existing active file as QEMU's block_resize would. Same contract
+as the QEMU driver: NotFound for unknown servers, disks and jobs, Conflict when no slot is free,
+DriverError on timeout or when the server dies.
 """
 
 from __future__ import annotations
