@@ -7,19 +7,29 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from ferry import config as cfgmod
+from ferry.api import versions
+from ferry.api.app import create_app
 from ferry.db.models import Server, Volume
 from ferry.domain.errors import BadRequest, Conflict, DriverError
 from ferry.domain.model import GiB
 from ferry.domain.servers import ServerTaskState
 from ferry.domain.volumes import MigrationStatus, VolumeStatus
 from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
+from ferry.services import bootstrap
 from ferry.services.app import Ferry
+from ferry.services.identity import IdentityService
+from ferry.services.images import register_image
 from ferry.services.volumes import VolumeCreate
+from testkit.server import Api
 from tests.unit import test_migration_service as migration_tests
+from tests.unit.test_console import token
 from tests.unit.test_migration_service import ADMIN, attached_volume, run, until
 from tests.unit.test_refusals import rows, server_row
 
@@ -188,3 +198,48 @@ def test_an_available_volume_still_extends_through_the_storage_driver(tmp_path: 
         assert not [c for c in hv.calls if c[0] == "extend_volume"]
 
     run(go)
+
+
+# -- over HTTP: os-extend's microversion gate ----------------------------------------------------
+def extend_at(api: Api, vid: str, size: object, version: str | None) -> Any:
+    headers = {"X-Auth-Token": api.token}
+    if version is not None:
+        headers["OpenStack-API-Version"] = f"volume {version}"
+    path = f"/volume/v3/{api.project_id}/volumes/{vid}/action"
+    return api.client.post(path, headers=headers, json={"os-extend": {"new_size": size}})
+
+
+def test_os_extend_of_an_in_use_volume_needs_3_42(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ferry advertises 3.42 once the microversion range is raised; until then this test raises it.
+    if (versions._parse(versions.VOLUME_MAX) or (0, 0)) < (3, 42):
+        monkeypatch.setattr(versions, "VOLUME_MAX", "3.42")
+    cfg = cfgmod.default_config(tmp_path / "data")
+    (tmp_path / "data").mkdir(parents=True)
+    bootstrap.setup_database(cfg, bootstrap.Credentials("a", "s", "d"))
+    hv = FakeHypervisorDriver()
+    app = Ferry(cfg, hypervisor=hv)
+    with app.db.begin() as s:
+        ident = IdentityService(app.db, cfg.token_lifetime_s)
+        ident.ensure_user(s, "other", "o", ident.ensure_project(s, "other"), "member")
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"k")
+    image = register_image(app.db, "img", kernel=str(kernel)).id
+    with TestClient(create_app(app)) as client:
+        other, demo = token(client, "other", "o", "other"), token(client, "demo", "d", "demo")
+        sid = str(demo.ok(demo.compute("POST", "/servers", json={"server": {
+            "name": "s", "imageRef": image, "flavorRef": "tiny"}}), 202)["server"]["id"])  # fmt: skip
+        vid = str(demo.ok(demo.volume("POST", "/volumes", json={"volume": {"size": 1}}), 202)["volume"]["id"])
+        demo.ok(demo.compute("POST", f"/servers/{sid}/os-volume_attachments", json={"volumeAttachment": {
+            "volumeId": vid}}), 200)  # fmt: skip
+        for version in (None, "3.0", "3.41"):
+            resp = extend_at(demo, vid, 2, version)
+            assert resp.status_code == 400 and "must be available" in resp.text, (version, resp.text)
+        assert not [c for c in hv.calls if c[0] == "extend_volume"]
+        assert extend_at(other, vid, 2, "3.42").status_code == 404  # another project's volume
+        assert extend_at(demo, vid, 1, "3.42").status_code == 400  # not larger
+        assert extend_at(demo, vid, "2", "3.42").status_code == 400
+        resp = extend_at(demo, vid, 2, "3.42")
+        assert resp.status_code == 202, resp.text
+        shown = demo.ok(demo.volume("GET", f"/volumes/{vid}"))["volume"]
+        assert (shown["status"], shown["size"]) == ("in-use", 2)
+        assert ("extend_volume", sid, vid, str(2 * GiB)) in hv.calls
