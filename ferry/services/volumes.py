@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRow
 from ferry.db.statements import compare_and_set, compensate, not_migrating, updated_one
 from ferry.domain.clock import utcnow
-from ferry.domain.errors import BadRequest, Conflict, FerryError
+from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
 from ferry.domain.ids import new_id
 from ferry.domain.model import GiB, VolumeLocation
 from ferry.domain.scheduling import PoolStats, choose_backend
@@ -323,8 +323,8 @@ class VolumeService:
             attached = vol.status is VolumeStatus.IN_USE
             if attached and not allow_in_use:
                 raise BadRequest(
-                    f"Volume {vol.id} is in-use: the volume must be available to extend it "
-                    "(attached volumes extend from microversion 3.42)."
+                    f"Volume {vol.id} status must be available to extend, currently in-use "
+                    "(an attached volume extends from microversion 3.42)."
                 )
             pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == vol.backend)
             if not pool.fits(size - vol.size_gib):
@@ -344,7 +344,10 @@ class VolumeService:
             else:
                 # QEMU has the image open: it must grow the file itself (never qemu-img behind it).
                 assert self.live is not None
-                await self.live.live_extend(live_server, volume_id, size * GiB)
+                try:
+                    await self.live.live_extend(live_server, volume_id, size * GiB)
+                except NotFound as e:  # the volume exists: its server's process lost the disk
+                    raise Conflict(f"Server {live_server} cannot grow volume {volume_id}: {e.message}") from e
         failpoints.hit("volume-extend.after_resize")
         with self.db.begin() as s:
             s.execute(

@@ -187,6 +187,19 @@ def test_a_failed_live_extend_leaves_error_extending(tmp_path: Path) -> None:
     run(go)
 
 
+def test_a_server_whose_qemu_died_answers_409_not_404(tmp_path: Path) -> None:
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        app = make_ferry(tmp_path, hv)
+        sid, vid = await attached_volume(app, tmp_path)
+        hv.crash(sid)  # still ACTIVE in the database; no process has the disk
+        with pytest.raises(Conflict, match=f"Server {sid} cannot grow volume {vid}"):
+            await app.volumes.extend(ADMIN, vid, 2, allow_in_use=True)
+        assert status(app, vid)[:2] == (VolumeStatus.ERROR_EXTENDING, 1)
+
+    run(go)
+
+
 def test_an_available_volume_still_extends_through_the_storage_driver(tmp_path: Path) -> None:
     async def go() -> None:
         hv = FakeHypervisorDriver()
