@@ -145,3 +145,24 @@ def test_a_crash_after_the_resize_is_completed_at_restart(grower: FerryServer) -
     report = api.ok(api.volume("GET", "/ferry-doctor"))
     assert report["healthy"], report["drift"]
     api.ok(api.compute("DELETE", f"/servers/{sid}"), 204)
+
+
+def test_a_shut_off_servers_volume_grows_offline_and_boots_bigger(grower: FerryServer) -> None:
+    api = grower.api("ferry-admin")
+    require_3_42(api)
+    sid = boot(api, "ferry-test-guest", "grow-offline-guest")
+    vid = create_volume(api, 1, "grows-offline")
+    attach(api, sid, vid)
+    before = wait_writing(grower, sid, vid, writes=40)
+    api.ok(api.compute("POST", f"/servers/{sid}/action", json={"os-stop": None}), 202)
+    wait_until("SHUTOFF", lambda: server(api, sid)["status"] == "SHUTOFF")
+    resp = extend(api, vid, 2)
+    assert resp.status_code == 202, resp.text
+    assert (volume(api, vid)["status"], volume(api, vid)["size"]) == ("in-use", 2)
+    assert image_size(location(api, vid)["layers"][-1]["path"]) == 2 * GiB
+    api.ok(api.compute("POST", f"/servers/{sid}/action", json={"os-start": None}), 202)
+    wait_until("ACTIVE", lambda: server(api, sid)["status"] == "ACTIVE")
+    after = wait_writing(grower, sid, vid, writes=40)
+    # The guest finds the disk at its new size; the sequence goes on from what it wrote before.
+    assert after.healthy and after.size == 2 * GiB and after.seq > before.seq, after
+    api.ok(api.compute("DELETE", f"/servers/{sid}"), 204)
