@@ -210,10 +210,7 @@ class QemuDriver(HypervisorDriver):
             raise BadRequest(
                 f"volume {volume_id}: cannot shrink its disk from {disk.size} to {new_size} bytes"
             )
-        if new_size > disk.size:
-            # QEMU writes the grown qcow2 header synchronously and raises the virtio-blk
-            # capacity-change notification; the guest rereads the size without a replug.
-            await conn.execute("block_resize", {"node-name": disk.top_node, "size": new_size})
+        await nodes.grow(conn, disk.top_node, disk.files[0], disk.size, new_size)
 
     # -- mirror --------------------------------------------------------------------------
     async def start_mirror(
