@@ -28,6 +28,10 @@
  *   FERRY-STATUS {"t":..,"dev":"vdb","serial":"..","seq":N,"synced_seq":N,"first_seq":N,
  *                 "nblocks":N,"wps":N,"verified":N,"max_write_ms":X,"max_flush_ms":X,
  *                 "win_max_write_ms":X,"io_errors":N,"verify_failures":N}
+ *                 (and "size":BYTES, the disk's capacity as the guest last read it)
+ *   FERRY-GROWN {"dev":"vdb","serial":"..","old":BYTES,"new":BYTES,"tail_ok":0|1}
+ *                 the disk grew under the guest (a live extend): its last 4 KiB block past
+ *                 the old end was written, flushed and read back (tail_ok 1 if it matched)
  *   FERRY-DISK-REMOVED vdb <serial>     (preceded by a final FERRY-STATUS of that disk)
  *   FERRY-IO-ERROR / FERRY-VERIFY-FAIL / FERRY-ERROR  free-form diagnostics
  */
@@ -52,6 +56,7 @@
 #define SCAN_CHUNK (1 << 20)
 #define VERIFY_EVERY 4          /* re-read one earlier block every N writes */
 #define GONE_WAIT_MS 2000       /* after an I/O error, how long to wait for sysfs to drop it */
+#define GROW_CHECK_EVERY 32     /* re-read the capacity every N writes */
 
 static unsigned cfg_rate = 200, cfg_span_mb = 64, cfg_sync_every = 16;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* guards the stats of every disk */
@@ -64,6 +69,7 @@ struct disk {
     ino_t sys_ino;            /* identity of /sys/block/<dev>: a re-plugged disk gets a new one */
     int fd;
     uint64_t nblocks;
+    uint64_t bytes;           /* capacity (BLKGETSIZE64), re-read by the worker: it can grow */
     pthread_t thread;
     atomic_int stop;          /* main -> worker: the disk is gone, exit */
     atomic_int done;          /* worker -> main: thread has finished */
@@ -213,6 +219,24 @@ static int io_failed(struct disk *d, const char *op, uint64_t seq, int err)
     return 0;
 }
 
+/* The capacity grew (a live extend): write the last block past the old end, flush it and read
+ * it back; report once per growth. The workload's span itself does not move. */
+static void check_grown(struct disk *d, uint8_t *buf, uint8_t *rbuf)
+{
+    uint64_t now = 0;
+    if (ioctl(d->fd, BLKGETSIZE64, &now) || now <= d->bytes)
+        return;
+    uint64_t old = d->bytes, index = now / BLK - 1;
+    make_block(buf, d, index, 1);
+    int ok = pwrite(d->fd, buf, BLK, (off_t)(index * BLK)) == BLK && fdatasync(d->fd) == 0 &&
+             pread(d->fd, rbuf, BLK, (off_t)(index * BLK)) == BLK && !memcmp(buf, rbuf, BLK);
+    pthread_mutex_lock(&mu);
+    d->bytes = now;
+    pthread_mutex_unlock(&mu);
+    printf("FERRY-GROWN {\"dev\":\"%s\",\"serial\":\"%s\",\"old\":%llu,\"new\":%llu,\"tail_ok\":%d}\n",
+           d->dev, d->serial, (unsigned long long)old, (unsigned long long)now, ok);
+}
+
 /* Highest valid seq in the span (0 if none), or -1 if the disk vanished during the scan. */
 static int64_t scan_max_seq(struct disk *d, uint8_t *buf)
 {
@@ -330,6 +354,8 @@ static void *worker(void *arg)
                        d->dev, d->serial, (unsigned long long)widx, (unsigned long long)want,
                        (long long)block_seq(rbuf, d, widx));
         }
+        if (seq % GROW_CHECK_EVERY == 0)
+            check_grown(d, buf, rbuf);
     }
     while (!d->nblocks && !atomic_load(&d->stop))   /* disk too small to use: idle */
         sleep_ms(200);
@@ -347,12 +373,12 @@ static void print_status(struct disk *d, double t)
     printf("FERRY-STATUS {\"t\":%.3f,\"dev\":\"%s\",\"serial\":\"%s\",\"seq\":%llu,"
            "\"synced_seq\":%llu,\"first_seq\":%llu,\"nblocks\":%llu,\"wps\":%llu,"
            "\"verified\":%llu,\"max_write_ms\":%.3f,\"max_flush_ms\":%.3f,"
-           "\"win_max_write_ms\":%.3f,\"io_errors\":%llu,\"verify_failures\":%llu}\n",
+           "\"win_max_write_ms\":%.3f,\"io_errors\":%llu,\"verify_failures\":%llu,\"size\":%llu}\n",
            t, d->dev, d->serial, (unsigned long long)d->seq, (unsigned long long)d->synced_seq,
            (unsigned long long)d->first_seq, (unsigned long long)d->nblocks,
            (unsigned long long)d->win_writes, (unsigned long long)d->verified, d->max_write_ms,
            d->max_flush_ms, d->win_max_write_ms, (unsigned long long)d->io_errors,
-           (unsigned long long)d->verify_failures);
+           (unsigned long long)d->verify_failures, (unsigned long long)d->bytes);
     d->win_writes = 0;
     d->win_max_write_ms = 0;
     pthread_mutex_unlock(&mu);
@@ -386,6 +412,7 @@ static void add_disk(const char *dev, ino_t ino)
     uint64_t bytes = 0, span = (uint64_t)cfg_span_mb << 20;
     ioctl(fd, BLKGETSIZE64, &bytes);
     d->nblocks = (bytes < span ? bytes : span) / BLK;
+    d->bytes = bytes;
     d->next = disks;
     disks = d;
     printf("FERRY-DISK-ADDED %s %s\n", d->dev, d->serial);

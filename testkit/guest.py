@@ -51,6 +51,7 @@ class DiskStatus:
     win_max_write_ms: float  # within the last one-second window
     io_errors: int
     verify_failures: int
+    size: int = 0  # the disk's capacity in bytes as the guest last read it (grows on a live extend)
 
     @property
     def healthy(self) -> bool:
@@ -87,6 +88,7 @@ def _parse_status_line(line: str) -> DiskStatus | None:
             win_max_write_ms=float(d["win_max_write_ms"]),
             io_errors=int(d["io_errors"]),
             verify_failures=int(d["verify_failures"]),
+            size=int(d.get("size", 0)),
         )
     except (ValueError, KeyError, TypeError):
         # A kernel message can interleave with a line on the serial console: skip it.
@@ -96,6 +98,35 @@ def _parse_status_line(line: str) -> DiskStatus | None:
 def _parse_event_line(line: str) -> DiskEvent | None:
     m = _DISK_EVENT_RE.search(line)
     return DiskEvent(m.group(1).lower(), m.group(2), m.group(3)) if m else None
+
+
+@dataclass(frozen=True)
+class DiskGrown:
+    """A FERRY-GROWN line: the disk's capacity grew under the guest (a live extend), and the guest
+    wrote, flushed and read back its last block past the old end (`tail_ok`)."""
+
+    dev: str
+    serial: str
+    old: int
+    new: int
+    tail_ok: bool
+
+
+_GROWN_RE = re.compile(r"FERRY-GROWN (\{[^{}]*\})")
+
+
+def parse_grown(text: str) -> list[DiskGrown]:
+    """All well-formed FERRY-GROWN lines in ``text``, in order."""
+    out = []
+    for m in _GROWN_RE.finditer(text):
+        try:
+            d = json.loads(m.group(1))
+            out.append(
+                DiskGrown(str(d["dev"]), str(d["serial"]), int(d["old"]), int(d["new"]), bool(d["tail_ok"]))
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # a kernel message interleaved with the line
+    return out
 
 
 def parse_status(text: str) -> list[DiskStatus]:

@@ -272,6 +272,8 @@ class VolumeActors:
 
     volumes: VolumeService
     migrations: MigrationService
+    attached_extend: bool = False
+    """The request's microversion extends in-use volumes (Cinder 3.42)."""
 
 
 # The arguments each action takes, as the OpenAPI declares them (the handlers below parse them).
@@ -299,11 +301,13 @@ async def volume_action(
     volumes: VolumeService = Volumes,
     migrations: MigrationService = Migrations,
 ) -> Response:
-    return await perform(request, "volume", ACTIONS, VolumeActors(volumes, migrations), ctx, volume_id)
+    actors = VolumeActors(volumes, migrations, attached_extend=at_least(request, "3.42", "volume"))
+    return await perform(request, "volume", ACTIONS, actors, ctx, volume_id)
 
 
 async def _extend(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
-    await on.volumes.extend(ctx, volume_id, parse(ExtendBody, args, "os-extend").new_size)
+    new_size = parse(ExtendBody, args, "os-extend").new_size
+    await on.volumes.extend(ctx, volume_id, new_size, allow_in_use=on.attached_extend)
 
 
 async def _migrate(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:

@@ -36,6 +36,7 @@ REPLAY: dict[Target, dict[str, str]] = {
         "disks": _READ,
         "snapshot_disk": "checks first: a disk already on the new active file is left",
         "merge_layer": "checks first: a layer no longer in the chain is not streamed again",
+        "extend_volume": "checks first: a disk already of the size is left",
         "start_mirror": "checks first: an existing job, or a disk already on the target, is left",
         "mirror_status": _READ,
         "wait_mirror": _READ,

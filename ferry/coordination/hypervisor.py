@@ -84,6 +84,9 @@ class RemoteHypervisor(HypervisorDriver):
     async def merge_layer(self, server_id: str, volume_id: str, layer: LayerFile) -> None:
         await self._call("merge_layer", server_id, volume_id, layer, timeout=self.slow_timeout)
 
+    async def extend_volume(self, server_id: str, volume_id: str, new_size: int) -> None:
+        await self._call("extend_volume", server_id, volume_id, new_size)
+
     # -- mirror --------------------------------------------------------------------------
     async def start_mirror(
         self, server_id: str, volume_id: str, job_id: str, target: DiskChain, *, sync_top: bool, speed: int

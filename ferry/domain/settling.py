@@ -58,6 +58,9 @@ class VolumeFacts:
     """An attachment row names the volume."""
     plugged: bool = False
     """The server's running QEMU has a disk whose serial is the volume id."""
+    disk_size: int | None = None
+    """That disk's virtual size in bytes as QEMU has it open (None: not plugged or not reported).
+    For a running guest it, not the file's header read behind QEMU's back, is the image's size."""
 
 
 @dataclass(frozen=True)
@@ -122,15 +125,30 @@ def _settle_create(f: VolumeFacts) -> VolumeSettlement:
 
 
 def _settle_extend(f: VolumeFacts) -> VolumeSettlement:
+    """An attached volume (its extend began `in-use`) goes back to `in-use`, a detached one to
+    `available`. A running guest's disk is judged by the size QEMU has it at (`block_resize`
+    grows it there), any other by its file."""
     target = f.target_size_gib
+    back = VolumeStatus.IN_USE if f.attached else VolumeStatus.AVAILABLE
+    if f.plugged and f.disk_size is not None:
+        if target is not None and f.disk_size == target * GiB:
+            return VolumeSettlement(
+                Outcome.COMPLETE, back, f"the running guest's disk already has the new {target} GiB", target
+            )
+        if f.disk_size == f.size_gib * GiB:
+            return VolumeSettlement(
+                Outcome.ROLL_BACK, back, f"the running guest's disk still has the old {f.size_gib} GiB"
+            )
+        return VolumeSettlement(
+            Outcome.FAIL,
+            VolumeStatus.ERROR,
+            f"extend interrupted: the running guest's disk has {f.disk_size} bytes, "
+            f"neither {f.size_gib} nor {target} GiB",
+        )
     if target is not None and _whole(f, target):
-        return VolumeSettlement(
-            Outcome.COMPLETE, VolumeStatus.AVAILABLE, f"the file already has the new {target} GiB", target
-        )
+        return VolumeSettlement(Outcome.COMPLETE, back, f"the file already has the new {target} GiB", target)
     if _whole(f, f.size_gib):
-        return VolumeSettlement(
-            Outcome.ROLL_BACK, VolumeStatus.AVAILABLE, f"the file still has the old {f.size_gib} GiB"
-        )
+        return VolumeSettlement(Outcome.ROLL_BACK, back, f"the file still has the old {f.size_gib} GiB")
     return VolumeSettlement(
         Outcome.FAIL,
         VolumeStatus.ERROR,

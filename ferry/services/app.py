@@ -85,6 +85,7 @@ class Ferry:
         self.images = ImageService(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.snapshots.live = self.compute
+        self.volumes.live = self.compute
         self.migrations = MigrationService(self.db, config, self.backends, self.hypervisor, self.volumes)
         self.servers = ServerSettling(self.compute)
         self.live = LiveMigrationService(

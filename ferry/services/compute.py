@@ -29,6 +29,7 @@ from ferry.drivers.storage.qemu_img import QemuImg
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
 from ferry.services.detaching import GuestDetach, Unplug
+from ferry.services.extending import extending_volume_of
 from ferry.services.hosts import HostRegistry
 from ferry.services.images import find_image
 from ferry.services.queries import attachment_of, get_owned, get_volume
@@ -220,6 +221,13 @@ class ComputeService:
                 .values(task_state=task, updated_at=utcnow()),
                 refusal(task, server.id, server.status, server.task_state),
             )
+            # After the claim's write: an extend that claimed the server row first is visible now.
+            extending = s.scalar(extending_volume_of(server.id))
+            if extending:
+                raise Conflict(
+                    f"Server {server.id}: volume {extending} is being extended; "
+                    f"{TASK_VERB[task]} it when the extend is done."
+                )
             return server
 
     async def stop(self, ctx: RequestContext, server_id: str) -> None:
@@ -373,12 +381,15 @@ class ComputeService:
         with self.db() as s:
             return get_owned(s, Server, ctx, server_id, "Server")
 
-    # -- live disk work for snapshots (LiveDisks) ---------------------------------------
+    # -- live disk work for snapshots and extends (LiveDisks, LiveExtend) -------------------
     async def live_snapshot(self, server_id: str, volume_id: str, new_active: LayerFile) -> None:
         await self.hv.snapshot_disk(server_id, volume_id, new_active)
 
     async def live_merge(self, server_id: str, volume_id: str, layer: LayerFile) -> None:
         await self.hv.merge_layer(server_id, volume_id, layer)
+
+    async def live_extend(self, server_id: str, volume_id: str, new_size: int) -> None:
+        await self.hv.extend_volume(server_id, volume_id, new_size)
 
     async def live_files(self, server_id: str, volume_id: str) -> tuple[str, ...] | None:
         return next((d.files for d in await self.hv.disks(server_id) if d.volume_id == volume_id), None)

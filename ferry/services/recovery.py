@@ -119,18 +119,23 @@ class VolumeRecovery:
                 migrating=vol.migration_status in MIGRATION_BUSY,
                 attached=att is not None,
             )
-        check = LayerCheck(present=False)
-        if base.status in (VolumeStatus.CREATING, VolumeStatus.EXTENDING):
-            check = await self.backends.driver(loc.backend).check_layer(loc.name_id, loc.active_layer)
-        plugged = False
+        disk = None
         if (
             server is not None
             and server.status is ServerStatus.ACTIVE
             and await self.hv.is_running(server.id)
         ):
-            plugged = any(
-                d.volume_id == volume_id and d.serial == volume_id for d in await self.hv.disks(server.id)
+            disk = next(
+                (d for d in await self.hv.disks(server.id) if d.volume_id == volume_id == d.serial), None
             )
+        check = LayerCheck(present=False)
+        # A running guest's image is judged by QEMU (`disk.size`): `qemu-img check` behind the
+        # writer's back is no proof either way.
+        live_size = disk.size if disk is not None else None
+        if base.status is VolumeStatus.CREATING or (
+            base.status is VolumeStatus.EXTENDING and live_size is None
+        ):
+            check = await self.backends.driver(loc.backend).check_layer(loc.name_id, loc.active_layer)
         return VolumeFacts(
             status=base.status,
             size_gib=base.size_gib,
@@ -140,7 +145,8 @@ class VolumeRecovery:
             file_sound=check.sound,
             file_size=check.virtual_size,
             attached=base.attached,
-            plugged=plugged,
+            plugged=disk is not None,
+            disk_size=live_size,
         )
 
     # -- performing ------------------------------------------------------------------------

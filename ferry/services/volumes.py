@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRow
 from ferry.db.statements import compare_and_set, compensate, not_migrating, updated_one
 from ferry.domain.clock import utcnow
-from ferry.domain.errors import BadRequest, Conflict, FerryError
+from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
 from ferry.domain.ids import new_id
 from ferry.domain.model import GiB, VolumeLocation
 from ferry.domain.scheduling import PoolStats, choose_backend
@@ -36,6 +36,7 @@ from ferry.domain.volumes import (
 )
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
+from ferry.services.extending import LiveExtend, claim_server
 from ferry.services.queries import (
     attachment_of,
     being_copied_into,
@@ -105,6 +106,7 @@ class VolumeService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._chains: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._creating: set[str] = set()
+        self.live: LiveExtend | None = None
 
     def in_flight(self, volume_id: str) -> bool:
         """Whether this process is still working on the volume's files (a create or copy, an
@@ -300,39 +302,58 @@ class VolumeService:
             vol.updated_at = utcnow()
             return vol
 
-    async def extend(self, ctx: RequestContext, volume_id: str, new_size: object) -> None:
+    async def extend(
+        self, ctx: RequestContext, volume_id: str, new_size: object, *, allow_in_use: bool = False
+    ) -> None:
+        """Grow the volume to `new_size` GiB. A detached one grows through its storage driver; an
+        attached one (`allow_in_use`: Cinder's 3.42) under its running guest through the
+        hypervisor (`live.live_extend`), or, its server shut off, through the storage driver."""
         policy.enforce(ctx, "volume:extend")
         async with self.chain_lock(volume_id):
-            await self._extend_locked(ctx, volume_id, new_size)
+            await self._extend_locked(ctx, volume_id, new_size, allow_in_use)
 
-    async def _extend_locked(self, ctx: RequestContext, volume_id: str, new_size: object) -> None:
+    async def _extend_locked(
+        self, ctx: RequestContext, volume_id: str, new_size: object, allow_in_use: bool
+    ) -> None:
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
             size = check_size(new_size)
             if size <= vol.size_gib:
                 raise BadRequest(f"New size {size} GiB must be larger than the current {vol.size_gib} GiB.")
-            if vol.status is VolumeStatus.IN_USE:
-                raise BadRequest(f"Volume {vol.id} is attached: detach it before extending.")
+            attached = vol.status is VolumeStatus.IN_USE
+            if attached and not allow_in_use:
+                raise BadRequest(
+                    f"Volume {vol.id} status must be available to extend, currently in-use "
+                    "(an attached volume extends from microversion 3.42)."
+                )
             pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == vol.backend)
             if not pool.fits(size - vol.size_gib):
                 raise BadRequest(f"No capacity to extend volume {vol.id} to {size} GiB on {vol.backend}.")
-            set_status(s, vol.id, VolumeStatus.EXTENDING, expect=(VolumeStatus.AVAILABLE,))
+            back = VolumeStatus.IN_USE if attached else VolumeStatus.AVAILABLE
+            set_status(s, vol.id, VolumeStatus.EXTENDING, expect=(back,))
+            live_server = claim_server(s, vol.id) if attached else None
             # Durable intent, in the same transaction as the claim: a restart settles the extend
-            # from the file's real size against this, so the database never disagrees with it.
+            # from the image's real size against this, so the database never disagrees with it.
             s.execute(update(Volume).where(Volume.id == vol.id).values(target_size_gib=size))
             loc = self.backends.location(s, vol)
         failpoints.hit("volume-extend.before_resize")
         failed = update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_EXTENDING)
         with compensate(self.db, failed):
-            await self.backends.driver(loc.backend).extend(loc, size * GiB)
+            if live_server is None:
+                await self.backends.driver(loc.backend).extend(loc, size * GiB)
+            else:
+                # QEMU has the image open: it must grow the file itself (never qemu-img behind it).
+                assert self.live is not None
+                try:
+                    await self.live.live_extend(live_server, volume_id, size * GiB)
+                except NotFound as e:  # the volume exists: its server's process lost the disk
+                    raise Conflict(f"Server {live_server} cannot grow volume {volume_id}: {e.message}") from e
         failpoints.hit("volume-extend.after_resize")
         with self.db.begin() as s:
             s.execute(
                 update(Volume)
                 .where(Volume.id == volume_id)
-                .values(
-                    size_gib=size, target_size_gib=None, status=VolumeStatus.AVAILABLE, updated_at=utcnow()
-                )
+                .values(size_gib=size, target_size_gib=None, status=back, updated_at=utcnow())
             )
 
     async def delete(self, ctx: RequestContext, volume_id: str, cascade: bool = False) -> None:

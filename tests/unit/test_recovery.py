@@ -100,6 +100,32 @@ CASES: dict[str, tuple[Step, Step, Step, str]] = {
         nothing,
         "available",
     ),
+    # Extend of an in-use volume under a running guest: QEMU's size of the disk decides; with
+    # the server shut off, the file's (the storage driver grew it offline). Back to in-use.
+    "in-use:volume-extend.before_resize": (
+        lambda w: _attached(w),
+        lambda w: w.app.volumes.extend(ADMIN, w.vid, 3, allow_in_use=True),
+        lambda w: _extend_calls(w, 0),
+        "in-use",
+    ),
+    "in-use:volume-extend.after_resize": (
+        lambda w: _attached(w),
+        lambda w: w.app.volumes.extend(ADMIN, w.vid, 3, allow_in_use=True),
+        lambda w: _extend_calls(w, 1),
+        "in-use",
+    ),
+    "shut-off:volume-extend.before_resize": (
+        lambda w: _attached(w, stopped=True),
+        lambda w: w.app.volumes.extend(ADMIN, w.vid, 3, allow_in_use=True),
+        lambda w: _extend_calls(w, 0),
+        "in-use",
+    ),
+    "shut-off:volume-extend.after_resize": (
+        lambda w: _attached(w, stopped=True),
+        lambda w: w.app.volumes.extend(ADMIN, w.vid, 3, allow_in_use=True),
+        lambda w: _extend_calls(w, 0),
+        "in-use",
+    ),
     # Delete: always finished.
     "volume-delete.before_retire": (volume, lambda w: w.app.volumes.delete(ADMIN, w.vid), nothing, "gone"),
     "volume-delete.after_retire": (volume, lambda w: w.app.volumes.delete(ADMIN, w.vid), nothing, "gone"),
@@ -167,9 +193,18 @@ async def _with_snapshots(w: World) -> None:
         await w.app.snapshots.create(ADMIN, w.vid, f"s{i}", None, {})
 
 
-async def _attached(w: World) -> None:
+async def _attached(w: World, stopped: bool = False) -> None:
     await volume(w)
     await server(w, attach=True)
+    if stopped:
+        await w.app.compute.stop(ADMIN, w.sid)
+
+
+async def _extend_calls(w: World, count: int) -> None:
+    """How many live extends reached the hypervisor (a shut-off server's disk grows offline)."""
+    assert [c for c in w.hv.calls if c[0] == "extend_volume"] == [
+        ("extend_volume", w.sid, w.vid, str(3 * GiB))
+    ] * count
 
 
 async def _server_is(w: World, status: ServerStatus | None) -> None:

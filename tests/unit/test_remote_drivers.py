@@ -17,7 +17,7 @@ from ferry.coordination.hypervisor import RemoteHypervisor
 from ferry.coordination.memory import InProcessQueue
 from ferry.coordination.queue import Timing
 from ferry.coordination.storage import RemoteStorage
-from ferry.domain.errors import Conflict, DriverError, NotFound
+from ferry.domain.errors import BadRequest, Conflict, DriverError, NotFound
 from ferry.domain.migration import MirrorCondition
 from ferry.domain.model import BackendConfig, DiskChain, DiskFormat, LayerFile
 from ferry.drivers.hypervisor.base import ServerSpec
@@ -48,6 +48,10 @@ from tests.unit.test_file_storage import (  # the file driver's tests, run here 
     test_snapshot_chain_is_relative_and_replayable,
     test_usage_counts_allocated_bytes,
 )
+from tests.unit.test_live_extend import (  # an in-use extend, the disk grown through the agent
+    test_a_failed_live_extend_leaves_error_extending,
+    test_an_in_use_extend_grows_the_running_disk_and_returns_to_in_use,
+)
 from tests.unit.test_migration_service import (  # the migration service, with proxies in place
     test_attached_migration_commits_and_cleans,
     test_cancel_and_swap_guard,
@@ -63,7 +67,10 @@ TIMING = Timing(
 )
 
 __all__ = [
-    "test_a_copy_is_flushed_before_it_takes_its_final_name", "test_attached_migration_commits_and_cleans",
+    "test_a_copy_is_flushed_before_it_takes_its_final_name",
+    "test_a_failed_live_extend_leaves_error_extending",
+    "test_an_in_use_extend_grows_the_running_disk_and_returns_to_in_use",
+    "test_attached_migration_commits_and_cleans",
     "test_cancel_and_swap_guard", "test_cancelled_copy_kills_qemu_img",
     "test_copy_flat_across_backends_and_resize", "test_copy_layer_needs_the_parent_first",
     "test_copy_layer_preserves_the_chain", "test_copy_layer_replaces_leftover_part",
@@ -190,6 +197,22 @@ async def test_hypervisor_calls_errors_and_bytes_cross(
     fake.fail_next("stop", DriverError("QEMU would not quit"))
     with pytest.raises(DriverError, match=r"^QEMU would not quit$"):
         await hv.stop("s1")
+
+
+async def test_extend_volume_crosses_with_its_size_and_refusal(
+    hv_pair: tuple[FakeHypervisorDriver, RemoteHypervisor],
+) -> None:
+    fake, hv = hv_pair
+    vol = "0b1f1c1e-0000-4000-8000-000000000003"
+    await hv.spawn(ServerSpec("s1", 1, 128, disks=(DiskChain(vol, (LayerFile("/b/x.qcow2"),)),)))
+    await hv.extend_volume("s1", vol, 2 << 30)
+    assert ("extend_volume", "s1", vol, str(2 << 30)) in fake.calls
+    [disk] = await hv.disks("s1")
+    assert disk.size == 2 << 30  # DiskInfo's size crosses too
+    with pytest.raises(BadRequest, match="cannot shrink"):
+        await hv.extend_volume("s1", vol, 1 << 30)
+    with pytest.raises(NotFound, match="not attached"):
+        await hv.extend_volume("s1", "0b1f1c1e-0000-4000-8000-000000000004", 2 << 30)
 
 
 async def test_wait_mirror_crosses_with_its_condition(

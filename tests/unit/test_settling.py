@@ -20,6 +20,8 @@ V = VolumeStatus
 WHOLE_1 = {"file_present": True, "file_sound": True, "file_size": 1 * GiB}
 WHOLE_2 = {"file_present": True, "file_sound": True, "file_size": 2 * GiB}
 DAMAGED = {"file_present": True, "file_sound": False, "file_size": None}
+LIVE = {"attached": True, "plugged": True}
+"""An in-use extend under a running guest: QEMU's size of the disk decides, not the file."""
 
 
 @pytest.mark.parametrize(
@@ -33,6 +35,18 @@ DAMAGED = {"file_present": True, "file_sound": False, "file_size": None}
         (V.EXTENDING, WHOLE_1, Outcome.ROLL_BACK, V.AVAILABLE, None),
         (V.EXTENDING, DAMAGED, Outcome.FAIL, V.ERROR, None),
         (V.EXTENDING, {}, Outcome.FAIL, V.ERROR, None),
+        (V.EXTENDING, {**LIVE, "disk_size": 2 * GiB}, Outcome.COMPLETE, V.IN_USE, 2),
+        (V.EXTENDING, {**LIVE, "disk_size": 1 * GiB}, Outcome.ROLL_BACK, V.IN_USE, None),
+        (V.EXTENDING, {**LIVE, "disk_size": 3 * GiB}, Outcome.FAIL, V.ERROR, None),
+        # QEMU's size wins over a file read behind its back (here: the header looks unchanged)
+        (V.EXTENDING, {**LIVE, **WHOLE_1, "disk_size": 2 * GiB}, Outcome.COMPLETE, V.IN_USE, 2),
+        (V.EXTENDING, {**LIVE, **DAMAGED, "disk_size": 1 * GiB}, Outcome.ROLL_BACK, V.IN_USE, None),
+        # attached to a shut-off server (or a dead QEMU): the file decides, back to in-use
+        (V.EXTENDING, {"attached": True, **WHOLE_2}, Outcome.COMPLETE, V.IN_USE, 2),
+        (V.EXTENDING, {"attached": True, **WHOLE_1}, Outcome.ROLL_BACK, V.IN_USE, None),
+        (V.EXTENDING, {"attached": True, **DAMAGED}, Outcome.FAIL, V.ERROR, None),
+        # plugged but the hypervisor reports no size: the file decides
+        (V.EXTENDING, {**LIVE, **WHOLE_2}, Outcome.COMPLETE, V.IN_USE, 2),
         (V.DELETING, {}, Outcome.COMPLETE, None, None),
         (V.DELETING, WHOLE_1, Outcome.COMPLETE, None, None),
         (V.ATTACHING, {"attached": True, "plugged": True}, Outcome.COMPLETE, V.IN_USE, None),

@@ -36,6 +36,8 @@ class DiskInfo:
     serial: str
     files: tuple[str, ...]
     """Image files of the device's chain, active first."""
+    size: int | None = None
+    """The disk's virtual size in bytes as the hypervisor has it open (None: not reported)."""
 
 
 class JobStatus(StrEnum):
@@ -127,6 +129,15 @@ class HypervisorDriver(abc.ABC):
     async def merge_layer(self, server_id: str, volume_id: str, layer: LayerFile) -> None:
         """Live snapshot delete: stream read-only `layer` into the layer above it and drop it from
         the chain (block-stream). The file itself is left for the caller to delete."""
+
+    @abc.abstractmethod
+    async def extend_volume(self, server_id: str, volume_id: str, new_size: int) -> None:
+        """Grow an attached disk under the running guest to `new_size` bytes (cf. Nova's virt
+        driver `extend_volume`, libvirt's `blockResize`): the image file open in the hypervisor is
+        grown through it (QMP `block_resize` of the disk's active layer), never behind its back,
+        and the guest is told of the new capacity. The caller has checked the size and owns the
+        volume's chain for the duration. Idempotent: a disk already of `new_size` is left.
+        BadRequest for a size below the disk's; NotFound for an unknown server or disk."""
 
     # -- mirror ------------------------------------------------------------------------
     @abc.abstractmethod

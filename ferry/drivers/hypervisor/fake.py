@@ -4,8 +4,9 @@ Owns: fake servers with disks (serial, file chain) and mirror jobs that a test s
 (`set_progress`, `make_ready`, `make_synced`, `conclude`), a server crash (`crash`),
 failure injection (`fail_next`), and a serial console a test can print on (`write_console`; a
 spawn prints `BOOT_LINE`). Does not move data: a pivot just puts the disk on the target
-files. Same contract as the QEMU driver: NotFound for unknown servers, disks and jobs, Conflict
-when no slot is free, DriverError on timeout or when the server dies.
+files; a live extend grows an existing active file as QEMU's block_resize would. Same contract
+as the QEMU driver: NotFound for unknown servers, disks and jobs, Conflict when no slot is free,
+DriverError on timeout or when the server dies.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from ferry.domain.errors import Conflict, DriverError, FerryError, NotFound
+from ferry.domain.errors import BadRequest, Conflict, DriverError, FerryError, NotFound
 from ferry.domain.live import DiskSlot, LiveProgress, LiveSettings, LiveState
 from ferry.domain.migration.convergence import MirrorCondition
 from ferry.domain.model import DiskChain, LayerFile
@@ -22,6 +24,7 @@ from ferry.drivers.hypervisor import fake_live
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, JobStatus, MirrorStatus, ServerSpec
 from ferry.drivers.hypervisor.console import MAX_TAIL, chunk_bounds, last_lines
 from ferry.drivers.hypervisor.fake_live import Fleet
+from ferry.drivers.storage.qemu_img import QemuImg
 
 FINISHED = (JobStatus.CONCLUDED, JobStatus.NULL)
 BOOT_LINE = "FAKE-BOOT"
@@ -53,6 +56,8 @@ class FakeServer:
     """The serial console log: a fresh one on every spawn, as QEMU truncates its log file."""
     run_state: str = "running"
     live: fake_live.FakeLive | None = None
+    sizes: dict[str, int] = field(default_factory=dict)
+    """Disk sizes a live extend set, by volume id (a disk never extended reports none)."""
 
 
 class FakeHypervisorDriver(HypervisorDriver):
@@ -179,7 +184,10 @@ class FakeHypervisorDriver(HypervisorDriver):
 
     async def disks(self, server_id: str) -> list[DiskInfo]:
         server = self._running(server_id)
-        return [DiskInfo(v, server.serials.get(v, v), _files(c)) for v, c in server.disks.items()]
+        return [
+            DiskInfo(v, server.serials.get(v, v), _files(c), server.sizes.get(v))
+            for v, c in server.disks.items()
+        ]
 
     async def serial(self, server_id: str, volume_id: str) -> str:
         self._disk(server_id, volume_id)
@@ -198,6 +206,18 @@ class FakeHypervisorDriver(HypervisorDriver):
             raise DriverError(f"{layer.path} is the active layer; only a snapshot layer can be merged")
         layers = tuple(x for x in chain.layers if x != layer)
         self._server(server_id).disks[volume_id] = replace(chain, layers=layers)
+
+    async def extend_volume(self, server_id: str, volume_id: str, new_size: int) -> None:
+        self._enter("extend_volume", server_id, volume_id, str(new_size))
+        active = self._disk(server_id, volume_id).active
+        sizes = self._server(server_id).sizes
+        if new_size < sizes.get(volume_id, 0):
+            raise BadRequest(f"volume {volume_id}: cannot shrink the disk to {new_size} bytes")
+        path = Path(active.path)
+        if path.is_file() and (await QemuImg().info(path, active.format)).virtual_size < new_size:
+            # What QEMU's block_resize does to the image it has open (no QEMU has it open here).
+            await QemuImg().resize(path, active.format, new_size)
+        sizes[volume_id] = new_size
 
     # -- mirror --------------------------------------------------------------------------
     async def start_mirror(

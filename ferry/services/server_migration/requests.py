@@ -36,6 +36,7 @@ from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services import policy
 from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
+from ferry.services.extending import extending_volume_of
 from ferry.services.hosts import HostRegistry
 from ferry.services.migration.conductor import Conductor
 from ferry.services.queries import get_owned
@@ -94,6 +95,13 @@ class LiveMigrationService:
                 .values(task_state=ServerTaskState.MIGRATING, updated_at=utcnow()),
                 refusal(ServerTaskState.MIGRATING, server.id, server.status, server.task_state),
             )
+            # After the claim's write, as ComputeService._claim: a volume extend holds the server.
+            extending = s.scalar(extending_volume_of(server.id))
+            if extending:
+                raise Conflict(
+                    f"Server {server.id}: volume {extending} is being extended; "
+                    "live-migrate it when the extend is done."
+                )
         self._launch(row.id)
         return row
 

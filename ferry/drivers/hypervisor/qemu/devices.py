@@ -28,6 +28,8 @@ class PluggedDisk:
     top_node: str
     files: tuple[str, ...]
     """Image files of its chain, active first."""
+    size: int
+    """The active layer's virtual size in bytes, as QEMU has it open."""
 
 
 def device_id(volume_id: str) -> str:
@@ -70,7 +72,10 @@ async def plugged_disks(conn: QmpConnection) -> list[PluggedDisk]:
         m = DISK_QDEV.fullmatch(str(block.get("qdev", "")))
         if m is not None and "inserted" in block:
             inserted = block["inserted"]
-            disks.append(PluggedDisk(m[1], str(inserted["node-name"]), chain_files(inserted["image"])))
+            image = inserted["image"]
+            disks.append(
+                PluggedDisk(m[1], str(inserted["node-name"]), chain_files(image), int(image["virtual-size"]))
+            )
     return disks
 
 

@@ -174,7 +174,9 @@ class QemuDriver(HypervisorDriver):
     async def disks(self, server_id: str) -> list[DiskInfo]:
         conn = await self._conn(server_id)
         plugged = await devices.plugged_disks(conn)
-        return [DiskInfo(d.volume_id, await devices.serial(conn, d.volume_id), d.files) for d in plugged]
+        return [
+            DiskInfo(d.volume_id, await devices.serial(conn, d.volume_id), d.files, d.size) for d in plugged
+        ]
 
     async def serial(self, server_id: str, volume_id: str) -> str:
         return await devices.serial(await self._conn(server_id), volume_id)
@@ -200,6 +202,15 @@ class QemuDriver(HypervisorDriver):
         if path in disk.files:
             await jobs.stream_out(conn, disk.files, disk.files.index(path), self.job_timeout)
         await nodes.del_nodes(conn, nodes.layer_nodes_top_first([path]))
+
+    async def extend_volume(self, server_id: str, volume_id: str, new_size: int) -> None:
+        conn = await self._conn(server_id)
+        disk = await devices.plugged_disk(conn, volume_id)
+        if new_size < disk.size:
+            raise BadRequest(
+                f"volume {volume_id}: cannot shrink its disk from {disk.size} to {new_size} bytes"
+            )
+        await nodes.grow(conn, disk.top_node, disk.files[0], disk.size, new_size)
 
     # -- mirror --------------------------------------------------------------------------
     async def start_mirror(

@@ -2,11 +2,13 @@
 
 Names come from the file path alone ("f"/"p" + 20 hex of sha1(absolute path) for the
 format/protocol node), so a fresh driver finds the nodes an earlier control plane opened.
-Does not own devices (devices.py) nor jobs that move data between nodes (jobs.py).
+Also grows a node under its users (block_resize). Does not own devices (devices.py) nor jobs
+that move data between nodes (jobs.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -138,3 +140,21 @@ async def drop_layers(conn: QmpConnection, files: Iterable[LayerFile]) -> None:
     """Delete the nodes of `files`, given base first as in a chain: top first, each format node
     before its file node."""
     await del_nodes(conn, layer_nodes_top_first(absolute(f.path) for f in reversed(list(files))))
+
+
+async def grow(conn: QmpConnection, node: str, path: str, current: int, new_size: int) -> None:
+    """Grow format node `node` (of image file `path`, now `current` bytes) to `new_size` under
+    its users: QMP block_resize writes the grown qcow2 header synchronously and raises the
+    virtio-blk capacity-change notification, so the guest rereads the size without a replug.
+    Then the file (a raw one's length too) is flushed: the caller records the size next."""
+    if new_size > current:
+        await conn.execute("block_resize", {"node-name": node, "size": new_size})
+    await asyncio.to_thread(_fsync_path, path)
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
