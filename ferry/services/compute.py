@@ -299,7 +299,7 @@ class ComputeService:
             if server.status != ServerStatus.ACTIVE or server.task_state:
                 raise Conflict(f"Server {server.id} is {server.status}: volumes attach to ACTIVE servers.")
             if attachment_of(s, vol.id) is not None:
-                raise Conflict(f"Volume {vol.id} is already attached.")
+                raise BadRequest(f"Invalid volume: volume {vol.id} is already attached.")  # Nova: 400
             check_attach(self.config.backend(vol.backend), server.host, server.id, vol.id)
             set_status(s, vol.id, VolumeStatus.ATTACHING, expect=(VolumeStatus.AVAILABLE,))
             used = set(s.scalars(select(Attachment.device).where(Attachment.server_id == server.id)))

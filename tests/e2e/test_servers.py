@@ -187,7 +187,7 @@ def test_bad_input(cloud: FerryServer) -> None:
     again = demo.compute(
         "POST", f"/servers/{sid}/os-volume_attachments", json={"volumeAttachment": {"volumeId": vid}}
     )
-    assert again.status_code == 409 and "already attached" in again.text
+    assert again.status_code == 400 and "already attached" in again.text
     foreign = create_volume(admin, 1, "admins")
     resp = demo.compute(
         "POST", f"/servers/{sid}/os-volume_attachments", json={"volumeAttachment": {"volumeId": foreign}}
