@@ -4,7 +4,8 @@
 # write tempest.conf and a pre-provisioned accounts file against it, run the volume API tests, and
 # stop the server (and reap its guests). Exits non-zero on any failure unless TEMPEST_REPORT_ONLY=1.
 #
-#   TEMPEST_REGEX        tests to run (default '^tempest\.api\.volume')
+#   TEMPEST_REGEX        tests to run (default: the volume API and Nova's volume tests,
+#                        '^tempest\.api\.(volume|compute\.volumes)\.')
 #   TEMPEST_CONCURRENCY  tempest workers (default 2; one account set is provisioned per worker)
 #   TEMPEST_REPORT_ONLY  1: print the summary and exit 0 whatever the result
 #   TEMPEST_NEUTRON      1 (default): claim Neutron, so that tempest runs the attach, snapshot and
@@ -18,7 +19,7 @@ TEMPEST_VERSION=47.0.0
 venv=build/tempest-venv
 out=build/tempest
 ws=$out/workspace
-regex=${TEMPEST_REGEX:-'^tempest\.api\.volume'}
+regex=${TEMPEST_REGEX:-'^tempest\.api\.(volume|compute\.volumes)\.'}
 workers=${TEMPEST_CONCURRENCY:-2}
 stamp=$venv/.tempest-$TEMPEST_VERSION
 neutron_flag=$([[ ${TEMPEST_NEUTRON:-1} == 1 ]] && echo --neutron || true)

@@ -240,7 +240,9 @@ def measure(srv: FerryServer, command: list[str], cwd: Path) -> int:
     print(f"after: {after}; left behind: {left or 'nothing'}", flush=True)
     problems = srv.log_problems()
     print(f"server log: {len(problems)} problem line(s) (5xx, tracebacks) in {srv.log_path}", flush=True)
-    return rc
+    # Conformance is also what a run leaves: tempest must clean up after itself, and Ferry must
+    # answer every request without a 5xx or a traceback.
+    return rc or (1 if left or problems else 0)
 
 
 if __name__ == "__main__":
