@@ -77,14 +77,20 @@ class VolumeDetails:
                 attachment=atts.get(v.id),
                 type_name=types.get(v.volume_type_id or ""),
                 admin=admin,
-                host=self.backends.host_attr(v.backend),
+                host=self.backends.host_attr(v.backend),  # None: unplaced
                 migration=migrations.get(v.id),
             )
             for v in vols
         ]
 
     def one(
-        self, ctx: RequestContext, vol: VolumeRecord, request: Request, project_id: str, *, extended: bool = True
+        self,
+        ctx: RequestContext,
+        vol: VolumeRecord,
+        request: Request,
+        project_id: str,
+        *,
+        extended: bool = True,
     ) -> dict[str, Any]:
         """The `{"volume": …}` body of a single volume. Cinder's create and update answers are the
         plain view: the `os-vol-*` extension attributes are only added to show and list."""
@@ -209,6 +215,7 @@ async def create_volume(
             metadata=b.metadata,
             snapshot_id=b.snapshot_id,
             source_volid=b.source_volid,
+            availability_zone=b.availability_zone,
         ),
     )
     return details.one(ctx, vol, request, project_id, extended=False)

@@ -20,12 +20,14 @@ from ferry.config import Config
 from ferry.db.models import Migration, MigrationEvent, Volume
 from ferry.db.statements import active_migration, active_migrations, compare_and_set, not_migrating
 from ferry.domain import migration as dm
+from ferry.domain import scheduling as sched
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, NotFound, Unavailable
 from ferry.domain.ids import new_id
 from ferry.domain.migration import NO_RETURN, EventKind, RunStatus, Step
 from ferry.domain.migration.lease import LeaseTerms
 from ferry.domain.model import BackendConfig
+from ferry.domain.scheduling import PoolStats
 from ferry.domain.volumes import MIGRATION_BUSY, MigrationStatus
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services import policy
@@ -115,6 +117,7 @@ class MigrationService:
             pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == dest.name)
             if not pool.fits(vol.size_gib):
                 raise BadRequest(f"Backend {dest.name!r} has no capacity for {vol.size_gib} GiB.")
+            self._check_type_filters(s, vol, pool, new_type_id)
             check_destination_reach(s, vol.id, dest)
             busy = s.scalar(active_migration(vol.id).with_only_columns(Migration.id))
             if busy:
@@ -168,6 +171,20 @@ class MigrationService:
             )
         return mig
 
+    @staticmethod
+    def _check_type_filters(s: Session, vol: Volume, pool: PoolStats, new_type_id: str | None) -> None:
+        """Cinder's scheduler on migrate (`host_passes_filters`): the destination must pass the
+        filters of the volume's type (for a retype, of the new type); retype is the way off them."""
+        type_id = new_type_id or vol.volume_type_id
+        vtype = get_type(s, type_id) if type_id else None
+        why = sched.type_refusal(pool, vtype.extra_specs or {}) if vtype else None
+        if vtype is not None and why is not None:
+            raise BadRequest(
+                f"Backend {pool.backend.name!r} does not pass the filters of volume type {vtype.name!r}: "
+                f"it {why}. To move the volume there, retype it to a type that backend passes "
+                "(os-retype with migration_policy 'on-demand' migrates it)."
+            )
+
     async def retype(self, ctx: RequestContext, volume_id: str, new_type: str, migration_policy: str) -> None:
         policy.enforce(ctx, "volume:retype")
         if migration_policy not in ("never", "on-demand"):
@@ -177,8 +194,11 @@ class MigrationService:
             vtype = get_type(s, new_type)
             if vtype.id == vol.volume_type_id:
                 raise BadRequest(f"Volume {vol.id} already has type {vtype.name!r}.")
-            pinned = (vtype.extra_specs or {}).get("volume_backend_name")
-            if not pinned or pinned == vol.backend:
+            specs = vtype.extra_specs or {}
+            pools = self.backends.pool_stats(s)
+            here = next((p for p in pools if p.backend.name == vol.backend), None)
+            why = sched.type_refusal(here, specs) if here is not None else None
+            if why is None:  # the volume's backend passes the new type: a change of type only
                 if vol.migration_status in MIGRATION_BUSY:
                     raise Conflict(f"Volume {vol.id} is being migrated.")
                 vol.volume_type_id = vtype.id
@@ -186,10 +206,12 @@ class MigrationService:
                 return
             if migration_policy == "never":
                 raise BadRequest(
-                    f"Type {vtype.name!r} needs backend {pinned!r} but the volume is on "
-                    f"{vol.backend!r}: retype with migration_policy 'on-demand' to move it."
+                    f"Volume {vol.id}'s backend {vol.backend!r} does not pass the filters of type "
+                    f"{vtype.name!r} (it {why}): retype with migration_policy 'on-demand' to move it."
                 )
-        await self.migrate(ctx, volume_id, pinned, new_type_id=vtype.id, action="volume:retype")
+            others = [p for p in pools if p.backend.name != vol.backend]
+            dest = sched.choose_backend(others, vol.size_gib, specs)
+        await self.migrate(ctx, volume_id, dest.backend.name, new_type_id=vtype.id, action="volume:retype")
 
     def report(self, ctx: RequestContext, volume_id: str) -> MigrationReport:
         policy.enforce(ctx, "volume:migration_get")
@@ -325,7 +347,9 @@ class MigrationService:
         cancel = self.cancel_event(migration_id)
         if mig.cancel_requested:
             cancel.set()  # requested before a restart: honoured as soon as the machine allows
-        return MigrationRun(self.db, self.config, self.backends, self.hv, mig, cancel, HANDLERS)
+        run = MigrationRun(self.db, self.config, self.backends, self.hv, mig, cancel, HANDLERS)
+        run.book = self.volumes.book
+        return run
 
     async def _run(self, migration_id: str) -> None:
         if not self.conductor.take(migration_id):
