@@ -18,7 +18,7 @@ from ferry.services.volumes import VolumeService
 router = APIRouter(prefix="/volume/v3/{project_id}")
 
 
-@router.get("/capabilities/{host:path}")
+@router.get("/capabilities/{host}")
 def show_capabilities(
     project_id: str,
     host: str,
