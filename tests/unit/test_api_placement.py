@@ -55,7 +55,9 @@ def at(api: Api, method: str, path: str, version: str = "3.5", **kw: Any) -> htt
 
 
 def error(resp: httpx.Response, code: int) -> str:
-    assert resp.status_code == code, f"{resp.request.method} {resp.request.url}: {resp.status_code} {resp.text}"
+    assert resp.status_code == code, (
+        f"{resp.request.method} {resp.request.url}: {resp.status_code} {resp.text}"
+    )
     body = resp.json()
     (kind,) = body
     assert body[kind]["code"] == code
@@ -131,7 +133,9 @@ def test_specs_no_backend_satisfies_leave_the_volume_in_error_with_a_message(adm
     assert demo.volume("DELETE", f"/volumes/{vol['id']}").status_code == 202
     # a type confined to zones Ferry does not have is refused at once (Cinder's API does)
     make_type(admin, "elsewhere", {"RESKEY:availability_zones": "mars"})
-    assert "zones" in error(demo.volume("POST", "/volumes", json={"volume": {"size": 1, "volume_type": "elsewhere"}}), 400)
+    assert "zones" in error(
+        demo.volume("POST", "/volumes", json={"volume": {"size": 1, "volume_type": "elsewhere"}}), 400
+    )
     assert "'mars' is invalid" in error(
         demo.volume("POST", "/volumes", json={"volume": {"size": 1, "availability_zone": "mars"}}), 400
     )
@@ -159,7 +163,9 @@ def test_migrate_refuses_a_destination_failing_the_type_and_points_to_retype(adm
     assert here in ("ferry@gold-a#gold", "ferry@gold-b#gold")
     # to the other backend of the same name: allowed (how one is drained)
     there = "gold-a" if here == "ferry@gold-b#gold" else "gold-b"
-    assert admin.volume("POST", act, json={"os-migrate_volume": {"host": f"ferry@{there}"}}).status_code == 202
+    assert (
+        admin.volume("POST", act, json={"os-migrate_volume": {"host": f"ferry@{there}"}}).status_code == 202
+    )
     assert wait_migrated(admin, vol["id"])["migration_status"] == "success"
     assert host_of(admin, vol["id"]) == f"ferry@{there}#gold"
     # retype to a type the backend fails: refused with "never", migrated with "on-demand"
@@ -197,7 +203,9 @@ def test_messages_are_project_scoped_and_deletable(admin: Api, demo: Api, reader
     assert theirs["id"] not in {m.get("resource_uuid") for m in messages(demo)}
     error(at(demo, "GET", f"/messages/{m_theirs['id']}"), 404)
     error(at(demo, "DELETE", f"/messages/{m_theirs['id']}"), 404)
-    assert admin.ok(at(admin, "GET", f"/messages/{m_mine['id']}"))["message"]["id"] == m_mine["id"]  # admin: all
+    assert (
+        admin.ok(at(admin, "GET", f"/messages/{m_mine['id']}"))["message"]["id"] == m_mine["id"]
+    )  # admin: all
     assert reader.ok(at(reader, "GET", f"/messages/{m_mine['id']}"))["message"]["id"] == m_mine["id"]
     error(at(reader, "DELETE", f"/messages/{m_mine['id']}"), 403)
     assert at(demo, "DELETE", f"/messages/{m_mine['id']}").status_code == 204
@@ -231,7 +239,9 @@ def test_messages_pagination_sorting_and_filters(admin: Api, demo: Api) -> None:
     assert [m["id"] for m in asc] == [m["id"] for m in reversed(every)]
     assert [m["id"] for m in messages(demo, sort_key="created_at", sort_dir="asc")] == [m["id"] for m in asc]
     assert [m["id"] for m in messages(demo, offset=1, limit=1)] == [every[1]["id"]]
-    assert {m["event_id"] for m in messages(demo, event_id="VOLUME_VOLUME_001_003")} == {"VOLUME_VOLUME_001_003"}
+    assert {m["event_id"] for m in messages(demo, event_id="VOLUME_VOLUME_001_003")} == {
+        "VOLUME_VOLUME_001_003"
+    }
     assert messages(demo, message_level="INFO") == []
     assert messages(demo, resource_type="NOT_A_TYPE") == []
     assert messages(demo, request_id="req-none") == []

@@ -25,8 +25,8 @@ from ferry.services.app import Ferry
 from ferry.services.context import RequestContext
 from ferry.services.messages import MessageBook, MessageFilter, MessageService, Origin
 from ferry.services.volumes import VolumeCreate
-from tests.unit.test_migration_service import ADMIN, attached_volume, make_ferry, until
 from testkit.scenario import other_backend
+from tests.unit.test_migration_service import ADMIN, attached_volume, make_ferry, until
 
 CTX = RequestContext("u-admin", "p-admin", frozenset({"admin", "member", "reader"}), request_id="req-1")
 OTHER = RequestContext("u-other", "p-other", frozenset({"member", "reader"}))
@@ -44,7 +44,9 @@ def run(fn: Callable[[Ferry], Awaitable[None]], tmp: Path) -> None:
 
 
 def events(app: Ferry, resource: str) -> list[str]:
-    return [m.event_id for m in app.messages.list_messages(ADMIN, MessageFilter()) if m.resource_uuid == resource]
+    return [
+        m.event_id for m in app.messages.list_messages(ADMIN, MessageFilter()) if m.resource_uuid == resource
+    ]
 
 
 def fail(*_: Any, **__: Any) -> Any:
@@ -58,7 +60,11 @@ def test_no_valid_backend_leaves_the_volume_in_error_with_a_message(tmp_path: Pa
         assert (vol.status, vol.backend) == ("error", "")
         assert "vendor_name" in (vol.status_reason or "") or "storage_protocol" in (vol.status_reason or "")
         [msg] = app.messages.list_messages(CTX, MessageFilter())
-        assert (msg.event_id, msg.resource_uuid, msg.project_id) == ("VOLUME_VOLUME_001_003", vol.id, "p-admin")
+        assert (msg.event_id, msg.resource_uuid, msg.project_id) == (
+            "VOLUME_VOLUME_001_003",
+            vol.id,
+            "p-admin",
+        )
         assert msg.request_id == "req-1" and msg.resource_type == "VOLUME"
         assert dmsg.user_message(msg.action_id, msg.detail_id) == (
             "schedule allocate volume:Could not find any available weighted backend."
@@ -91,7 +97,11 @@ def test_driver_failures_leave_messages(tmp_path: Path) -> None:
         gdriver.snapshot = fail
         with pytest.raises(DriverError):
             await app.snapshots.create(CTX, good, "s", None, {})
-        [snap_msg] = [m for m in app.messages.list_messages(CTX, MessageFilter()) if m.resource_type == "VOLUME_SNAPSHOT"]
+        [snap_msg] = [
+            m
+            for m in app.messages.list_messages(CTX, MessageFilter())
+            if m.resource_type == "VOLUME_SNAPSHOT"
+        ]
         assert snap_msg.event_id == "VOLUME_VOLUME_SNAPSHOT_009_013"
         # a snapshot whose delete (the merge) fails: error_deleting, and a message
         gdriver.snapshot = real_snapshot
@@ -139,7 +149,9 @@ def test_expired_messages_are_hidden_then_purged_by_an_indexed_delete(tmp_path: 
         book.leave(s, Origin("p1", "req-b"), dmsg.EXTEND_FAILED, "00000000-0000-4000-8000-000000000002")
     with db.begin() as s:  # the first grows old
         s.execute(
-            update(Message).where(Message.request_id == "req-a").values(expires_at=utcnow() - timedelta(seconds=1))
+            update(Message)
+            .where(Message.request_id == "req-a")
+            .values(expires_at=utcnow() - timedelta(seconds=1))
         )
     svc = MessageService(db)
     reader = RequestContext("u", "p1", frozenset({"reader"}))

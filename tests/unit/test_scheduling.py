@@ -1,4 +1,4 @@
-"""The scheduler's filters as a table: extra specs × backends → where a volume goes, or why not
+"""The scheduler's filters as a table: extra specs by backends → where a volume goes, or why not
 (Cinder's CapabilitiesFilter, extra_specs_ops and AvailabilityZoneFilter). Pure, no server."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_specs_no_backend_satisfies(specs: dict[str, str]) -> None:
 
 def test_capacity_counts_after_the_filters() -> None:
     full = [PoolStats(FAST, 0), PoolStats(GOLD_A, 50), PoolStats(GOLD_B, 79)]
-    with pytest.raises(NoValidBackend, match="gold-a has 0 GiB free.*gold-b has 1 GiB free"):
+    with pytest.raises(NoValidBackend, match=r"gold-a has 0 GiB free.*gold-b has 1 GiB free"):
         choose_backend(full, 2, {"volume_backend_name": "gold"})
     assert choose_backend(full, 1, {"volume_backend_name": "gold"}).backend is GOLD_B
     with pytest.raises(NoValidBackend, match="No capacity for a 600 GiB"):
