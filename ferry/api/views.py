@@ -49,7 +49,6 @@ def volume_view(
     type_name: str | None,
     admin: bool,
     host: str | None,
-    migration: MigrationRecord | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": v.id,
@@ -87,7 +86,6 @@ def volume_view(
                 "os-vol-mig-status-attr:migstat": v.migration_status,
                 "os-vol-mig-status-attr:name_id": v.name_id,
                 "migration_status": v.migration_status,
-                "migration_progress": _percent(migration) if migration else None,
             }
         )
     return out

@@ -65,11 +65,9 @@ class VolumeDetails:
     def render(self, ctx: RequestContext, vols: Sequence[VolumeRecord], base: str) -> list[dict[str, Any]]:
         admin = self.volumes.sees_admin_fields(ctx)
         # Only volumes that can have one are looked up: an available volume has no attachment (both
-        # change in one transaction), a volume with an active migration has a migration_status.
+        # change in one transaction).
         atts = self.volumes.attachments([v.id for v in vols if v.status != VolumeStatus.AVAILABLE])
         types = {t.id: t.name for t in self.types.list_types(ctx)} if vols else {}
-        migrating = [v.id for v in vols if v.migration_status is not None]
-        migrations = self.migrations.active_for(migrating) if admin else {}
         return [
             volume_view(
                 v,
@@ -78,7 +76,6 @@ class VolumeDetails:
                 type_name=types.get(v.volume_type_id or ""),
                 admin=admin,
                 host=self.backends.host_attr(v.backend),  # None: unplaced
-                migration=migrations.get(v.id),
             )
             for v in vols
         ]
