@@ -1,7 +1,7 @@
 """Cinder v3 backend capabilities at /volume/v3/{project_id}/capabilities/{host} (admin): what a
 backend reports to the scheduler, the same values get_pools?detail shows and extra specs match.
 
-HTTP only: `VolumeService.capabilities` decides who may see them and finds the backend.
+HTTP only: `PoolService.capabilities` decides who may see them and finds the backend.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 from ferry.api import deps
 from ferry.api.views import capabilities_view
 from ferry.services.context import RequestContext
-from ferry.services.volumes import VolumeService
+from ferry.services.pools import PoolService
 
 router = APIRouter(prefix="/volume/v3/{project_id}")
 
@@ -23,7 +23,7 @@ def show_capabilities(
     project_id: str,
     host: str,
     ctx: RequestContext = Depends(deps.project_context),
-    volumes: VolumeService = Depends(deps.volumes),
+    pools: PoolService = Depends(deps.pools),
 ) -> dict[str, Any]:
-    service, pool = volumes.capabilities(ctx, host)
+    service, pool = pools.capabilities(ctx, host)
     return capabilities_view(pool, service)

@@ -23,6 +23,7 @@ from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.messages import MessageService
 from ferry.services.migration import MigrationService
+from ferry.services.pools import PoolService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
@@ -53,6 +54,10 @@ async def types(request: Request) -> TypeService:
 
 async def messages(request: Request) -> MessageService:
     return _ferry(request).messages
+
+
+async def pools(request: Request) -> PoolService:
+    return _ferry(request).pools
 
 
 async def migrations(request: Request) -> MigrationService:

@@ -187,3 +187,39 @@ def no_valid_backend(size_gib: int, refused: Mapping[str, str | None]) -> str:
     if why and all(r and r.startswith("has ") for r in refused.values()):
         return f"No capacity for a {size_gib} GiB volume on any backend ({why})."
     return f"No valid backend for a {size_gib} GiB volume of this type: {why or 'no backends'}."
+
+
+# -- migrate and retype (Cinder's host_passes_filters and find_retype_backend) ------------------
+def check_migration_destination(p: PoolStats, type_name: str, specs: Mapping[str, Any]) -> None:
+    """Refuse a migration to a pool that fails the volume type's filters: retype is the way off a
+    type's backends (Cinder's scheduler refuses the same destination)."""
+    why = type_refusal(p, specs)
+    if why is not None:
+        raise BadRequest(
+            f"Backend {p.backend.name!r} does not pass the filters of volume type {type_name!r}: it "
+            f"{why}. To move the volume there, retype it to a type that backend passes (os-retype "
+            "with migration_policy 'on-demand' migrates it)."
+        )
+
+
+def retype_destination(
+    pools: list[PoolStats],
+    current: str,
+    size_gib: int,
+    type_name: str,
+    specs: Mapping[str, Any],
+    *,
+    may_migrate: bool,
+) -> PoolStats | None:
+    """None when the volume's backend `current` passes the new type (a change of type only); else
+    the pool a retype migrates it to, if `may_migrate` (migration_policy on-demand)."""
+    here = next((p for p in pools if p.backend.name == current), None)
+    why = type_refusal(here, specs) if here is not None else None
+    if why is None:
+        return None
+    if not may_migrate:
+        raise BadRequest(
+            f"The volume's backend {current!r} does not pass the filters of type {type_name!r} (it "
+            f"{why}): retype with migration_policy 'on-demand' to move it."
+        )
+    return choose_backend([p for p in pools if p.backend.name != current], size_gib, specs)

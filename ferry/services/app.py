@@ -18,6 +18,7 @@ from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.messages import MessageBook, MessageService
 from ferry.services.migration import MigrationService
+from ferry.services.pools import PoolService
 from ferry.services.recovery import VolumeRecovery
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.server_settling import ServerSettling
@@ -83,6 +84,7 @@ class Ferry:
         self.types = TypeService(self.db, self.backends)
         self.volumes = VolumeService(self.db, self.backends, MessageBook(config.messages))
         self.messages = MessageService(self.db)
+        self.pools = PoolService(self.db, self.backends)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
         self.images = ImageService(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)

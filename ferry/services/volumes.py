@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRow
 from ferry.db.statements import compare_and_set, compensate, not_migrating, updated_one
 from ferry.domain.clock import utcnow
-from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
+from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
 from ferry.domain.messages import CREATE_FAILED, EXTEND_FAILED, NO_VALID_BACKEND
 from ferry.domain.model import GiB, VolumeLocation
@@ -293,26 +293,6 @@ class VolumeService:
             LayerFileInfo(lid, self.backends.layer_path(loc, lid), snaps.get(lid)) for lid in loc.layers
         )
         return VolumeLayout(loc, self.backends.driver(loc.backend).volume_dir(loc.name_id), layers)
-
-    async def pools(self, ctx: RequestContext) -> list[PoolStats]:
-        """Every backend's capacity, provisioning and filesystem usage (admin)."""
-        policy.enforce(ctx, "backend:get_pools")
-        with self.db() as s:
-            return await self.backends.pool_stats_with_usage(s)
-
-    def capabilities(self, ctx: RequestContext, service: str) -> tuple[str, PoolStats]:
-        """The pool of Cinder's volume service `host@backend` (a `#pool` suffix is allowed, as
-        get_pools names it), and the service's name; an unknown one is not found."""
-        policy.enforce(ctx, "backend:get_capabilities")
-        host, _, rest = service.partition("@")
-        name = rest.split("#", 1)[0]
-        backend = next((b for b in self.backends.config.backends if b.name == name), None)
-        hosts = {self.backends.config.host_name, *(backend.hosts if backend else ())}
-        if backend is None or host not in hosts:
-            raise NotFound(f"Can't find service: {service}")
-        with self.db() as s:
-            pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == name)
-        return f"{host}@{name}", pool
 
     def attachments(self, volume_ids: list[str]) -> dict[str, Attachment]:
         if not volume_ids:

@@ -12,10 +12,12 @@ from ferry.domain.model import BackendConfig, DiskFormat
 from ferry.domain.scheduling import (
     NoValidBackend,
     PoolStats,
+    check_migration_destination,
     check_zones,
     choose_backend,
     refusal,
     reported_capabilities,
+    retype_destination,
     spec_matches,
 )
 
@@ -140,3 +142,37 @@ def test_type_zones_are_checked_at_the_api() -> None:
         check_zones({"RESKEY:availability_zones": "elsewhere"})
     with pytest.raises(BadRequest, match="'mars' is invalid"):
         check_zones({}, "mars")
+
+
+def test_migration_destinations_must_pass_the_type() -> None:
+    gold = {"volume_backend_name": "gold"}
+    check_migration_destination(PoolStats(GOLD_A, 0), "gold", gold)  # between equivalent backends
+    with pytest.raises(
+        BadRequest, match=r"'fast' does not pass the filters of volume type 'gold'.*os-retype"
+    ):
+        check_migration_destination(PoolStats(FAST, 0), "gold", gold)
+
+
+@pytest.mark.parametrize(
+    ("current", "specs", "may_migrate", "outcome"),
+    [
+        ("gold-a", {"volume_backend_name": "gold"}, False, None),  # passes: a change of type only
+        ("fast", {}, False, None),
+        ("fast", {"volume_backend_name": "gold"}, True, "gold-b"),
+        ("gold-a", {"volume_backend_name": "fast"}, True, "fast"),
+        ("gold-a", {"volume_backend_name": "gold", "disk_format": "raw"}, True, "NoValidBackend"),
+        ("fast", {"volume_backend_name": "bulk"}, False, "on-demand"),
+    ],
+)
+def test_retype_destination(
+    current: str, specs: dict[str, str], may_migrate: bool, outcome: str | None
+) -> None:
+    if outcome == "NoValidBackend":
+        with pytest.raises(NoValidBackend):
+            retype_destination(POOLS, current, 1, "t", specs, may_migrate=may_migrate)
+    elif outcome == "on-demand":
+        with pytest.raises(BadRequest, match="migration_policy 'on-demand'"):
+            retype_destination(POOLS, current, 1, "t", specs, may_migrate=may_migrate)
+    else:
+        dest = retype_destination(POOLS, current, 1, "t", specs, may_migrate=may_migrate)
+        assert (dest.backend.name if dest else None) == outcome

@@ -27,7 +27,6 @@ from ferry.domain.ids import new_id
 from ferry.domain.migration import NO_RETURN, EventKind, RunStatus, Step
 from ferry.domain.migration.lease import LeaseTerms
 from ferry.domain.model import BackendConfig
-from ferry.domain.scheduling import PoolStats
 from ferry.domain.volumes import MIGRATION_BUSY, MigrationStatus
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services import policy
@@ -117,7 +116,10 @@ class MigrationService:
             pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == dest.name)
             if not pool.fits(vol.size_gib):
                 raise BadRequest(f"Backend {dest.name!r} has no capacity for {vol.size_gib} GiB.")
-            self._check_type_filters(s, vol, pool, new_type_id)
+            type_id = new_type_id or vol.volume_type_id  # a retype's destination passes the new type
+            if type_id:
+                vtype = get_type(s, type_id)
+                sched.check_migration_destination(pool, vtype.name, vtype.extra_specs or {})
             check_destination_reach(s, vol.id, dest)
             busy = s.scalar(active_migration(vol.id).with_only_columns(Migration.id))
             if busy:
@@ -171,20 +173,6 @@ class MigrationService:
             )
         return mig
 
-    @staticmethod
-    def _check_type_filters(s: Session, vol: Volume, pool: PoolStats, new_type_id: str | None) -> None:
-        """Cinder's scheduler on migrate (`host_passes_filters`): the destination must pass the
-        filters of the volume's type (for a retype, of the new type); retype is the way off them."""
-        type_id = new_type_id or vol.volume_type_id
-        vtype = get_type(s, type_id) if type_id else None
-        why = sched.type_refusal(pool, vtype.extra_specs or {}) if vtype else None
-        if vtype is not None and why is not None:
-            raise BadRequest(
-                f"Backend {pool.backend.name!r} does not pass the filters of volume type {vtype.name!r}: "
-                f"it {why}. To move the volume there, retype it to a type that backend passes "
-                "(os-retype with migration_policy 'on-demand' migrates it)."
-            )
-
     async def retype(self, ctx: RequestContext, volume_id: str, new_type: str, migration_policy: str) -> None:
         policy.enforce(ctx, "volume:retype")
         if migration_policy not in ("never", "on-demand"):
@@ -194,23 +182,20 @@ class MigrationService:
             vtype = get_type(s, new_type)
             if vtype.id == vol.volume_type_id:
                 raise BadRequest(f"Volume {vol.id} already has type {vtype.name!r}.")
-            specs = vtype.extra_specs or {}
-            pools = self.backends.pool_stats(s)
-            here = next((p for p in pools if p.backend.name == vol.backend), None)
-            why = sched.type_refusal(here, specs) if here is not None else None
-            if why is None:  # the volume's backend passes the new type: a change of type only
+            dest = sched.retype_destination(
+                self.backends.pool_stats(s),
+                vol.backend,
+                vol.size_gib,
+                vtype.name,
+                vtype.extra_specs or {},
+                may_migrate=migration_policy == "on-demand",
+            )
+            if dest is None:  # the volume's backend passes the new type: a change of type only
                 if vol.migration_status in MIGRATION_BUSY:
                     raise Conflict(f"Volume {vol.id} is being migrated.")
                 vol.volume_type_id = vtype.id
                 vol.updated_at = utcnow()
                 return
-            if migration_policy == "never":
-                raise BadRequest(
-                    f"Volume {vol.id}'s backend {vol.backend!r} does not pass the filters of type "
-                    f"{vtype.name!r} (it {why}): retype with migration_policy 'on-demand' to move it."
-                )
-            others = [p for p in pools if p.backend.name != vol.backend]
-            dest = sched.choose_backend(others, vol.size_gib, specs)
         await self.migrate(ctx, volume_id, dest.backend.name, new_type_id=vtype.id, action="volume:retype")
 
     def report(self, ctx: RequestContext, volume_id: str) -> MigrationReport:
