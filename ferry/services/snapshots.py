@@ -263,14 +263,14 @@ class SnapshotService:
         return None
 
     def _check_can_snapshot(self, vol: Volume) -> None:
+        if vol.status not in SNAPSHOTTABLE:  # first: a volume no backend took has no backend
+            raise BadRequest(f"Volume {vol.id} is {vol.status}: snapshots need available or in-use.")
         backend = self.backends.config.backend(vol.backend)
         if not backend.supports_snapshots:
             raise BadRequest(
                 f"Volume {vol.id} is on raw backend {backend.name!r}: snapshots need a qcow2 "
                 "backend (migrate or retype the volume to one first)."
             )
-        if vol.status not in SNAPSHOTTABLE:
-            raise BadRequest(f"Volume {vol.id} is {vol.status}: snapshots need available or in-use.")
         if vol.migration_status in MIGRATION_BUSY:
             raise Conflict(f"Volume {vol.id} is being migrated; snapshot it when the migration ends.")
 

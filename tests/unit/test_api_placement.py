@@ -130,6 +130,15 @@ def test_specs_no_backend_satisfies_leave_the_volume_in_error_with_a_message(adm
     assert msg["resource_type"] == "VOLUME" and msg["request_id"].startswith("req-")
     assert msg["guaranteed_until"] > msg["created_at"]
     assert demo.ok(at(demo, "GET", f"/messages/{msg['id']}", "3.3"))["message"] == msg
+    # what an unplaced volume refuses, cleanly
+    act = f"/volumes/{vol['id']}/action"
+    for api, path, body in (
+        (demo, act, {"os-extend": {"new_size": 2}}),
+        (admin, act, {"os-migrate_volume": {"host": "ferry@fast"}}),
+        (demo, "/snapshots", {"snapshot": {"volume_id": vol["id"]}}),
+        (demo, "/volumes", {"volume": {"source_volid": vol["id"]}}),
+    ):
+        error(api.volume("POST", path, json=body), 400)
     assert demo.volume("DELETE", f"/volumes/{vol['id']}").status_code == 202
     # a type confined to zones Ferry does not have is refused at once (Cinder's API does)
     make_type(admin, "elsewhere", {"RESKEY:availability_zones": "mars"})
