@@ -126,6 +126,7 @@ class Ferry:
             await self.servers.reconcile(host=self.agent.name)  # re-adopt this host's QEMUs
             return
         await self.servers.reconcile()  # servers first: volume settling asks QEMU what is plugged
+        self.messages.purge_expired()
         await self.recovery.start()
         await self.snapshots.recover()  # before migrations plan from the layer chains
         await self.migrations.resume_all()

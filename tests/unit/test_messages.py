@@ -168,4 +168,10 @@ def test_expired_messages_are_hidden_then_purged_by_an_indexed_delete(tmp_path: 
     with db.begin() as s:
         eager.leave(s, Origin("p1", "req-d"), dmsg.EXTEND_FAILED, None)
     assert sorted(db().scalars(select(Message.request_id))) == ["req-b", "req-c", "req-d"]
+    with db.begin() as s:
+        s.execute(
+            update(Message).where(Message.request_id == "req-b").values(expires_at=utcnow() - timedelta(1))
+        )
+    assert svc.purge_expired() == 1  # what the control plane does at start
+    assert sorted(db().scalars(select(Message.request_id))) == ["req-c", "req-d"]
     engine.dispose()
