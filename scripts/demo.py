@@ -1,8 +1,8 @@
 """`make demo`: the headline tour on the embedded default.
 
 Boots the test guest, attaches a volume, shows the guest's live I/O, takes two live snapshots
-while it writes, migrates the volume live from `fast` to `bulk` (a retype) with the CLI's progress bar, then
-verifies the data, every snapshot and the disk serial, and prints the summary.
+while it writes, migrates the volume live from `fast` to `bulk` (a retype) with the CLI's
+progress bar, then verifies the data, every snapshot and the disk serial, and prints the summary.
 """
 
 from __future__ import annotations
