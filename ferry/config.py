@@ -50,6 +50,15 @@ class MigrationConfig:
 
 
 @dataclass(frozen=True)
+class MessagesConfig:
+    ttl_s: int = 2_592_000
+    """A user message is kept at least this long (Cinder's `message_ttl`, 30 days): its
+    `guaranteed_until`. Expired ones are no longer listed and are purged in the background."""
+    purge_every_s: float = 3600.0
+    """How often, at most, expired messages are deleted (one indexed DELETE, when a message is left)."""
+
+
+@dataclass(frozen=True)
 class DoctorConfig:
     stuck_after_s: float = 300.0
     """A transitional status unchanged for this long is stuck (`ferry doctor` reports it and
@@ -181,6 +190,7 @@ class Config:
     hypervisor: HypervisorConfig = field(default_factory=HypervisorConfig)
     migration: MigrationConfig = field(default_factory=MigrationConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
+    messages: MessagesConfig = field(default_factory=MessagesConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     hosts: HostsConfig = field(default_factory=HostsConfig)
     guest_dir: Path | None = None
@@ -245,6 +255,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         hypervisor=HypervisorConfig(**raw.get("hypervisor", {})),
         migration=MigrationConfig(**raw.get("migration", {})),
         doctor=DoctorConfig(**raw.get("doctor", {})),
+        messages=_messages(dict(raw.get("messages", {}))),
         identity=_identity(dict(raw.get("identity", {}))),
         hosts=_hosts(dict(raw.get("hosts", {}))),
         guest_dir=(base / guest).resolve() if guest else None,
@@ -257,6 +268,16 @@ def _identity(raw: dict[str, Any]) -> IdentityConfig:
         return replace(base, **raw)
     except TypeError as e:
         raise BadRequest(f"Invalid [identity] section: {e}") from None
+
+
+def _messages(raw: dict[str, Any]) -> MessagesConfig:
+    try:
+        m = MessagesConfig(**raw)
+    except TypeError as e:
+        raise BadRequest(f"Invalid [messages] section: {e}") from None
+    if not isinstance(m.ttl_s, int) or m.ttl_s <= 0:
+        raise BadRequest("[messages] ttl_s must be a positive number of seconds.")
+    return m
 
 
 def _hosts(raw: dict[str, Any]) -> HostsConfig:
@@ -290,6 +311,7 @@ def _backend(raw: dict[str, Any], base: Path) -> BackendConfig:
             oversubscription=float(raw.get("oversubscription", 1.0)),
             driver=str(raw.get("driver", "file")),
             max_migrations=int(raw.get("max_migrations", 2)),
+            volume_backend_name=str(raw.get("volume_backend_name", "")),
             **_reach(raw),
         )
     except (KeyError, ValueError) as e:
@@ -344,6 +366,10 @@ def dump(cfg: Config) -> str:
         "",
         "[doctor]",
         f"stuck_after_s = {cfg.doctor.stuck_after_s}",
+        "",
+        "[messages]",
+        f"ttl_s = {cfg.messages.ttl_s}",
+        f"purge_every_s = {cfg.messages.purge_every_s}",
     ]
     i = cfg.identity
     lines += [
@@ -382,6 +408,7 @@ def dump(cfg: Config) -> str:
             f"capacity_gib = {b.capacity_gib}",
             f"oversubscription = {b.oversubscription}",
             f"max_migrations = {b.max_migrations}",
+            *([f'volume_backend_name = "{b.volume_backend_name}"'] if b.volume_backend_name else []),
             "shared = true" if b.shared else "hosts = [" + ", ".join(f'"{h}"' for h in b.hosts) + "]",
         ]
     return "\n".join(lines) + "\n"

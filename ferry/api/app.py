@@ -15,6 +15,7 @@ from ferry import __version__
 from ferry import config as cfgmod
 from ferry.api import (
     attachments,
+    capabilities,
     compute,
     compute_images,
     compute_volumes,
@@ -25,6 +26,7 @@ from ferry.api import (
     hosts,
     identity,
     images,
+    messages,
     openapi,
     pools,
     server_migrations,
@@ -86,6 +88,8 @@ def create_app(ferry: Ferry) -> FastAPI:
         snapshots,
         volume_types,
         pools,
+        capabilities,
+        messages,
         attachments,
         compute,
         consoles,

@@ -21,7 +21,9 @@ from ferry.services.doctor import Doctor
 from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
+from ferry.services.messages import MessageService
 from ferry.services.migration import MigrationService
+from ferry.services.pools import PoolService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
@@ -48,6 +50,14 @@ async def snapshots(request: Request) -> SnapshotService:
 
 async def types(request: Request) -> TypeService:
     return _ferry(request).types
+
+
+async def messages(request: Request) -> MessageService:
+    return _ferry(request).messages
+
+
+async def pools(request: Request) -> PoolService:
+    return _ferry(request).pools
 
 
 async def migrations(request: Request) -> MigrationService:
@@ -83,6 +93,7 @@ def context(request: Request) -> RequestContext:
     if not token:
         raise Unauthorized("The request you have made requires authentication.")
     ctx = _ferry(request).identity.validate(token).context
+    ctx = replace(ctx, request_id=str(request.scope.get("state", {}).get("request_id", "")))
     params = (*request.path_params.items(), *request.query_params.multi_items())
     for name, value in params:
         problem = text_problem(str(name)) or text_problem(str(value))

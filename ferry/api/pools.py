@@ -1,7 +1,7 @@
 """Cinder v3 scheduler stats at /volume/v3/{project_id}/scheduler-stats/get_pools (admin): one pool
 per backend, with capacities when `detail` is given.
 
-HTTP only: `VolumeService.pools` decides who may see them and measures them.
+HTTP only: `PoolService.pools` decides who may see them and measures them.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from ferry.api import deps
 from ferry.api.schemas import flag
 from ferry.api.views import pool_view
 from ferry.services.context import RequestContext
+from ferry.services.pools import PoolService
 from ferry.services.storage import Backends
-from ferry.services.volumes import VolumeService
 
 router = APIRouter(prefix="/volume/v3/{project_id}")
 
@@ -25,8 +25,8 @@ async def get_pools(
     project_id: str,
     detail: str | None = None,
     ctx: RequestContext = Depends(deps.project_context),
-    volumes: VolumeService = Depends(deps.volumes),
+    pools: PoolService = Depends(deps.pools),
     backends: Backends = Depends(deps.backends),
 ) -> dict[str, Any]:
-    pools = await volumes.pools(ctx)
-    return {"pools": [pool_view(p, backends.host_attr(p.backend.name), flag(detail)) for p in pools]}
+    found = await pools.pools(ctx)
+    return {"pools": [pool_view(p, backends.host_attr(p.backend.name), flag(detail)) for p in found]}

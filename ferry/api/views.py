@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from ferry.api.responses import render, scrub
 from ferry.domain.clock import iso
-from ferry.domain.scheduling import PoolStats
+from ferry.domain.scheduling import PoolStats, reported_capabilities
 from ferry.services.records import (
     AttachmentRecord,
     MigrationRecord,
@@ -48,7 +48,7 @@ def volume_view(
     attachment: AttachmentRecord | None,
     type_name: str | None,
     admin: bool,
-    host: str,
+    host: str | None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": v.id,
@@ -63,7 +63,7 @@ def volume_view(
         "encrypted": False,
         "multiattach": False,
         "metadata": stored(v.meta),
-        "attachments": [attachment_view(attachment, host)] if attachment else [],
+        "attachments": [attachment_view(attachment, host or "")] if attachment else [],
         "snapshot_id": v.snapshot_id,
         "source_volid": v.source_volid,
         "user_id": v.user_id,
@@ -160,31 +160,45 @@ def type_view(t: VolumeTypeRecord, admin: bool) -> dict[str, Any]:
     return out
 
 
-def pool_view(p: PoolStats, host: str, detail: bool) -> dict[str, Any]:
+def pool_view(p: PoolStats, host: str | None, detail: bool) -> dict[str, Any]:
+    """A pool of get_pools: its capabilities are what the scheduler matches extra specs against,
+    with the filesystem's own figures."""
     out: dict[str, Any] = {"name": host}
     if detail:
-        gib = 1024**3
         out["capabilities"] = {
-            "volume_backend_name": p.backend.name,
-            "pool_name": p.backend.name,
-            "vendor_name": "Ferry",
-            "driver_version": "1.0",
-            "storage_protocol": "file",
-            "disk_format": p.backend.format.value,
-            "total_capacity_gb": p.backend.capacity_gib,
-            "free_capacity_gb": round(p.backend.capacity_gib - p.allocated_bytes / gib, 2),
-            "allocated_capacity_gb": p.provisioned_gib,
-            "provisioned_capacity_gb": p.provisioned_gib,
-            "max_over_subscription_ratio": p.backend.oversubscription,
-            "thin_provisioning_support": True,
-            "thick_provisioning_support": False,
-            "reserved_percentage": 0,
+            **reported_capabilities(p),
             "allocated_bytes": p.allocated_bytes,
             "filesystem_free_bytes": p.free_bytes,
-            "multiattach": False,
             "timestamp": None,
         }
     return out
+
+
+def capabilities_view(p: PoolStats, service: str) -> dict[str, Any]:
+    """Cinder's capabilities/{host}: the backend's reported identity, as get_pools shows it."""
+    caps = reported_capabilities(p)
+    return {
+        "namespace": f"OS::Storage::Capabilities::{service}",
+        "vendor_name": caps["vendor_name"],
+        "volume_backend_name": caps["volume_backend_name"],
+        "pool_name": caps["pool_name"],
+        "driver_version": caps["driver_version"],
+        "storage_protocol": caps["storage_protocol"],
+        "display_name": None,
+        "description": None,
+        "visibility": None,
+        "replication_targets": [],
+        "properties": {
+            "thin_provisioning_support": _property(
+                "boolean", "Thin provisioning", "Thin provisioned volumes."
+            ),
+            "disk_format": _property("string", "Disk format", f"Volumes are {caps['disk_format']} images."),
+        },
+    }
+
+
+def _property(kind: str, title: str, description: str) -> dict[str, str]:
+    return {"type": kind, "title": title, "description": description}
 
 
 def listing(key: str, items: list[dict[str, Any]]) -> Response:

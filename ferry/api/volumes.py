@@ -65,7 +65,7 @@ class VolumeDetails:
     def render(self, ctx: RequestContext, vols: Sequence[VolumeRecord], base: str) -> list[dict[str, Any]]:
         admin = self.volumes.sees_admin_fields(ctx)
         # Only volumes that can have one are looked up: an available volume has no attachment (both
-        # change in one transaction), a volume with an active migration has a migration_status.
+        # change in one transaction).
         atts = self.volumes.attachments([v.id for v in vols if v.status != VolumeStatus.AVAILABLE])
         types = {t.id: t.name for t in self.types.list_types(ctx)} if vols else {}
         return [
@@ -75,7 +75,7 @@ class VolumeDetails:
                 attachment=atts.get(v.id),
                 type_name=types.get(v.volume_type_id or ""),
                 admin=admin,
-                host=self.backends.host_attr(v.backend),
+                host=self.backends.host_attr(v.backend),  # None: unplaced
             )
             for v in vols
         ]
@@ -211,6 +211,7 @@ async def create_volume(
             metadata=b.metadata,
             snapshot_id=b.snapshot_id,
             source_volid=b.source_volid,
+            availability_zone=b.availability_zone,
         ),
     )
     return details.one(ctx, vol, request, project_id, extended=False)

@@ -15,7 +15,8 @@ def backend_list(fmt: str = Fmt) -> None:
     pools = Client().volume("GET", "/scheduler-stats/get_pools", detail="true")["pools"]
     rows = [
         {
-            "name": p["capabilities"]["volume_backend_name"],
+            "name": p["name"].split("@", 1)[-1].split("#", 1)[0],  # host@backend#pool
+            "backend_name": p["capabilities"]["volume_backend_name"],  # what types ask for
             "host": p["name"],
             "format": p["capabilities"]["disk_format"],
             "capacity_gb": p["capabilities"]["total_capacity_gb"],
@@ -27,5 +28,5 @@ def backend_list(fmt: str = Fmt) -> None:
     show(
         rows if fmt != "json" else pools,
         fmt,
-        ["name", "host", "format", "capacity_gb", "provisioned_gb", "allocated"],
+        ["name", "backend_name", "host", "format", "capacity_gb", "provisioned_gb", "allocated"],
     )

@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mappe
 
 from ferry.db.columns import NAMING, enum_type
 from ferry.domain.actions import ActionState
+from ferry.domain.messages import Level, Resource
 from ferry.domain.migration import CopyMode, EventKind, RunStatus, Step
 from ferry.domain.model import DiskFormat
 from ferry.domain.roles import Role
@@ -152,6 +153,25 @@ class Snapshot(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Message(Base):
+    """A user message: an asynchronous failure, told to the project whose request it was."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_project_created", "project_id", "created_at", "id"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID)
+    request_id: Mapped[str] = mapped_column(String(255))
+    resource_type: Mapped[Resource] = mapped_column(enum_type(Resource, 32))
+    resource_uuid: Mapped[str | None] = mapped_column(ID)
+    event_id: Mapped[str] = mapped_column(String(255))
+    action_id: Mapped[str] = mapped_column(String(10))
+    detail_id: Mapped[str] = mapped_column(String(10))
+    message_level: Mapped[Level] = mapped_column(enum_type(Level, 16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    """`guaranteed_until`: listed until then, purged after (by this indexed column)."""
 
 
 class Image(Base):

@@ -20,7 +20,12 @@ class DiskFormat(StrEnum):
 @dataclass(frozen=True)
 class BackendConfig:
     """A storage pool: a directory with a format and a capacity, and where it is reachable: from
-    every host (`shared`, a filesystem every host mounts) or only from the `hosts` it lists."""
+    every host (`shared`, a filesystem every host mounts) or only from the `hosts` it lists.
+
+    `volume_backend_name` is the name it reports to the scheduler (default: its own `name`):
+    several equivalent backends may share one, so that a volume type asking for it
+    (`volume_backend_name=gold`) is served by any of them and one can be drained and removed
+    without changing the type."""
 
     name: str
     path: str
@@ -31,6 +36,11 @@ class BackendConfig:
     max_migrations: int = 2
     hosts: tuple[str, ...] = ()
     shared: bool = True
+    volume_backend_name: str = ""
+
+    @property
+    def backend_name(self) -> str:
+        return self.volume_backend_name or self.name
 
     @property
     def supports_snapshots(self) -> bool:

@@ -16,7 +16,9 @@ from ferry.services.doctor import Doctor
 from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
+from ferry.services.messages import MessageBook, MessageService
 from ferry.services.migration import MigrationService
+from ferry.services.pools import PoolService
 from ferry.services.recovery import VolumeRecovery
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.server_settling import ServerSettling
@@ -80,7 +82,9 @@ class Ferry:
         self.hypervisor = drivers.hypervisor
         self.identity = IdentityService(self.db, config.token_lifetime_s, config.identity)
         self.types = TypeService(self.db, self.backends)
-        self.volumes = VolumeService(self.db, self.backends)
+        self.volumes = VolumeService(self.db, self.backends, MessageBook(config.messages))
+        self.messages = MessageService(self.db)
+        self.pools = PoolService(self.db, self.backends)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
         self.images = ImageService(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
@@ -123,6 +127,7 @@ class Ferry:
             await self.servers.reconcile(host=self.agent.name)  # re-adopt this host's QEMUs
             return
         await self.servers.reconcile()  # servers first: volume settling asks QEMU what is plugged
+        self.messages.purge_expired()
         await self.recovery.start()
         await self.snapshots.recover()  # before migrations plan from the layer chains
         await self.migrations.resume_all()

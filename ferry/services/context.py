@@ -14,6 +14,8 @@ class RequestContext:
     roles: frozenset[Role] = field(default_factory=frozenset)
     user_name: str = ""
     project_name: str = ""
+    request_id: str = ""
+    """The API request acting (`x-openstack-request-id`); user messages name it."""
 
     @property
     def is_admin(self) -> bool:

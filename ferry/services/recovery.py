@@ -19,11 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from ferry.db.models import Attachment, Server, Volume
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import FerryError
+from ferry.domain.messages import CREATE_FAILED, EXTEND_FAILED
 from ferry.domain.servers import ServerStatus
 from ferry.domain.settling import UNSETTLED_VOLUME, Outcome, VolumeFacts, VolumeSettlement, settle_volume
 from ferry.domain.volumes import MIGRATION_BUSY, AttachmentStatus, VolumeStatus
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.drivers.storage.base import LayerCheck, StoredLayer
+from ferry.services.messages import Origin
 from ferry.services.storage import Backends
 from ferry.services.volumes import VolumeService
 
@@ -154,7 +156,7 @@ class VolumeRecovery:
         with self.db() as s:
             vol = s.get(Volume, volume_id)
             assert vol is not None
-            backend, name_id = vol.backend, vol.name_id
+            backend, name_id, project_id = vol.backend, vol.name_id, vol.project_id
         if d.status is None:
             await self.volumes.finish_delete(volume_id, backend, name_id)
             return
@@ -166,9 +168,14 @@ class VolumeRecovery:
         if d.size_gib is not None:
             values["size_gib"] = d.size_gib
         with self.db.begin() as s:
-            s.execute(
+            settled = s.execute(
                 update(Volume).where(Volume.id == volume_id, Volume.status == f.status).values(**values)
             )
+            event = {VolumeStatus.CREATING: CREATE_FAILED, VolumeStatus.EXTENDING: EXTEND_FAILED}.get(
+                f.status
+            )
+            if d.outcome is Outcome.FAIL and event is not None and settled.rowcount:  # type: ignore[attr-defined]
+                self.volumes.book.leave(s, Origin(project_id), event, volume_id)
             if d.status is VolumeStatus.IN_USE:
                 s.execute(
                     update(Attachment)

@@ -16,6 +16,7 @@ from ferry.db.statements import compare_and_set
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
+from ferry.domain.messages import SNAPSHOT_DELETE_FAILED, SNAPSHOT_FAILED
 from ferry.domain.model import GiB, LayerFile, VolumeLocation
 from ferry.domain.volumes import (
     MIGRATION_BUSY,
@@ -29,6 +30,7 @@ from ferry.domain.volumes import (
 from ferry.drivers.storage.base import StorageDriver
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
+from ferry.services.messages import Origin
 from ferry.services.queries import (
     being_copied_into,
     check_limit,
@@ -161,6 +163,7 @@ class SnapshotService:
         except FerryError:
             with self.db.begin() as s:
                 s.execute(delete(Snapshot).where(Snapshot.id == snap.id))
+                self.volumes.book.leave(s, Origin.of(ctx), SNAPSHOT_FAILED, snap.id)
             raise
         now = utcnow()
         with self.db.begin() as s:
@@ -260,14 +263,14 @@ class SnapshotService:
         return None
 
     def _check_can_snapshot(self, vol: Volume) -> None:
+        if vol.status not in SNAPSHOTTABLE:  # first: a volume no backend took has no backend
+            raise BadRequest(f"Volume {vol.id} is {vol.status}: snapshots need available or in-use.")
         backend = self.backends.config.backend(vol.backend)
         if not backend.supports_snapshots:
             raise BadRequest(
                 f"Volume {vol.id} is on raw backend {backend.name!r}: snapshots need a qcow2 "
                 "backend (migrate or retype the volume to one first)."
             )
-        if vol.status not in SNAPSHOTTABLE:
-            raise BadRequest(f"Volume {vol.id} is {vol.status}: snapshots need available or in-use.")
         if vol.migration_status in MIGRATION_BUSY:
             raise Conflict(f"Volume {vol.id} is being migrated; snapshot it when the migration ends.")
 
@@ -338,6 +341,7 @@ class SnapshotService:
                     .where(Snapshot.id == snapshot_id)
                     .values(status=SnapshotStatus.ERROR_DELETING)
                 )
+                self.volumes.book.leave(s, Origin(snap.project_id), SNAPSHOT_DELETE_FAILED, snapshot_id)
             return
         with self.db.begin() as s:
             s.execute(delete(Snapshot).where(Snapshot.id == snapshot_id))

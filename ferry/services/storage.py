@@ -11,8 +11,8 @@ from ferry.config import Config
 from ferry.db.models import Migration, Snapshot, Volume
 from ferry.domain.errors import BadRequest
 from ferry.domain.migration import ACTIVE
-from ferry.domain.model import BackendConfig, DiskChain, LayerFile, VolumeLocation
-from ferry.domain.scheduling import PoolStats
+from ferry.domain.model import BackendConfig, DiskChain, DiskFormat, LayerFile, VolumeLocation
+from ferry.domain.scheduling import UNPLACED, PoolStats
 from ferry.domain.volumes import SnapshotStatus
 from ferry.drivers.storage.base import StorageDriver
 from ferry.drivers.storage.file import FileStorageDriver
@@ -42,8 +42,16 @@ class Backends:
                 return b
         raise BadRequest(f"Unknown backend {ref!r}; known: {', '.join(sorted(self.drivers))}.")
 
-    def host_attr(self, backend: str) -> str:
-        return f"{self.config.host_name}@{backend}#{backend}"
+    def host_attr(self, backend: str) -> str | None:
+        """Cinder's `host@backend#pool` (a single-pool backend's pool is named after its
+        volume_backend_name); None for a volume no backend took (`UNPLACED`)."""
+        if backend == UNPLACED:
+            return None
+        return f"{self.config.host_name}@{backend}#{self.config.backend(backend).backend_name}"
+
+    def backend_names(self) -> set[str]:
+        """The volume_backend_names the backends report (several may share one)."""
+        return {b.backend_name for b in self.config.backends}
 
     # -- locations ---------------------------------------------------------------------
     def location(self, s: Session, vol: Volume) -> VolumeLocation:
@@ -54,7 +62,8 @@ class Backends:
                 .order_by(Snapshot.position)
             )
         )
-        fmt = self.config.backend(vol.backend).format
+        # A volume no backend took has no files: its location names no backend (nothing to touch).
+        fmt = DiskFormat.QCOW2 if vol.backend == UNPLACED else self.config.backend(vol.backend).format
         return VolumeLocation(vol.backend, vol.name_id, (*layers, vol.active_layer_id), fmt)
 
     def layer_path(self, loc: VolumeLocation, layer_id: str) -> Path:

@@ -1,4 +1,5 @@
-"""Volume types and their extra specs. `volume_backend_name` pins volumes of a type to a backend."""
+"""Volume types and their extra specs. The scheduler (`domain.scheduling`) places a type's volumes
+on the backends that pass its specs: `volume_backend_name`, `capabilities:*`, `RESKEY:availability_zones`."""
 
 from __future__ import annotations
 
@@ -117,6 +118,12 @@ class TypeService:
             raise Conflict(f"Volume type {ref} is being used by a volume just created; try again.") from None
 
     def _check_specs(self, specs: dict[str, str]) -> None:
-        backend = specs.get("volume_backend_name")
-        if backend is not None:
-            self.backends.resolve(backend)
+        """A plain `volume_backend_name` (no operator) must be one a backend reports: a typo would
+        otherwise leave every volume of the type in error."""
+        for key in ("volume_backend_name", "capabilities:volume_backend_name"):
+            name = specs.get(key)
+            known = self.backends.backend_names()
+            if name is not None and " " not in name.strip() and name not in known:
+                raise BadRequest(
+                    f"No backend reports volume_backend_name {name!r}; known: {', '.join(sorted(known))}."
+                )

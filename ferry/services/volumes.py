@@ -22,8 +22,9 @@ from ferry.db.statements import compare_and_set, compensate, not_migrating, upda
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
 from ferry.domain.ids import new_id
+from ferry.domain.messages import CREATE_FAILED, EXTEND_FAILED, NO_VALID_BACKEND
 from ferry.domain.model import GiB, VolumeLocation
-from ferry.domain.scheduling import PoolStats, choose_backend
+from ferry.domain.scheduling import UNPLACED, NoValidBackend, PoolStats, check_zones, choose_backend
 from ferry.domain.volumes import (
     DELETABLE,
     MIGRATION_BUSY,
@@ -37,6 +38,7 @@ from ferry.domain.volumes import (
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
 from ferry.services.extending import LiveExtend, claim_server
+from ferry.services.messages import MessageBook, Origin
 from ferry.services.queries import (
     attachment_of,
     being_copied_into,
@@ -63,6 +65,7 @@ class VolumeCreate:
     metadata: dict[str, str] = field(default_factory=dict)
     snapshot_id: str | None = None
     source_volid: str | None = None
+    availability_zone: str | None = None
 
 
 @dataclass
@@ -100,9 +103,12 @@ CASCADE_TAKES = (*SNAPSHOT_DELETABLE, SnapshotStatus.DELETING)
 
 
 class VolumeService:
-    def __init__(self, db: sessionmaker[Session], backends: Backends) -> None:
+    def __init__(
+        self, db: sessionmaker[Session], backends: Backends, book: MessageBook | None = None
+    ) -> None:
         self.db = db
         self.backends = backends
+        self.book = book or MessageBook(backends.config.messages)
         self._tasks: set[asyncio.Task[None]] = set()
         self._chains: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._creating: set[str] = set()
@@ -151,8 +157,13 @@ class VolumeService:
                 if req.volume_type
                 else (get_type(s, source_type) if source_type else None)
             )
-            pinned = (vtype.extra_specs or {}).get("volume_backend_name") if vtype else None
-            pool = choose_backend(self.backends.pool_stats(s), size, pinned)
+            specs = dict(vtype.extra_specs or {}) if vtype else {}
+            check_zones(specs, req.availability_zone)
+            try:  # Cinder's scheduler: no backend passing the type's filters leaves the volume in error
+                pool: PoolStats | None = choose_backend(self.backends.pool_stats(s), size, specs)
+                unplaced = None
+            except NoValidBackend as e:
+                pool, unplaced = None, e.message
             now = utcnow()
             vol = Volume(
                 id=vol_id,
@@ -161,9 +172,10 @@ class VolumeService:
                 name=req.name,
                 description=req.description,
                 size_gib=size,
-                status=VolumeStatus.CREATING,
+                status=VolumeStatus.CREATING if pool else VolumeStatus.ERROR,
+                status_reason=unplaced,
                 volume_type_id=vtype.id if vtype else None,
-                backend=pool.backend.name,
+                backend=pool.backend.name if pool else UNPLACED,
                 name_id=name_id,
                 active_layer_id=layer,
                 meta=req.metadata,
@@ -174,13 +186,18 @@ class VolumeService:
                 updated_at=now,
             )
             s.add(vol)
+            if pool is None:
+                log.warning("volume %s: %s", vol_id, unplaced)
+                self.book.leave(s, Origin.of(ctx), NO_VALID_BACKEND, vol_id)
+        if pool is None:
+            return vol
         failpoints.hit("volume-create.after_row")
         loc = VolumeLocation(pool.backend.name, name_id, (layer,), pool.backend.format)
         if source_path is None:
-            await self._finish_create(vol_id, loc, size, None)
+            await self._finish_create(vol_id, loc, size, None, Origin.of(ctx))
             with self.db() as s:
                 return get_volume(s, ctx, vol_id)
-        self.spawn(self._finish_create(vol_id, loc, size, source_path))
+        self.spawn(self._finish_create(vol_id, loc, size, source_path, Origin.of(ctx)))
         return vol
 
     def _source(self, ctx: RequestContext, req: VolumeCreate) -> tuple[Any, int, str | None]:
@@ -207,7 +224,9 @@ class VolumeService:
                 return self.backends.layer_path(loc, loc.active_layer), src.size_gib, src.volume_type_id
         return None, 1, None
 
-    async def _finish_create(self, vol_id: str, loc: VolumeLocation, size: int, source: Any) -> None:
+    async def _finish_create(
+        self, vol_id: str, loc: VolumeLocation, size: int, source: Any, origin: Origin
+    ) -> None:
         driver = self.backends.driver(loc.backend)
         reason: str | None = None
         self._creating.add(vol_id)
@@ -225,11 +244,13 @@ class VolumeService:
         finally:
             self._creating.discard(vol_id)
         with self.db.begin() as s:
-            s.execute(
+            done = s.execute(
                 update(Volume)
                 .where(Volume.id == vol_id, Volume.status == VolumeStatus.CREATING)
                 .values(status=new, status_reason=reason, updated_at=utcnow())
             )
+            if new is VolumeStatus.ERROR and done.rowcount:  # type: ignore[attr-defined]
+                self.book.leave(s, origin, CREATE_FAILED, vol_id)
 
     # -- read --------------------------------------------------------------------------
     def get(self, ctx: RequestContext, volume_id: str) -> Volume:
@@ -274,12 +295,6 @@ class VolumeService:
             LayerFileInfo(lid, self.backends.layer_path(loc, lid), snaps.get(lid)) for lid in loc.layers
         )
         return VolumeLayout(loc, self.backends.driver(loc.backend).volume_dir(loc.name_id), layers)
-
-    async def pools(self, ctx: RequestContext) -> list[PoolStats]:
-        """Every backend's capacity, provisioning and filesystem usage (admin)."""
-        policy.enforce(ctx, "backend:get_pools")
-        with self.db() as s:
-            return await self.backends.pool_stats_with_usage(s)
 
     def attachments(self, volume_ids: list[str]) -> dict[str, Attachment]:
         if not volume_ids:
@@ -326,7 +341,9 @@ class VolumeService:
                     f"Volume {vol.id} status must be available to extend, currently in-use "
                     "(an attached volume extends from microversion 3.42)."
                 )
-            pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == vol.backend)
+            pool = next((p for p in self.backends.pool_stats(s) if p.backend.name == vol.backend), None)
+            if pool is None:
+                raise BadRequest(f"Volume {vol.id} is {vol.status} on no backend: it cannot be extended.")
             if not pool.fits(size - vol.size_gib):
                 raise BadRequest(f"No capacity to extend volume {vol.id} to {size} GiB on {vol.backend}.")
             back = VolumeStatus.IN_USE if attached else VolumeStatus.AVAILABLE
@@ -338,16 +355,13 @@ class VolumeService:
             loc = self.backends.location(s, vol)
         failpoints.hit("volume-extend.before_resize")
         failed = update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_EXTENDING)
-        with compensate(self.db, failed):
-            if live_server is None:
-                await self.backends.driver(loc.backend).extend(loc, size * GiB)
-            else:
-                # QEMU has the image open: it must grow the file itself (never qemu-img behind it).
-                assert self.live is not None
-                try:
-                    await self.live.live_extend(live_server, volume_id, size * GiB)
-                except NotFound as e:  # the volume exists: its server's process lost the disk
-                    raise Conflict(f"Server {live_server} cannot grow volume {volume_id}: {e.message}") from e
+        try:
+            with compensate(self.db, failed):
+                await self._grow(loc, volume_id, size, live_server)
+        except FerryError:
+            with self.db.begin() as s:
+                self.book.leave(s, Origin.of(ctx), EXTEND_FAILED, volume_id)
+            raise
         failpoints.hit("volume-extend.after_resize")
         with self.db.begin() as s:
             s.execute(
@@ -355,6 +369,17 @@ class VolumeService:
                 .where(Volume.id == volume_id)
                 .values(size_gib=size, target_size_gib=None, status=back, updated_at=utcnow())
             )
+
+    async def _grow(self, loc: VolumeLocation, volume_id: str, size: int, live_server: str | None) -> None:
+        if live_server is None:
+            await self.backends.driver(loc.backend).extend(loc, size * GiB)
+            return
+        # QEMU has the image open: it must grow the file itself (never qemu-img behind it).
+        assert self.live is not None
+        try:
+            await self.live.live_extend(live_server, volume_id, size * GiB)
+        except NotFound as e:  # the volume exists: its server's process lost the disk
+            raise Conflict(f"Server {live_server} cannot grow volume {volume_id}: {e.message}") from e
 
     async def delete(self, ctx: RequestContext, volume_id: str, cascade: bool = False) -> None:
         """Delete the volume; with `cascade`, its snapshots with it (their layers live in the
@@ -394,7 +419,8 @@ class VolumeService:
         """Retire a `deleting` volume's files, then its rows. Idempotent: start-up recovery
         completes an interrupted delete with it."""
         failpoints.hit("volume-delete.before_retire")
-        await self.backends.driver(backend).retire_volume(name_id)
+        if backend != UNPLACED:  # a volume no backend took has no files
+            await self.backends.driver(backend).retire_volume(name_id)
         failpoints.hit("volume-delete.after_retire")
         with self.db.begin() as s:
             s.execute(delete(Snapshot).where(Snapshot.volume_id == volume_id))

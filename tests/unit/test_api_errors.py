@@ -48,6 +48,8 @@ class Endpoint:
                 "service_id",
                 "hypervisor_id",
                 "migration_id",
+                "message_id",
+                "host",
             )
             if "{" + p + "}" in self.path
         ]
@@ -76,6 +78,10 @@ ENDPOINTS = [
     Endpoint("POST", f"{V}/volumes/{{volume_id}}/action", {"os-extend": {"new_size": 2}}),
     Endpoint("GET", f"{V}/volumes/{{volume_id}}/migration"),
     Endpoint("GET", f"{V}/volumes/{{volume_id}}/location"),
+    Endpoint("GET", f"{V}/messages"),
+    Endpoint("GET", f"{V}/messages/{{message_id}}"),
+    Endpoint("DELETE", f"{V}/messages/{{message_id}}"),
+    Endpoint("GET", f"{V}/capabilities/{{host}}"),
     Endpoint("GET", f"{V}/snapshots"),
     Endpoint("GET", f"{V}/snapshots/detail"),
     Endpoint("POST", f"{V}/snapshots", {"snapshot": {"volume_id": UNKNOWN}}),

@@ -179,12 +179,21 @@ def test_backend_choice_and_pinning_type(admin: Api, demo: Api) -> None:
     )
     by_id = create_volume(demo, 1, volume_type=vt["id"])
     assert by_id["volume_type"] == "pinned-fast"
-    # more than fast holds
-    assert "No capacity" in error(
-        demo.volume("POST", "/volumes", json={"volume": {"size": 101, "volume_type": "pinned-fast"}}),
-        400,
-        "badRequest",
-    )
+    # more than fast holds. Cinder's behaviour (was a 400 "No capacity"): accepted, the volume is in
+    # error on no host, and the project has a message saying no backend could take it.
+    big = demo.ok(
+        demo.volume("POST", "/volumes", json={"volume": {"size": 101, "volume_type": "pinned-fast"}}), 202
+    )["volume"]
+    assert big["status"] == "error"
+    assert admin.ok(admin.volume("GET", f"/volumes/{big['id']}"))["volume"]["os-vol-host-attr:host"] is None
+    msgs = demo.ok(
+        demo.client.get(
+            f"{demo.base}/volume/v3/{demo.project_id}/messages",
+            headers={"X-Auth-Token": demo.token, "OpenStack-API-Version": "volume 3.3"},
+        )
+    )["messages"]
+    assert [m["event_id"] for m in msgs if m.get("resource_uuid") == big["id"]] == ["VOLUME_VOLUME_001_003"]
+    assert demo.volume("DELETE", f"/volumes/{big['id']}").status_code == 202
     error(
         demo.volume("POST", "/volumes", json={"volume": {"size": 1, "volume_type": "no-such-type"}}),
         404,

@@ -53,12 +53,14 @@ def test_choose_backend_skips_pools_without_room() -> None:
 
 
 def test_choose_backend_honours_a_pinned_backend() -> None:
+    # Cinder's behaviour (was: an unknown pin raised "pins backend 'nope'"): the type's
+    # volume_backend_name is a filter; no backend passing it: NoValidBackend (test_scheduling.py).
     pools = [PoolStats(FAST, 0), PoolStats(BULK, 0)]
-    assert choose_backend(pools, 1, "fast").backend is FAST
-    with pytest.raises(BadRequest, match="pins backend 'nope'"):
-        choose_backend(pools, 1, "nope")
-    with pytest.raises(BadRequest, match="on backend 'fast'"):
-        choose_backend([PoolStats(FAST, 100), PoolStats(BULK, 0)], 1, "fast")
+    assert choose_backend(pools, 1, {"volume_backend_name": "fast"}).backend is FAST
+    with pytest.raises(BadRequest, match="No valid backend"):
+        choose_backend(pools, 1, {"volume_backend_name": "nope"})
+    with pytest.raises(BadRequest, match=r"No valid backend.*fast has 0 GiB free"):
+        choose_backend([PoolStats(FAST, 100), PoolStats(BULK, 0)], 1, {"volume_backend_name": "fast"})
 
 
 def test_oversubscription_scales_provisionable_capacity() -> None:

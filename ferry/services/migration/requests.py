@@ -20,6 +20,7 @@ from ferry.config import Config
 from ferry.db.models import Migration, MigrationEvent, Volume
 from ferry.db.statements import active_migration, active_migrations, compare_and_set, not_migrating
 from ferry.domain import migration as dm
+from ferry.domain import scheduling as sched
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, NotFound, Unavailable
 from ferry.domain.ids import new_id
@@ -115,6 +116,10 @@ class MigrationService:
             pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == dest.name)
             if not pool.fits(vol.size_gib):
                 raise BadRequest(f"Backend {dest.name!r} has no capacity for {vol.size_gib} GiB.")
+            type_id = new_type_id or vol.volume_type_id  # a retype's destination passes the new type
+            if type_id:
+                vtype = get_type(s, type_id)
+                sched.check_migration_destination(pool, vtype.name, vtype.extra_specs or {})
             check_destination_reach(s, vol.id, dest)
             busy = s.scalar(active_migration(vol.id).with_only_columns(Migration.id))
             if busy:
@@ -177,19 +182,21 @@ class MigrationService:
             vtype = get_type(s, new_type)
             if vtype.id == vol.volume_type_id:
                 raise BadRequest(f"Volume {vol.id} already has type {vtype.name!r}.")
-            pinned = (vtype.extra_specs or {}).get("volume_backend_name")
-            if not pinned or pinned == vol.backend:
+            dest = sched.retype_destination(
+                self.backends.pool_stats(s),
+                vol.backend,
+                vol.size_gib,
+                vtype.name,
+                vtype.extra_specs or {},
+                may_migrate=migration_policy == "on-demand",
+            )
+            if dest is None:  # the volume's backend passes the new type: a change of type only
                 if vol.migration_status in MIGRATION_BUSY:
                     raise Conflict(f"Volume {vol.id} is being migrated.")
                 vol.volume_type_id = vtype.id
                 vol.updated_at = utcnow()
                 return
-            if migration_policy == "never":
-                raise BadRequest(
-                    f"Type {vtype.name!r} needs backend {pinned!r} but the volume is on "
-                    f"{vol.backend!r}: retype with migration_policy 'on-demand' to move it."
-                )
-        await self.migrate(ctx, volume_id, pinned, new_type_id=vtype.id, action="volume:retype")
+        await self.migrate(ctx, volume_id, dest.backend.name, new_type_id=vtype.id, action="volume:retype")
 
     def report(self, ctx: RequestContext, volume_id: str) -> MigrationReport:
         policy.enforce(ctx, "volume:migration_get")
@@ -318,7 +325,9 @@ class MigrationService:
         cancel = self.cancel_event(migration_id)
         if mig.cancel_requested:
             cancel.set()  # requested before a restart: honoured as soon as the machine allows
-        return MigrationRun(self.db, self.config, self.backends, self.hv, mig, cancel, HANDLERS)
+        run = MigrationRun(self.db, self.config, self.backends, self.hv, mig, cancel, HANDLERS)
+        run.book = self.volumes.book
+        return run
 
     async def _run(self, migration_id: str) -> None:
         if not self.conductor.take(migration_id):

@@ -18,6 +18,7 @@ from ferry.domain.migration import Cause, EventKind, MigrationPlan, Recovery, Re
 from ferry.domain.migration import machine as mm
 from ferry.domain.model import DiskChain, GiB, VolumeLocation
 from ferry.drivers.hypervisor.base import HypervisorDriver
+from ferry.services.messages import MessageBook
 from ferry.services.migration.steplog import CancelledByOperator, StepLog
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class MigrationRun:
         handlers: dict[type[Any], Perform],
     ) -> None:
         self.db, self.config, self.backends, self.hv = db, config, backends, hv
+        self.book = MessageBook(config.messages)
+        """Where a failed migration tells the volume's project (the service's shared book)."""
         self.mig = mig
         self._cancel = cancel
         self.handlers = handlers

@@ -9,14 +9,17 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from ferry.db.models import Migration, Server, Volume
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import FerryError
+from ferry.domain.messages import MIGRATION_ABANDONED, MIGRATION_FAILED, Event
 from ferry.domain.migration import EventKind, RecoveryFacts, RunStatus, Step
 from ferry.domain.migration import machine as mm
 from ferry.domain.servers import ServerStatus
 from ferry.domain.volumes import MigrationStatus
+from ferry.services.messages import Origin
 from ferry.services.migration.runner import MigrationRun, Perform
 from ferry.services.migration.steplog import event
 
@@ -118,7 +121,16 @@ async def finish(run: MigrationRun, action: mm.Finish) -> mm.Fact:
         s.execute(update(Migration).where(Migration.id == run.mig.id).values(**values))
         if action.status is RunStatus.SUCCESS:
             s.add(event(run.mig.id, Step.DONE, EventKind.DONE))
+        elif action.status is RunStatus.ERROR:
+            _tell(run, s, MIGRATION_FAILED)
     return mm.StepDone(Step.DONE)
+
+
+def _tell(run: MigrationRun, s: Session, what: Event) -> None:
+    """Leave the volume's project a message that its migration failed."""
+    vol = s.get(Volume, run.plan.volume_id)
+    if vol is not None:
+        run.book.leave(s, Origin(vol.project_id), what, vol.id)
 
 
 async def abandon(run: MigrationRun, action: mm.Abandon) -> mm.Fact:
@@ -135,6 +147,7 @@ async def abandon(run: MigrationRun, action: mm.Abandon) -> mm.Fact:
             .where(Volume.id == run.plan.volume_id)
             .values(migration_status=MigrationStatus.ERROR.value)
         )
+        _tell(run, s, MIGRATION_ABANDONED)
     return mm.StepDone(Step.DONE)
 
 
