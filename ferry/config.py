@@ -9,7 +9,7 @@ import hashlib
 import os
 import tempfile
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,28 @@ class HostsConfig:
         return int(physical * self.ram_allocation_ratio)
 
 
+@dataclass(frozen=True)
+class QuotasConfig:
+    """`[quotas]`: every project's default limits (Cinder's `quota_*` options and defaults), until
+    an admin sets the `default` quota class or a project's own. -1 is unlimited. Per-type limits
+    (`volumes_{type}` …) default to -1 and are set through the API only."""
+
+    volumes: int = 10
+    snapshots: int = 10
+    gigabytes: int = 1000
+    per_volume_gigabytes: int = -1
+    backups: int = 10
+    backup_gigabytes: int = 1000
+    groups: int = 10
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < -1 for v in self.defaults().values()):
+            raise BadRequest("Invalid [quotas]: every limit must be an integer, -1 (unlimited) or more.")
+
+    def defaults(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 PASSWORD_HASHING = {
     "strong": IdentityConfig(),
     # For tests and throw-away demos only: ~1 ms a hash, so cheap to brute-force as well.
@@ -177,6 +199,7 @@ class Config:
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     hosts: HostsConfig = field(default_factory=HostsConfig)
+    quotas: QuotasConfig = field(default_factory=QuotasConfig)
     guest_dir: Path | None = None
 
     @property
@@ -241,6 +264,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         doctor=DoctorConfig(**raw.get("doctor", {})),
         identity=_identity(dict(raw.get("identity", {}))),
         hosts=_hosts(dict(raw.get("hosts", {}))),
+        quotas=_quotas(dict(raw.get("quotas", {}))),
         guest_dir=(base / guest).resolve() if guest else None,
     )
 
@@ -258,6 +282,13 @@ def _hosts(raw: dict[str, Any]) -> HostsConfig:
         return HostsConfig(**raw)
     except TypeError as e:
         raise BadRequest(f"Invalid [hosts] section: {e}") from None
+
+
+def _quotas(raw: dict[str, Any]) -> QuotasConfig:
+    try:
+        return QuotasConfig(**raw)
+    except TypeError as e:
+        raise BadRequest(f"Invalid [quotas] section: {e}") from None
 
 
 def _reach(raw: dict[str, Any]) -> dict[str, Any]:
@@ -365,6 +396,7 @@ def dump(cfg: Config) -> str:
         f"ram_allocation_ratio = {hs.ram_allocation_ratio}",
     ]
     lines += [f"{k} = {v}" for k, v in (("vcpus", hs.vcpus), ("ram_mb", hs.ram_mb)) if v is not None]
+    lines += ["", "[quotas]", *(f"{k} = {v}" for k, v in cfg.quotas.defaults().items())]
     for b in cfg.backends:
         lines += [
             "",

@@ -26,6 +26,7 @@ from ferry.api import (
     images,
     openapi,
     pools,
+    quotas,
     server_migrations,
     snapshots,
     versions,
@@ -91,6 +92,7 @@ def create_app(ferry: Ferry) -> FastAPI:
         hosts,
         volume_hosts,
         server_migrations,
+        quotas,
     )
     for resource in resources:
         app.include_router(resource.router)

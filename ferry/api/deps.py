@@ -22,6 +22,7 @@ from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
+from ferry.services.quotas import QuotaService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
@@ -48,6 +49,10 @@ async def snapshots(request: Request) -> SnapshotService:
 
 async def types(request: Request) -> TypeService:
     return _ferry(request).types
+
+
+async def quotas(request: Request) -> QuotaService:
+    return _ferry(request).quotas
 
 
 async def migrations(request: Request) -> MigrationService:

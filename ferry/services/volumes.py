@@ -46,6 +46,7 @@ from ferry.services.queries import (
     paginate,
     parse_sort,
 )
+from ferry.services.quotas import QuotaService
 from ferry.services.records import LayerFileInfo, VolumeLayout
 from ferry.services.storage import Backends
 
@@ -99,9 +100,10 @@ CASCADE_TAKES = (*SNAPSHOT_DELETABLE, SnapshotStatus.DELETING)
 
 
 class VolumeService:
-    def __init__(self, db: sessionmaker[Session], backends: Backends) -> None:
+    def __init__(self, db: sessionmaker[Session], backends: Backends, quotas: QuotaService) -> None:
         self.db = db
         self.backends = backends
+        self.quotas = quotas
         self._tasks: set[asyncio.Task[None]] = set()
         self._chains: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._creating: set[str] = set()
@@ -149,6 +151,8 @@ class VolumeService:
                 if req.volume_type
                 else (get_type(s, source_type) if source_type else None)
             )
+            vtype_id = vtype.id if vtype else None
+            self.quotas.claim_volume(s, ctx.project_id, vtype_id, volumes=1, gigabytes=size, volume_size=size)
             pinned = (vtype.extra_specs or {}).get("volume_backend_name") if vtype else None
             pool = choose_backend(self.backends.pool_stats(s), size, pinned)
             now = utcnow()
@@ -313,8 +317,10 @@ class VolumeService:
                 raise BadRequest(f"New size {size} GiB must be larger than the current {vol.size_gib} GiB.")
             if vol.status is VolumeStatus.IN_USE:
                 raise BadRequest(f"Volume {vol.id} is attached: detach it before extending.")
+            grow = size - vol.size_gib
+            self.quotas.claim_volume(s, vol.project_id, vol.volume_type_id, gigabytes=grow, volume_size=size)
             pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == vol.backend)
-            if not pool.fits(size - vol.size_gib):
+            if not pool.fits(grow):
                 raise BadRequest(f"No capacity to extend volume {vol.id} to {size} GiB on {vol.backend}.")
             set_status(s, vol.id, VolumeStatus.EXTENDING, expect=(VolumeStatus.AVAILABLE,))
             # Durable intent, in the same transaction as the claim: a restart settles the extend
