@@ -65,7 +65,7 @@ def lock_project(s: Session, project_id: str) -> None:
 
 
 def _type_names(s: Session) -> dict[str, str]:
-    return dict(s.execute(select(VolumeType.id, VolumeType.name)).tuples().all())
+    return {row.id: row.name for row in s.execute(select(VolumeType.id, VolumeType.name))}
 
 
 def usage(s: Session, project_id: str, type_names: Mapping[str, str]) -> dict[str, int]:
@@ -89,7 +89,7 @@ def usage(s: Session, project_id: str, type_names: Mapping[str, str]) -> dict[st
         .where(Volume.project_id == project_id)
         .group_by(Volume.volume_type_id)
     )
-    for type_id, count, gib in s.execute(volumes).tuples():
+    for type_id, count, gib in s.execute(volumes):
         add_typed(type_id, VOLUMES, count)
         add_typed(type_id, GIGABYTES, gib)
     snapshots = (
@@ -98,7 +98,7 @@ def usage(s: Session, project_id: str, type_names: Mapping[str, str]) -> dict[st
         .where(Snapshot.project_id == project_id)
         .group_by(Volume.volume_type_id)
     )
-    for type_id, count, gib in s.execute(snapshots).tuples():
+    for type_id, count, gib in s.execute(snapshots):
         add_typed(type_id, SNAPSHOTS, count)
         add_typed(type_id, GIGABYTES, gib)
     retyping = (
@@ -108,7 +108,7 @@ def usage(s: Session, project_id: str, type_names: Mapping[str, str]) -> dict[st
         .where(Migration.new_type_id.is_not(None), Migration.new_type_id != Volume.volume_type_id)
         .group_by(Migration.new_type_id)
     )
-    for type_id, count, gib in s.execute(retyping).tuples():
+    for type_id, count, gib in s.execute(retyping):
         if type_id is not None and type_id in type_names:
             add(per_type(VOLUMES, type_names[type_id]), count)
             add(per_type(GIGABYTES, type_names[type_id]), gib)
@@ -119,7 +119,7 @@ def _overrides(s: Session, is_class: bool, scope: str) -> dict[str, int]:
     rows = select(QuotaLimit.resource, QuotaLimit.hard_limit).where(
         QuotaLimit.is_class.is_(is_class), QuotaLimit.scope == scope
     )
-    return dict(s.execute(rows).tuples().all())
+    return {row.resource: row.hard_limit for row in s.execute(rows)}
 
 
 def _store(s: Session, is_class: bool, scope: str, limits: Mapping[str, int]) -> None:
