@@ -22,6 +22,7 @@ from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
+from ferry.services.projects import ProjectService
 from ferry.services.quotas import QuotaService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
@@ -49,6 +50,10 @@ async def snapshots(request: Request) -> SnapshotService:
 
 async def types(request: Request) -> TypeService:
     return _ferry(request).types
+
+
+async def projects(request: Request) -> ProjectService:
+    return _ferry(request).projects
 
 
 async def quotas(request: Request) -> QuotaService:

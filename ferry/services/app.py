@@ -17,6 +17,7 @@ from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
+from ferry.services.projects import ProjectService
 from ferry.services.quotas import QuotaService
 from ferry.services.recovery import VolumeRecovery
 from ferry.services.server_migration import LiveMigrationService
@@ -81,6 +82,7 @@ class Ferry:
         self.hypervisor = drivers.hypervisor
         self.identity = IdentityService(self.db, config.token_lifetime_s, config.identity)
         self.types = TypeService(self.db, self.backends)
+        self.projects = ProjectService(self.db)
         self.quotas = QuotaService(self.db, config.quotas)
         self.volumes = VolumeService(self.db, self.backends, self.quotas)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)

@@ -304,3 +304,61 @@ def test_concurrent_creates_never_overshoot(admin: Api, demo: Api) -> None:
         t.join()
     assert sorted(codes) == [202] * 3 + [413] * 9
     assert quota_set(admin, demo.project_id, usage="1")["volumes"]["in_use"] == 3
+
+
+# -- Keystone projects (tempest makes throw-away ones to read their default quotas) ----------------
+def identity(api: Api, method: str, path: str, **kw: Any) -> httpx.Response:
+    return api.client.request(
+        method, f"{api.base}/identity/v3{path}", headers={"X-Auth-Token": api.token}, **kw
+    )
+
+
+def test_a_new_project_gets_the_default_class(admin: Api, demo: Api) -> None:
+    domains = admin.ok(identity(admin, "GET", "/domains", params={"name": "Default"}))["domains"]
+    assert [d["id"] for d in domains] == ["default"]
+    assert admin.ok(identity(admin, "GET", "/domains", params={"name": "Nope"}))["domains"] == []
+    body = {"project": {"name": "quota-class-tenant", "description": "d", "domain_id": "default"}}
+    project = admin.ok(identity(admin, "POST", "/projects", json=body), 201)["project"]
+    assert project["name"] == "quota-class-tenant" and project["description"] == "d"
+    error(identity(admin, "POST", "/projects", json=body), 409, "conflictingRequest")
+    try:
+        admin.ok(
+            admin.volume("PUT", "/os-quota-class-sets/default", json={"quota_class_set": {"snapshots": 4}})
+        )
+        defaults = admin.ok(admin.volume("GET", f"/os-quota-sets/{project['id']}/defaults"))["quota_set"]
+        assert defaults["snapshots"] == 4 and defaults["id"] == project["id"]
+        assert quota_set(admin, project["id"], usage="1")["snapshots"] == {
+            "limit": 4,
+            "in_use": 0,
+            "reserved": 0,
+        }
+    finally:
+        admin.ok(
+            admin.volume("PUT", "/os-quota-class-sets/default", json={"quota_class_set": {"snapshots": 10}})
+        )
+    assert identity(admin, "DELETE", f"/projects/{project['id']}").status_code == 204
+    error(identity(admin, "DELETE", f"/projects/{project['id']}"), 404, "itemNotFound")
+    error(admin.volume("GET", f"/os-quota-sets/{project['id']}"), 404, "itemNotFound")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"project": {"name": ""}},
+        {"project": {"name": "x" * 65}},
+        {"project": {"name": 5}},
+        {"project": []},
+        {},
+        {"project": {"name": "p", "domain_id": "elsewhere"}},
+    ],
+)
+def test_bad_project_creates_are_400(admin: Api, body: dict[str, Any]) -> None:
+    error(identity(admin, "POST", "/projects", json=body), 400, "badRequest")
+
+
+def test_members_may_not_manage_projects(demo: Api, admin: Api) -> None:
+    error(identity(demo, "POST", "/projects", json={"project": {"name": "mine"}}), 403, "forbidden")
+    error(identity(demo, "DELETE", f"/projects/{admin.project_id}"), 403, "forbidden")
+    error(identity(demo, "GET", "/domains"), 403, "forbidden")
+    assert demo.ok(identity(demo, "GET", f"/projects/{demo.project_id}"))["project"]["id"] == demo.project_id
+    error(identity(demo, "GET", f"/projects/{admin.project_id}"), 404, "itemNotFound")

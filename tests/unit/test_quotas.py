@@ -69,7 +69,7 @@ def test_claim_refusals_read_as_cinders() -> None:
         OverLimit, match=r"^Maximum number of volumes allowed \(1\) exceeded for quota 'volumes'\.$"
     ):
         check_claim(limits, {"volumes": 1}, volume_deltas(None, volumes=1, gigabytes=1))
-    with pytest.raises(OverLimit, match="allowed gigabytes_fast quota. Requested 2G, quota is 3G and 2G"):
+    with pytest.raises(OverLimit, match=r"allowed gigabytes_fast quota\. Requested 2G, quota is 3G and 2G"):
         check_claim(limits, {"gigabytes_fast": 2}, volume_deltas("fast", gigabytes=2))
     with pytest.raises(OverLimit, match="snapshots allowed"):
         check_claim({"snapshots": 0}, {}, {"snapshots": 1})
