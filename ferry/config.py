@@ -396,7 +396,8 @@ def dump(cfg: Config) -> str:
         f"ram_allocation_ratio = {hs.ram_allocation_ratio}",
     ]
     lines += [f"{k} = {v}" for k, v in (("vcpus", hs.vcpus), ("ram_mb", hs.ram_mb)) if v is not None]
-    lines += ["", "[quotas]", *(f"{k} = {v}" for k, v in cfg.quotas.defaults().items())]
+    if cfg.quotas != QuotasConfig():  # Cinder's defaults need no section (docs/quotas.md)
+        lines += ["", "[quotas]", *(f"{k} = {v}" for k, v in cfg.quotas.defaults().items())]
     for b in cfg.backends:
         lines += [
             "",

@@ -66,17 +66,18 @@ def list_domains(
 
 @router.post("/projects", status_code=201, openapi_extra=body("project", ProjectCreateBody))
 async def create_project(request: Request, projects: ProjectService = Projects) -> JSONResponse:
+    ctx = deps.context(request)  # who asks, before what is asked
     b = await body_part(request, "project", ProjectCreateBody)
-    p = projects.create(deps.context(request), b.name, b.domain_id)
+    p = projects.create(ctx, b.name, b.domain_id)
     return JSONResponse({"project": _project(request, p, b.description)}, status_code=201)
 
 
-@router.get("/projects/{project_id}")
-def show_project(request: Request, project_id: str, projects: ProjectService = Projects) -> dict[str, Any]:
-    return {"project": _project(request, projects.get(deps.context(request), project_id))}
+@router.get("/projects/{project}")
+def show_project(request: Request, project: str, projects: ProjectService = Projects) -> dict[str, Any]:
+    return {"project": _project(request, projects.get(deps.context(request), project))}
 
 
-@router.delete("/projects/{project_id}", status_code=204)
-def delete_project(request: Request, project_id: str, projects: ProjectService = Projects) -> Response:
-    projects.delete(deps.context(request), project_id)
+@router.delete("/projects/{project}", status_code=204)
+def delete_project(request: Request, project: str, projects: ProjectService = Projects) -> Response:
+    projects.delete(deps.context(request), project)
     return Response(status_code=204)

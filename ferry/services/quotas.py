@@ -203,7 +203,11 @@ class QuotaService:
             self._target(s, ctx, target, "quota:update")
             wanted = parse_quota_set(body, self.resources(s))
             lock_project(s, target)  # no claim slips in between the check and the new limit
-            check_not_below_usage(wanted, usage(s, target, _type_names(s)))
+            # As Cinder: only a limit the project already has of its own is held to its usage
+            # (`get_project_quotas(defaults=False)`); one still taken from the class is not.
+            own = _overrides(s, False, target)
+            checked = {k: v for k, v in wanted.items() if k in own}
+            check_not_below_usage(checked, usage(s, target, _type_names(s)))
             _store(s, False, target, wanted)
         with self.db() as s:
             return self.limits(s, target)

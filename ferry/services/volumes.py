@@ -151,10 +151,11 @@ class VolumeService:
                 if req.volume_type
                 else (get_type(s, source_type) if source_type else None)
             )
-            vtype_id = vtype.id if vtype else None
-            self.quotas.claim_volume(s, ctx.project_id, vtype_id, volumes=1, gigabytes=size, volume_size=size)
             pinned = (vtype.extra_specs or {}).get("volume_backend_name") if vtype else None
             pool = choose_backend(self.backends.pool_stats(s), size, pinned)
+            # last before the insert: the claim holds the project's quota lock until the commit
+            vtype_id = vtype.id if vtype else None
+            self.quotas.claim_volume(s, ctx.project_id, vtype_id, volumes=1, gigabytes=size, volume_size=size)
             now = utcnow()
             vol = Volume(
                 id=vol_id,
@@ -164,7 +165,7 @@ class VolumeService:
                 description=req.description,
                 size_gib=size,
                 status=VolumeStatus.CREATING,
-                volume_type_id=vtype.id if vtype else None,
+                volume_type_id=vtype_id,
                 backend=pool.backend.name,
                 name_id=name_id,
                 active_layer_id=layer,

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import threading
+import tomllib
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from ferry.config import QuotasConfig, from_dict
+from ferry.config import QuotasConfig, dump, from_dict
 from ferry.db.engine import make_engine, session_factory, upgrade
 from ferry.db.models import Volume
 from ferry.domain.clock import utcnow
@@ -182,3 +183,11 @@ def test_concurrent_claims_never_overshoot(database: str) -> None:
         stored = s.scalar(select(func.count()).select_from(Volume).where(Volume.project_id == project))
     engine.dispose()
     assert (outcomes.count("ok"), outcomes.count("over"), stored) == (5, 15, 5)
+
+
+def test_quota_config_round_trips() -> None:
+
+    cfg = from_dict({"quotas": {"volumes": 3}})
+    again = from_dict(tomllib.loads(dump(cfg)))
+    assert again.quotas == cfg.quotas
+    assert "[quotas]" not in dump(from_dict({}))
