@@ -376,3 +376,35 @@ def test_members_may_not_manage_projects(demo: Api, admin: Api) -> None:
     error(identity(demo, "GET", "/domains"), 403, "forbidden")
     assert demo.ok(identity(demo, "GET", f"/projects/{demo.project_id}"))["project"]["id"] == demo.project_id
     error(identity(demo, "GET", f"/projects/{admin.project_id}"), 404, "itemNotFound")
+
+
+def test_retype_that_migrates_claims_the_new_type_at_the_request(admin: Api, demo: Api) -> None:
+    names = {backend: f"pin-{backend}-{time.monotonic_ns()}" for backend in ("fast", "bulk")}
+    types = [
+        admin.ok(
+            admin.volume(
+                "POST", "/types", json={"volume_type": {"name": n, "extra_specs": {"volume_backend_name": b}}}
+            )
+        )["volume_type"]
+        for b, n in names.items()
+    ]
+    try:
+        vol = demo.ok(create(demo, volume_type=names["fast"]), 202)["volume"]
+        wait_available(demo, vol["id"])
+        admin.ok(set_quotas(admin, demo.project_id, **{f"gigabytes_{names['bulk']}": 0}), 200)
+        retype = {"os-retype": {"new_type": names["bulk"], "migration_policy": "on-demand"}}
+        msg = over_limit(demo.volume("POST", f"/volumes/{vol['id']}/action", json=retype))
+        assert f"gigabytes_{names['bulk']} quota" in msg
+        assert admin.ok(admin.volume("GET", f"/volumes/{vol['id']}"))["volume"][
+            "os-vol-host-attr:host"
+        ].startswith("ferry@fast")  # refused before anything moved
+    finally:
+        for v in admin.ok(admin.volume("GET", "/volumes?all_tenants=1"))["volumes"]:
+            admin.volume("DELETE", f"/volumes/{v['id']}")
+        deadline = time.monotonic() + 30
+        while (
+            admin.ok(admin.volume("GET", "/volumes?all_tenants=1"))["volumes"] and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        for t in types:
+            admin.volume("DELETE", f"/types/{t['id']}")
