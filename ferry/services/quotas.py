@@ -31,6 +31,7 @@ from ferry.domain.quotas import (
     GIGABYTES,
     LIMIT_ONLY,
     SNAPSHOTS,
+    TYPE_PARTS,
     UNLIMITED,
     VOLUMES,
     Counts,
@@ -131,6 +132,21 @@ def _store(s: Session, is_class: bool, scope: str, limits: Mapping[str, int]) ->
         )
     )
     s.add_all(QuotaLimit(is_class=is_class, scope=scope, resource=k, hard_limit=v) for k, v in limits.items())
+
+
+def rename_type_limits(s: Session, old: str, new: str) -> None:
+    """A renamed type keeps its per-type limits (Cinder's `update_quota_resource`)."""
+    for part in TYPE_PARTS:
+        s.execute(
+            update(QuotaLimit)
+            .where(QuotaLimit.resource == per_type(part, old))
+            .values(resource=per_type(part, new))
+        )
+
+
+def forget_type_limits(s: Session, name: str) -> None:
+    """A deleted type's limits go with it: a new type of the same name starts from -1."""
+    s.execute(delete(QuotaLimit).where(QuotaLimit.resource.in_([per_type(p, name) for p in TYPE_PARTS])))
 
 
 class QuotaService:

@@ -408,3 +408,16 @@ def test_retype_that_migrates_claims_the_new_type_at_the_request(admin: Api, dem
             time.sleep(0.05)
         for t in types:
             admin.volume("DELETE", f"/types/{t['id']}")
+
+
+def test_per_type_limits_follow_a_rename_and_go_with_the_type(admin: Api, demo: Api) -> None:
+    old, new = f"ren-{time.monotonic_ns()}", f"ren2-{time.monotonic_ns()}"
+    vtype = admin.ok(admin.volume("POST", "/types", json={"volume_type": {"name": old}}))["volume_type"]
+    admin.ok(set_quotas(admin, demo.project_id, **{f"volumes_{old}": 2}), 200)
+    admin.ok(admin.volume("PUT", f"/types/{vtype['id']}", json={"volume_type": {"name": new}}))
+    qs = quota_set(admin, demo.project_id)
+    assert qs[f"volumes_{new}"] == 2 and f"volumes_{old}" not in qs
+    assert admin.volume("DELETE", f"/types/{vtype['id']}").status_code == 202
+    again = admin.ok(admin.volume("POST", "/types", json={"volume_type": {"name": new}}))["volume_type"]
+    assert quota_set(admin, demo.project_id)[f"volumes_{new}"] == -1
+    admin.volume("DELETE", f"/types/{again['id']}")
