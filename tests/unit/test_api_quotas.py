@@ -219,7 +219,10 @@ def test_quota_class_default_sets_every_projects_defaults(admin: Api, demo: Api)
 
 # -- enforcement ------------------------------------------------------------------------------------
 def over_limit(resp: httpx.Response) -> str:
-    return error(resp, 413, "overLimit")
+    """Cinder's QuotaError: 413 overLimit, retry at once (`Retry-After: 0`, `retryAfter` "0")."""
+    message = error(resp, 413, "overLimit")
+    assert resp.headers["Retry-After"] == "0" and resp.json()["overLimit"]["retryAfter"] == "0"
+    return message
 
 
 def test_volume_count_and_gigabytes_are_enforced(admin: Api, demo: Api) -> None:
