@@ -84,7 +84,7 @@ class Ferry:
         self.types = TypeService(self.db, self.backends)
         self.projects = ProjectService(self.db)
         self.quotas = QuotaService(self.db, config.quotas)
-        self.volumes = VolumeService(self.db, self.backends, self.quotas)
+        self.volumes = VolumeService(self.db, self.backends, quotas=self.quotas)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
         self.images = ImageService(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)

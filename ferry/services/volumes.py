@@ -100,10 +100,12 @@ CASCADE_TAKES = (*SNAPSHOT_DELETABLE, SnapshotStatus.DELETING)
 
 
 class VolumeService:
-    def __init__(self, db: sessionmaker[Session], backends: Backends, quotas: QuotaService) -> None:
+    def __init__(
+        self, db: sessionmaker[Session], backends: Backends, quotas: QuotaService | None = None
+    ) -> None:
         self.db = db
         self.backends = backends
-        self.quotas = quotas
+        self.quotas = quotas or QuotaService(db, backends.config.quotas)
         self._tasks: set[asyncio.Task[None]] = set()
         self._chains: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._creating: set[str] = set()
