@@ -9,7 +9,7 @@ import hashlib
 import os
 import tempfile
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,28 @@ class HostsConfig:
         return int(physical * self.ram_allocation_ratio)
 
 
+@dataclass(frozen=True)
+class QuotasConfig:
+    """`[quotas]`: every project's default limits (Cinder's `quota_*` options and defaults), until
+    an admin sets the `default` quota class or a project's own. -1 is unlimited. Per-type limits
+    (`volumes_{type}` …) default to -1 and are set through the API only."""
+
+    volumes: int = 10
+    snapshots: int = 10
+    gigabytes: int = 1000
+    per_volume_gigabytes: int = -1
+    backups: int = 10
+    backup_gigabytes: int = 1000
+    groups: int = 10
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < -1 for v in self.defaults().values()):
+            raise BadRequest("Invalid [quotas]: every limit must be an integer, -1 (unlimited) or more.")
+
+    def defaults(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 PASSWORD_HASHING = {
     "strong": IdentityConfig(),
     # For tests and throw-away demos only: ~1 ms a hash, so cheap to brute-force as well.
@@ -193,6 +215,7 @@ class Config:
     messages: MessagesConfig = field(default_factory=MessagesConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     hosts: HostsConfig = field(default_factory=HostsConfig)
+    quotas: QuotasConfig = field(default_factory=QuotasConfig)
     guest_dir: Path | None = None
 
     @property
@@ -258,6 +281,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         messages=_messages(dict(raw.get("messages", {}))),
         identity=_identity(dict(raw.get("identity", {}))),
         hosts=_hosts(dict(raw.get("hosts", {}))),
+        quotas=_quotas(dict(raw.get("quotas", {}))),
         guest_dir=(base / guest).resolve() if guest else None,
     )
 
@@ -285,6 +309,13 @@ def _hosts(raw: dict[str, Any]) -> HostsConfig:
         return HostsConfig(**raw)
     except TypeError as e:
         raise BadRequest(f"Invalid [hosts] section: {e}") from None
+
+
+def _quotas(raw: dict[str, Any]) -> QuotasConfig:
+    try:
+        return QuotasConfig(**raw)
+    except TypeError as e:
+        raise BadRequest(f"Invalid [quotas] section: {e}") from None
 
 
 def _reach(raw: dict[str, Any]) -> dict[str, Any]:
@@ -397,6 +428,8 @@ def dump(cfg: Config) -> str:
         f"ram_allocation_ratio = {hs.ram_allocation_ratio}",
     ]
     lines += [f"{k} = {v}" for k, v in (("vcpus", hs.vcpus), ("ram_mb", hs.ram_mb)) if v is not None]
+    if cfg.quotas != QuotasConfig():  # Cinder's defaults need no section (docs/quotas.md)
+        lines += ["", "[quotas]", *(f"{k} = {v}" for k, v in cfg.quotas.defaults().items())]
     for b in cfg.backends:
         lines += [
             "",

@@ -14,10 +14,16 @@ ROOT = Path(__file__).resolve().parent.parent
 GUEST_DIR = ROOT / "build" / "guest"
 
 
-def make_server(tmp: Path, **kw: object) -> FerryServer:
+UNLIMITED_QUOTAS = "[quotas]\nvolumes = -1\nsnapshots = -1\ngigabytes = -1\n"
+"""Tests of other features create more than Cinder's default 10 volumes in one project; the quota
+tests (`test_api_quotas.py`) run with the defaults (`quotas=""`)."""
+
+
+def make_server(tmp: Path, quotas: str = UNLIMITED_QUOTAS, **kw: object) -> FerryServer:
     url = os.environ.get("FERRY_TEST_DATABASE_URL")
     if url:
         reset_database(url)
+    kw["extra_config"] = quotas + "\n" + str(kw.get("extra_config", ""))
     return FerryServer(tmp, database_url=url, **kw)  # type: ignore[arg-type]
 
 

@@ -29,6 +29,8 @@ from ferry.api import (
     messages,
     openapi,
     pools,
+    projects,
+    quotas,
     server_migrations,
     snapshots,
     versions,
@@ -81,6 +83,7 @@ def create_app(ferry: Ferry) -> FastAPI:
     app.add_middleware(Edge, max_body_bytes=ferry.config.max_body_bytes)  # outermost: sees every answer
     app.include_router(versions.router)
     app.include_router(identity.router)
+    app.include_router(projects.router)
     app.include_router(extensions.router)
     app.include_router(extensions.compute_router)
     resources = (
@@ -100,6 +103,7 @@ def create_app(ferry: Ferry) -> FastAPI:
         hosts,
         volume_hosts,
         server_migrations,
+        quotas,
     )
     for resource in resources:
         app.include_router(resource.router)

@@ -24,6 +24,8 @@ from ferry.services.images import ImageService
 from ferry.services.messages import MessageService
 from ferry.services.migration import MigrationService
 from ferry.services.pools import PoolService
+from ferry.services.projects import ProjectService
+from ferry.services.quotas import QuotaService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
@@ -58,6 +60,14 @@ async def messages(request: Request) -> MessageService:
 
 async def pools(request: Request) -> PoolService:
     return _ferry(request).pools
+
+
+async def projects(request: Request) -> ProjectService:
+    return _ferry(request).projects
+
+
+async def quotas(request: Request) -> QuotaService:
+    return _ferry(request).quotas
 
 
 async def migrations(request: Request) -> MigrationService:

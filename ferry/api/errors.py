@@ -17,7 +17,7 @@ from starlette.types import Scope
 
 from ferry.api.responses import JSONBody
 from ferry.api.schemas import INT64_MAX, INT64_MIN, text_problem
-from ferry.domain.errors import BadRequest, FerryError, TooManyRequests
+from ferry.domain.errors import BadRequest, FerryError, OverLimit, TooManyRequests
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -92,6 +92,9 @@ def install(app: FastAPI) -> None:
             rid = request_id(request)
             log.error("request failed (%s): %s", rid, exc.message, exc_info=exc)
             return error_response(exc.code, unexpected_message(rid), exc.kind)
+        if isinstance(exc, OverLimit):  # a quota: Cinder's QuotaError answers "retry at once"
+            body = {exc.kind: {"code": exc.code, "message": exc.message, "retryAfter": "0"}}
+            return JSONBody(body, status_code=exc.code, headers={"Retry-After": "0"})
         resp = error_response(exc.code, exc.message, exc.kind)
         if isinstance(exc, TooManyRequests):
             resp.headers["Retry-After"] = str(exc.retry_after_s)

@@ -358,3 +358,24 @@ class ServerLiveMigrationEvent(Base):
     step: Mapped[LiveStep] = mapped_column(enum_type(LiveStep, 16))
     event: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class QuotaLimit(Base):
+    """A limit an admin set: for one project (`scope` = its id) or for a quota class (`scope` =
+    the class name, `is_class`). Absent rows fall back to the class, then to `[quotas]`."""
+
+    __tablename__ = "quota_limits"
+    is_class: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(255), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(300), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+class QuotaClaimLock(Base):
+    """One row per project that has claimed quota: every claim first bumps it, so that claims of
+    one project are serialized (a row lock on PostgreSQL, the write lock on SQLite) and each one
+    counts usage with every earlier claim committed."""
+
+    __tablename__ = "quota_claim_locks"
+    project_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    claims: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -19,6 +19,8 @@ from ferry.services.images import ImageService
 from ferry.services.messages import MessageBook, MessageService
 from ferry.services.migration import MigrationService
 from ferry.services.pools import PoolService
+from ferry.services.projects import ProjectService
+from ferry.services.quotas import QuotaService
 from ferry.services.recovery import VolumeRecovery
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.server_settling import ServerSettling
@@ -82,7 +84,9 @@ class Ferry:
         self.hypervisor = drivers.hypervisor
         self.identity = IdentityService(self.db, config.token_lifetime_s, config.identity)
         self.types = TypeService(self.db, self.backends)
-        self.volumes = VolumeService(self.db, self.backends, MessageBook(config.messages))
+        self.projects = ProjectService(self.db)
+        self.quotas = QuotaService(self.db, config.quotas)
+        self.volumes = VolumeService(self.db, self.backends, MessageBook(config.messages), quotas=self.quotas)
         self.messages = MessageService(self.db)
         self.pools = PoolService(self.db, self.backends)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)

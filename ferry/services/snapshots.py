@@ -129,6 +129,9 @@ class SnapshotService:
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
             self._check_can_snapshot(vol)
+            self.volumes.quotas.claim_volume(
+                s, vol.project_id, vol.volume_type_id, snapshots=1, gigabytes=vol.size_gib
+            )
             loc = self.backends.location(s, vol)
             live_server = running_server(s, vol.id)
             now = utcnow()

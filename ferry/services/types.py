@@ -15,6 +15,7 @@ from ferry.domain.ids import new_id
 from ferry.services import policy
 from ferry.services.context import RequestContext
 from ferry.services.queries import get_type
+from ferry.services.quotas import forget_type_limits, rename_type_limits
 from ferry.services.storage import Backends
 
 
@@ -72,6 +73,8 @@ class TypeService:
         try:
             with self.db.begin() as s:
                 vt = get_type(s, ref)
+                if "name" in changes and changes["name"] != vt.name:
+                    rename_type_limits(s, vt.name, changes["name"])
                 for key in ("name", "description", "is_public"):
                     if key in changes:
                         setattr(vt, key, changes[key])
@@ -114,6 +117,7 @@ class TypeService:
                 gone = s.execute(delete(VolumeType).where(VolumeType.id == vt.id, ~in_use))
                 if not gone.rowcount:  # type: ignore[attr-defined]
                     raise BadRequest(f"Volume type {vt.name} is in use by volumes.")
+                forget_type_limits(s, vt.name)
         except IntegrityError:
             raise Conflict(f"Volume type {ref} is being used by a volume just created; try again.") from None
 

@@ -49,6 +49,7 @@ from ferry.services.queries import (
     paginate,
     parse_sort,
 )
+from ferry.services.quotas import QuotaService
 from ferry.services.records import LayerFileInfo, VolumeLayout
 from ferry.services.storage import Backends
 
@@ -104,11 +105,16 @@ CASCADE_TAKES = (*SNAPSHOT_DELETABLE, SnapshotStatus.DELETING)
 
 class VolumeService:
     def __init__(
-        self, db: sessionmaker[Session], backends: Backends, book: MessageBook | None = None
+        self,
+        db: sessionmaker[Session],
+        backends: Backends,
+        book: MessageBook | None = None,
+        quotas: QuotaService | None = None,
     ) -> None:
         self.db = db
         self.backends = backends
         self.book = book or MessageBook(backends.config.messages)
+        self.quotas = quotas or QuotaService(db, backends.config.quotas)
         self._tasks: set[asyncio.Task[None]] = set()
         self._chains: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._creating: set[str] = set()
@@ -164,6 +170,10 @@ class VolumeService:
                 unplaced = None
             except NoValidBackend as e:
                 pool, unplaced = None, e.message
+            # Last before the insert: the claim holds the project's quota lock until the commit. A
+            # volume left in error by the scheduler counts too, as in Cinder, until it is deleted.
+            vtype_id = vtype.id if vtype else None
+            self.quotas.claim_volume(s, ctx.project_id, vtype_id, volumes=1, gigabytes=size, volume_size=size)
             now = utcnow()
             vol = Volume(
                 id=vol_id,
@@ -174,7 +184,7 @@ class VolumeService:
                 size_gib=size,
                 status=VolumeStatus.CREATING if pool else VolumeStatus.ERROR,
                 status_reason=unplaced,
-                volume_type_id=vtype.id if vtype else None,
+                volume_type_id=vtype_id,
                 backend=pool.backend.name if pool else UNPLACED,
                 name_id=name_id,
                 active_layer_id=layer,
@@ -341,10 +351,12 @@ class VolumeService:
                     f"Volume {vol.id} status must be available to extend, currently in-use "
                     "(an attached volume extends from microversion 3.42)."
                 )
+            grow = size - vol.size_gib
+            self.quotas.claim_volume(s, vol.project_id, vol.volume_type_id, gigabytes=grow, volume_size=size)
             pool = next((p for p in self.backends.pool_stats(s) if p.backend.name == vol.backend), None)
             if pool is None:
                 raise BadRequest(f"Volume {vol.id} is {vol.status} on no backend: it cannot be extended.")
-            if not pool.fits(size - vol.size_gib):
+            if not pool.fits(grow):
                 raise BadRequest(f"No capacity to extend volume {vol.id} to {size} GiB on {vol.backend}.")
             back = VolumeStatus.IN_USE if attached else VolumeStatus.AVAILABLE
             set_status(s, vol.id, VolumeStatus.EXTENDING, expect=(back,))

@@ -50,6 +50,8 @@ class Endpoint:
                 "migration_id",
                 "message_id",
                 "host",
+                "target",
+                "project",
             )
             if "{" + p + "}" in self.path
         ]
@@ -106,6 +108,13 @@ ENDPOINTS = [
     Endpoint("GET", f"{V}/attachments/detail"),
     Endpoint("GET", f"{V}/attachments/{{attachment_id}}"),
     Endpoint("GET", f"{V}/os-services"),
+    Endpoint("GET", f"{V}/os-quota-sets/{{target}}"),
+    Endpoint("PUT", f"{V}/os-quota-sets/{{target}}", {"quota_set": {"volumes": 10}}),
+    Endpoint("DELETE", f"{V}/os-quota-sets/{{target}}"),
+    Endpoint("GET", f"{V}/os-quota-sets/{{target}}/defaults"),
+    Endpoint("GET", f"{V}/os-quota-class-sets/{{name}}"),
+    Endpoint("PUT", f"{V}/os-quota-class-sets/{{name}}", {"quota_class_set": {"volumes": 10}}),
+    Endpoint("GET", f"{V}/limits"),
     Endpoint("GET", f"{V}/ferry-doctor"),
     Endpoint("POST", f"{V}/ferry-doctor"),
     Endpoint("GET", f"{C}/servers"),
@@ -160,6 +169,10 @@ ENDPOINTS = [
     Endpoint("GET", f"{C}/os-hypervisors/detail"),
     Endpoint("GET", f"{C}/os-hypervisors/{{hypervisor_id}}"),
     Endpoint("POST", f"{C}/ferry-images", {"image": {"name": "x", "kernel": "/nonexistent/vmlinuz"}}),
+    Endpoint("GET", "/identity/v3/domains"),
+    Endpoint("POST", "/identity/v3/projects", {"project": {"name": "x" * 65}}, unknown=400),
+    Endpoint("GET", "/identity/v3/projects/{project}"),
+    Endpoint("DELETE", "/identity/v3/projects/{project}"),
     Endpoint("GET", "/identity/v3/auth/catalog"),
     Endpoint("GET", "/identity/v3/auth/tokens"),
     Endpoint("HEAD", "/identity/v3/auth/tokens"),

@@ -139,6 +139,8 @@ class MigrationService:
             # Live only when a running process has the volume open; a stopped server's volume is
             # copied offline (starting that server is refused until the migration ends).
             server_id = running_server(s, vol.id)
+            if new_type_id is not None:  # counted under the new type from here (quotas.usage)
+                self.volumes.quotas.claim_retype(s, vol.project_id, new_type_id, vol.size_gib)
             mig = Migration(
                 id=new_id(),
                 volume_id=vol.id,
@@ -193,6 +195,7 @@ class MigrationService:
             if dest is None:  # the volume's backend passes the new type: a change of type only
                 if vol.migration_status in MIGRATION_BUSY:
                     raise Conflict(f"Volume {vol.id} is being migrated.")
+                self.volumes.quotas.claim_retype(s, vol.project_id, vtype.id, vol.size_gib)
                 vol.volume_type_id = vtype.id
                 vol.updated_at = utcnow()
                 return

@@ -1,0 +1,78 @@
+"""Keystone's projects and domains, as far as OpenStack's tools need them: the one domain
+(`default`), and projects an admin creates and deletes (tempest makes throw-away projects).
+
+Deleting a project removes its role assignments and tokens (their foreign keys cascade), and its
+quota limits; its volumes stay, as Cinder's stay when Keystone forgets a project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.db.models import Project, QuotaLimit
+from ferry.domain.errors import BadRequest, Conflict, NotFound
+from ferry.domain.ids import new_id
+from ferry.services import policy
+from ferry.services.context import RequestContext
+
+DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME = "default", "Default"
+MAX_NAME = 64
+"""Keystone's limit on a project name."""
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    id: str
+    name: str
+    domain_id: str
+
+
+def _record(p: Project) -> ProjectRecord:
+    return ProjectRecord(p.id, p.name, p.domain_id)
+
+
+class ProjectService:
+    def __init__(self, db: sessionmaker[Session]) -> None:
+        self.db = db
+
+    def domains(self, ctx: RequestContext, name: str | None = None) -> list[tuple[str, str]]:
+        """(id, name) of the domains, filtered by name: Ferry has one."""
+        policy.enforce(ctx, "identity:list_domains")
+        return [] if name not in (None, DEFAULT_DOMAIN_NAME) else [(DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME)]
+
+    def create(self, ctx: RequestContext, name: str, domain_id: str | None) -> ProjectRecord:
+        policy.enforce(ctx, "identity:create_project")
+        if not 1 <= len(name) <= MAX_NAME:
+            raise BadRequest(f"Invalid input: a project name must be 1 to {MAX_NAME} characters.")
+        if domain_id not in (None, DEFAULT_DOMAIN_ID):
+            raise BadRequest(f"Domain {domain_id} does not exist (Ferry has the one domain 'default').")
+        project = Project(id=new_id().replace("-", ""), name=name, domain_id=DEFAULT_DOMAIN_ID)
+        try:
+            with self.db.begin() as s:
+                s.add(project)
+        except IntegrityError:
+            raise Conflict(f"A project named {name!r} already exists.") from None
+        return _record(project)
+
+    def delete(self, ctx: RequestContext, project_id: str) -> None:
+        policy.enforce(ctx, "identity:delete_project")
+        with self.db.begin() as s:
+            if s.get(Project, project_id) is None:
+                raise NotFound(f"Could not find project: {project_id}.")
+            s.execute(
+                delete(QuotaLimit).where(QuotaLimit.is_class.is_(False), QuotaLimit.scope == project_id)
+            )
+            s.execute(delete(Project).where(Project.id == project_id))
+
+    def get(self, ctx: RequestContext, project_id: str) -> ProjectRecord:
+        """A project: an admin may see any, others their token's."""
+        policy.enforce(ctx, "identity:get_project")
+        with self.db() as s:
+            project = s.scalar(select(Project).where(Project.id == project_id))
+        if project is None or (project.id != ctx.project_id and not ctx.is_admin):
+            raise NotFound(f"Could not find project: {project_id}.")
+        return _record(project)
