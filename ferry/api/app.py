@@ -24,6 +24,7 @@ from ferry.api import (
     hosts,
     identity,
     images,
+    list_filters,
     openapi,
     pools,
     server_migrations,
@@ -91,6 +92,7 @@ def create_app(ferry: Ferry) -> FastAPI:
         hosts,
         volume_hosts,
         server_migrations,
+        list_filters,
     )
     for resource in resources:
         app.include_router(resource.router)

@@ -1,4 +1,6 @@
 """Cinder v3 snapshots at /volume/v3/{project_id}/snapshots: list, show, create, update, delete.
+The list (summary) and create/update answers are Cinder's plain view; show and detail add the
+extended snapshot attributes. Filters and fields follow the request's microversion.
 
 HTTP only: parse, call `SnapshotService`, render `snapshot_view`.
 """
@@ -12,10 +14,15 @@ from fastapi.responses import Response
 
 from ferry.api import deps
 from ferry.api.errors import body_part
+from ferry.api.list_filters import asked_filters, snapshot_matching
 from ferry.api.openapi import body
 from ferry.api.schemas import Count, QueryText, SnapshotCreateBody, SnapshotUpdateBody, flag
+from ferry.api.versions import at_least
+from ferry.api.view_versions import SNAPSHOT_GATES, gated
 from ferry.api.views import listing, snapshot_view
+from ferry.domain.errors import BadRequest
 from ferry.services.context import RequestContext
+from ferry.services.records import SnapshotRecord
 from ferry.services.snapshots import SnapshotService
 
 router = APIRouter(prefix="/volume/v3/{project_id}")
@@ -23,9 +30,25 @@ Ctx = Depends(deps.project_context)
 Snapshots = Depends(deps.snapshots)
 
 
+def _shown(
+    request: Request, ctx: RequestContext, snapshots: SnapshotService, views: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    return gated(request, views, SNAPSHOT_GATES, admin=snapshots.volumes.sees_admin_fields(ctx))
+
+
+def _one(
+    request: Request, ctx: RequestContext, snapshots: SnapshotService, snap: SnapshotRecord, *, extended: bool
+) -> dict[str, Any]:
+    return {"snapshot": _shown(request, ctx, snapshots, [snapshot_view(snap, extended=extended)])[0]}
+
+
+def _sorted_by_name(sort: str | None) -> bool:
+    return any(part.partition(":")[0].strip() == "name" for part in (sort or "").split(","))
+
+
 @router.get("/snapshots")
-@router.get("/snapshots/detail")
 def list_snapshots(
+    request: Request,
     project_id: str,
     ctx: RequestContext = Ctx,
     snapshots: SnapshotService = Snapshots,
@@ -35,8 +58,45 @@ def list_snapshots(
     marker: QueryText = None,
     sort: QueryText = None,
 ) -> Response:
-    snaps = snapshots.list_snapshots(ctx, volume_id, flag(all_tenants), limit, marker, sort)
-    return listing("snapshots", [snapshot_view(s) for s in snaps])
+    return _listing(request, ctx, snapshots, all_tenants, volume_id, limit, marker, sort, extended=False)
+
+
+@router.get("/snapshots/detail")
+def list_snapshots_detail(
+    request: Request,
+    project_id: str,
+    ctx: RequestContext = Ctx,
+    snapshots: SnapshotService = Snapshots,
+    all_tenants: QueryText = None,
+    volume_id: QueryText = None,
+    limit: Count | None = None,
+    marker: QueryText = None,
+    sort: QueryText = None,
+) -> Response:
+    return _listing(request, ctx, snapshots, all_tenants, volume_id, limit, marker, sort, extended=True)
+
+
+def _listing(
+    request: Request,
+    ctx: RequestContext,
+    snapshots: SnapshotService,
+    all_tenants: str | None,
+    volume_id: str | None,
+    limit: int | None,
+    marker: str | None,
+    sort: str | None,
+    *,
+    extended: bool,
+) -> Response:
+    if _sorted_by_name(sort) and not at_least(request, "3.30", "volume"):
+        raise BadRequest("Invalid input: sorting snapshots by name needs volume microversion 3.30 or later.")
+    asked = asked_filters(request, "snapshot", snapshots.volumes.sees_admin_fields(ctx))
+    snaps = snapshots.list_snapshots(
+        ctx, volume_id, flag(all_tenants), limit, marker, sort, matching=snapshot_matching(asked)
+    )
+    return listing(
+        "snapshots", _shown(request, ctx, snapshots, [snapshot_view(s, extended=extended) for s in snaps])
+    )
 
 
 @router.post("/snapshots", status_code=202, openapi_extra=body("snapshot", SnapshotCreateBody))
@@ -45,14 +105,18 @@ async def create_snapshot(
 ) -> dict[str, Any]:
     b = await body_part(request, "snapshot", SnapshotCreateBody)
     snap = await snapshots.create(ctx, b.volume_id, b.name, b.description, b.metadata)
-    return {"snapshot": snapshot_view(snap)}
+    return _one(request, ctx, snapshots, snap, extended=False)
 
 
 @router.get("/snapshots/{snapshot_id}")
 def show_snapshot(
-    project_id: str, snapshot_id: str, ctx: RequestContext = Ctx, snapshots: SnapshotService = Snapshots
+    request: Request,
+    project_id: str,
+    snapshot_id: str,
+    ctx: RequestContext = Ctx,
+    snapshots: SnapshotService = Snapshots,
 ) -> dict[str, Any]:
-    return {"snapshot": snapshot_view(snapshots.get(ctx, snapshot_id))}
+    return _one(request, ctx, snapshots, snapshots.get(ctx, snapshot_id), extended=True)
 
 
 @router.put("/snapshots/{snapshot_id}", openapi_extra=body("snapshot", SnapshotUpdateBody))
@@ -65,7 +129,7 @@ async def update_snapshot(
 ) -> dict[str, Any]:
     b = await body_part(request, "snapshot", SnapshotUpdateBody)
     snap = snapshots.update(ctx, snapshot_id, b.model_dump(exclude_unset=True))
-    return {"snapshot": snapshot_view(snap)}
+    return _one(request, ctx, snapshots, snap, extended=False)
 
 
 @router.delete("/snapshots/{snapshot_id}", status_code=202)

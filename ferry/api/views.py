@@ -131,8 +131,10 @@ def volume_summary(v: VolumeRecord, base: str) -> dict[str, Any]:
     return {"id": v.id, "name": v.name, "links": [{"rel": "self", "href": f"{base}/volumes/{v.id}"}]}
 
 
-def snapshot_view(s: SnapshotRecord) -> dict[str, Any]:
-    return {
+def snapshot_view(s: SnapshotRecord, *, extended: bool) -> dict[str, Any]:
+    """Cinder's snapshot view; `extended` (show and detail) adds the extended snapshot attributes.
+    `view_versions.SNAPSHOT_GATES` removes what the request's microversion does not show."""
+    out: dict[str, Any] = {
         "id": s.id,
         "name": s.name,
         "description": s.description,
@@ -142,10 +144,13 @@ def snapshot_view(s: SnapshotRecord) -> dict[str, Any]:
         "metadata": stored(s.meta),
         "created_at": iso(s.created_at),
         "updated_at": iso(s.updated_at),
-        "progress": "100%" if s.status == "available" else "0%",
-        "os-extended-snapshot-attributes:project_id": s.project_id,
+        "group_snapshot_id": None,
         "user_id": s.user_id,
     }
+    if extended:
+        out["os-extended-snapshot-attributes:progress"] = "100%" if s.status == "available" else "0%"
+        out["os-extended-snapshot-attributes:project_id"] = s.project_id
+    return out
 
 
 def type_view(t: VolumeTypeRecord, admin: bool) -> dict[str, Any]:

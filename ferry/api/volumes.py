@@ -7,16 +7,19 @@ the services.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from ferry.api import deps
 from ferry.api.actions import ACTION_ANSWERS, Handler, perform
 from ferry.api.errors import body_part, json_body, parse
+from ferry.api.list_filters import asked_filters, volume_matching
 from ferry.api.openapi import ANY, actions, body
 from ferry.api.schemas import (
     Count,
@@ -26,18 +29,22 @@ from ferry.api.schemas import (
     Pairs,
     QueryText,
     RetypeBody,
+    RevertBody,
     SetSpeedBody,
     VolumeCreateBody,
     VolumeUpdateBody,
     flag,
 )
 from ferry.api.versions import at_least, base_url
+from ferry.api.view_versions import VOLUME_GATES, gated
 from ferry.api.views import listing, migration_view, stored, volume_summary, volume_view
 from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
 from ferry.services.migration import MigrationService
 from ferry.services.records import VolumeRecord
+from ferry.services.revert import revert_to_snapshot
+from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
 from ferry.services.volumes import VolumeCreate, VolumeFilter, VolumeService
@@ -83,12 +90,25 @@ class VolumeDetails:
             for v in vols
         ]
 
+    def shown(
+        self, request: Request, ctx: RequestContext, vols: Sequence[VolumeRecord], base: str
+    ) -> list[dict[str, Any]]:
+        """The detailed views as the request's microversion and the caller have them."""
+        views = self.render(ctx, vols, base)
+        return gated(request, views, VOLUME_GATES, admin=self.volumes.sees_admin_fields(ctx))
+
     def one(
-        self, ctx: RequestContext, vol: VolumeRecord, request: Request, project_id: str, *, extended: bool = True
+        self,
+        ctx: RequestContext,
+        vol: VolumeRecord,
+        request: Request,
+        project_id: str,
+        *,
+        extended: bool = True,
     ) -> dict[str, Any]:
         """The `{"volume": …}` body of a single volume. Cinder's create and update answers are the
         plain view: the `os-vol-*` extension attributes are only added to show and list."""
-        view = versioned(request, self.render(ctx, [vol], _base(request, project_id)))[0]
+        view = self.shown(request, ctx, [vol], _base(request, project_id))[0]
         if not extended:
             view = {k: v for k, v in view.items() if not k.startswith("os-vol-")}
         return {"volume": view}
@@ -105,21 +125,12 @@ async def volume_details(
 
 Details = Depends(volume_details)
 
-LATER_FIELDS = (("cluster_name", "3.61"), ("volume_type_id", "3.63"))
-"""Fields Cinder added to a volume's view in these microversions (Ferry serves up to 3.27)."""
-
-
-def versioned(request: Request, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The views as the request's volume microversion has them."""
-    later = [key for key, version in LATER_FIELDS if not at_least(request, version, "volume")]
-    for view in views:
-        for key in later:
-            view.pop(key, None)
-    return views
-
 
 # -- list and show -------------------------------------------------------------------------
 def _filter(
+    request: Request,
+    ctx: RequestContext = Ctx,
+    volumes: VolumeService = Volumes,
     all_tenants: QueryText = None,
     name: QueryText = None,
     status: QueryText = None,
@@ -130,6 +141,7 @@ def _filter(
     sort_dir: QueryText = None,
 ) -> VolumeFilter:
     """The list query parameters of Cinder's GET volumes and volumes/detail."""
+    asked = asked_filters(request, "volume", volumes.sees_admin_fields(ctx))
     return VolumeFilter(
         name=name,
         status=status,
@@ -139,6 +151,7 @@ def _filter(
         sort=sort,
         sort_key=sort_key,
         sort_dir=sort_dir,
+        matching=volume_matching(request, asked),
     )
 
 
@@ -164,7 +177,7 @@ def list_volumes_detail(
     f: VolumeFilter = Depends(_filter),
 ) -> Response:
     vols = volumes.list_volumes(ctx, f)
-    return listing("volumes", versioned(request, details.render(ctx, vols, _base(request, project_id))))
+    return listing("volumes", details.shown(request, ctx, vols, _base(request, project_id)))
 
 
 @router.get("/volumes/{volume_id}")
@@ -230,21 +243,38 @@ async def update_volume(
 
 @router.delete("/volumes/{volume_id}", status_code=202)
 async def delete_volume(
+    request: Request,
     project_id: str,
     volume_id: str,
-    cascade: str | None = None,
+    cascade: QueryText = None,
+    force: QueryText = None,
     ctx: RequestContext = Ctx,
     volumes: VolumeService = Volumes,
 ) -> Response:
-    await volumes.delete(ctx, volume_id, cascade=flag(cascade))
+    # `force` is a parameter from 3.23 (admins); before it Cinder ignores it.
+    forced = flag(force) and at_least(request, "3.23", "volume")
+    await volumes.delete(ctx, volume_id, cascade=flag(cascade), force=forced)
     return Response(status_code=202)
 
 
 @router.get("/volumes/{volume_id}/metadata")
 def get_metadata(
-    volume_id: str, project_id: str, ctx: RequestContext = Ctx, volumes: VolumeService = Volumes
-) -> dict[str, Any]:
-    return {"metadata": stored(volumes.get(ctx, volume_id).meta)}
+    request: Request,
+    volume_id: str,
+    project_id: str,
+    ctx: RequestContext = Ctx,
+    volumes: VolumeService = Volumes,
+) -> Response:
+    body = {"metadata": stored(volumes.get(ctx, volume_id).meta)}
+    if not at_least(request, "3.15", "volume"):
+        return JSONResponse(body)
+    # 3.15: an Etag of the body, which a replacing PUT's If-Match names (the lost update problem).
+    return JSONResponse(body, headers={"ETag": metadata_etag(body)})
+
+
+def metadata_etag(body: dict[str, Any]) -> str:
+    """Cinder's metadata Etag: the MD5 of the JSON body (a version tag, not a secret)."""
+    return hashlib.md5(json.dumps(body).encode(), usedforsecurity=False).hexdigest()
 
 
 @router.post("/volumes/{volume_id}/metadata", openapi_extra=body("metadata", Pairs))
@@ -270,6 +300,11 @@ class VolumeActors:
 
     volumes: VolumeService
     migrations: MigrationService
+    snapshots: SnapshotService
+    in_use_extend: bool = False
+    """The request's microversion is 3.42 or later: an attached volume may be extended."""
+    clusters: bool = False
+    """The request's microversion is 3.16 or later: os-migrate_volume takes `cluster`."""
 
 
 # The arguments each action takes, as the OpenAPI declares them (the handlers below parse them).
@@ -280,6 +315,7 @@ ARGUMENTS = {
     "os-migrate_volume": MigrateBody,
     "os-migrate_volume_completion": MigrationCompletionBody,
     "os-retype": RetypeBody,
+    "revert": RevertBody,
 }
 
 
@@ -296,15 +332,31 @@ async def volume_action(
     ctx: RequestContext = Ctx,
     volumes: VolumeService = Volumes,
     migrations: MigrationService = Migrations,
+    snapshots: SnapshotService = Depends(deps.snapshots),
 ) -> Response:
-    return await perform(request, "volume", ACTIONS, VolumeActors(volumes, migrations), ctx, volume_id)
+    actors = VolumeActors(
+        volumes,
+        migrations,
+        snapshots,
+        in_use_extend=at_least(request, "3.42", "volume"),
+        clusters=at_least(request, "3.16", "volume"),
+    )
+    table = ACTIONS if at_least(request, "3.40", "volume") else BEFORE_REVERT
+    return await perform(request, "volume", table, actors, ctx, volume_id)
 
 
 async def _extend(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
-    await on.volumes.extend(ctx, volume_id, parse(ExtendBody, args, "os-extend").new_size)
+    new_size = parse(ExtendBody, args, "os-extend").new_size
+    await on.volumes.extend(ctx, volume_id, new_size, allow_in_use=on.in_use_extend)
 
 
 async def _migrate(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
+    if on.clusters and isinstance(args, dict) and "cluster" in args:
+        if "host" in args:
+            raise BadRequest("Invalid input: os-migrate_volume takes host or cluster, not both.")
+        raise BadRequest(
+            f"Invalid host: cluster {str(args['cluster'])[:255]!r} could not be found (Ferry has none)."
+        )
     b = parse(MigrateBody, args, "os-migrate_volume")
     await on.migrations.migrate(ctx, volume_id, b.host, speed=b.bytes_per_sec)
 
@@ -312,6 +364,10 @@ async def _migrate(on: VolumeActors, ctx: RequestContext, volume_id: str, args: 
 async def _retype(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
     b = parse(RetypeBody, args, "os-retype")
     await on.migrations.retype(ctx, volume_id, b.new_type, b.migration_policy)
+
+
+async def _revert(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
+    await revert_to_snapshot(on.snapshots, ctx, volume_id, parse(RevertBody, args, "revert").snapshot_id)
 
 
 async def _cancel(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
@@ -335,5 +391,8 @@ ACTIONS: dict[str, Handler[VolumeActors]] = {
     "os-migrate_volume": _migrate,
     "os-migrate_volume_completion": _completion,
     "os-retype": _retype,
+    "revert": _revert,
 }
 assert ACTIONS.keys() == ARGUMENTS.keys()
+BEFORE_REVERT = {name: handler for name, handler in ACTIONS.items() if name != "revert"}
+"""The actions before volume microversion 3.40 (revert to snapshot)."""

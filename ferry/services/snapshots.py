@@ -29,6 +29,7 @@ from ferry.domain.volumes import (
 from ferry.drivers.storage.base import StorageDriver
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
+from ferry.services.matching import Matching, narrow
 from ferry.services.queries import (
     being_copied_into,
     check_limit,
@@ -76,6 +77,7 @@ class SnapshotService:
         limit: int | None = None,
         marker: str | None = None,
         sort: str | None = None,
+        matching: Matching | None = None,
     ) -> list[Snapshot]:
         policy.enforce(ctx, "snapshot:get")
         if all_tenants:
@@ -87,6 +89,7 @@ class SnapshotService:
         if volume_id:
             stmt = stmt.where(Snapshot.volume_id == volume_id)
         with self.db() as s:
+            stmt = narrow(s, stmt, Snapshot, matching or Matching())
             return list(s.scalars(paginate(s, stmt, Snapshot, key, desc, marker, check_limit(limit))))
 
     def update(self, ctx: RequestContext, snapshot_id: str, changes: dict[str, Any]) -> Snapshot:

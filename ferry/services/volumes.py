@@ -26,6 +26,7 @@ from ferry.domain.model import GiB, VolumeLocation
 from ferry.domain.scheduling import PoolStats, choose_backend
 from ferry.domain.volumes import (
     DELETABLE,
+    FORCE_DELETABLE,
     MIGRATION_BUSY,
     SNAPSHOT_DELETABLE,
     VOLUME_ACTION,
@@ -36,6 +37,7 @@ from ferry.domain.volumes import (
 )
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
+from ferry.services.matching import Matching, narrow
 from ferry.services.queries import (
     attachment_of,
     being_copied_into,
@@ -74,6 +76,7 @@ class VolumeFilter:
     sort: str | None = None
     sort_key: str | None = None
     sort_dir: str | None = None
+    matching: Matching = field(default_factory=Matching)
 
 
 def set_status(s: Session, volume_id: str, new: VolumeStatus, *, expect: tuple[VolumeStatus, ...]) -> None:
@@ -250,6 +253,7 @@ class VolumeService:
                 return []  # no volume is ever in a status Ferry does not have
             stmt = stmt.where(Volume.status == VolumeStatus(f.status))
         with self.db() as s:
+            stmt = narrow(s, stmt, Volume, f.matching)
             stmt = paginate(s, stmt, Volume, key, desc, f.marker, check_limit(f.limit))
             # Columns, not entities: through the connection, past the ORM's per-row machinery
             # (a third of a 1000-volume page's time).
@@ -300,19 +304,32 @@ class VolumeService:
             vol.updated_at = utcnow()
             return vol
 
-    async def extend(self, ctx: RequestContext, volume_id: str, new_size: object) -> None:
+    async def extend(
+        self, ctx: RequestContext, volume_id: str, new_size: object, *, allow_in_use: bool = False
+    ) -> None:
+        """Grow the volume to `new_size` GiB. `allow_in_use`: the caller's API version lets an
+        attached volume be extended (Cinder's 3.42); without it an in-use volume is refused."""
         policy.enforce(ctx, "volume:extend")
         async with self.chain_lock(volume_id):
-            await self._extend_locked(ctx, volume_id, new_size)
+            await self._extend_locked(ctx, volume_id, new_size, allow_in_use)
 
-    async def _extend_locked(self, ctx: RequestContext, volume_id: str, new_size: object) -> None:
+    async def _extend_locked(
+        self, ctx: RequestContext, volume_id: str, new_size: object, allow_in_use: bool
+    ) -> None:
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
             size = check_size(new_size)
             if size <= vol.size_gib:
                 raise BadRequest(f"New size {size} GiB must be larger than the current {vol.size_gib} GiB.")
+            if vol.status is VolumeStatus.IN_USE and not allow_in_use:
+                raise BadRequest(
+                    f"Volume {vol.id} status must be available to extend, but current status is: "
+                    "in-use (extending an attached volume needs volume microversion 3.42 or later)."
+                )
             if vol.status is VolumeStatus.IN_USE:
-                raise BadRequest(f"Volume {vol.id} is attached: detach it before extending.")
+                raise BadRequest(
+                    f"Volume {vol.id} is attached: Ferry cannot extend it live yet; detach it first."
+                )
             pool = next(p for p in self.backends.pool_stats(s) if p.backend.name == vol.backend)
             if not pool.fits(size - vol.size_gib):
                 raise BadRequest(f"No capacity to extend volume {vol.id} to {size} GiB on {vol.backend}.")
@@ -335,21 +352,26 @@ class VolumeService:
                 )
             )
 
-    async def delete(self, ctx: RequestContext, volume_id: str, cascade: bool = False) -> None:
+    async def delete(
+        self, ctx: RequestContext, volume_id: str, cascade: bool = False, *, force: bool = False
+    ) -> None:
         """Delete the volume; with `cascade`, its snapshots with it (their layers live in the
         volume's directory). Every precondition is checked, and the volume and its snapshots are
         claimed, in one transaction before anything is touched: a refused delete changes nothing.
         Under the chain lock: a snapshot merge under way ends first; one still pending is
-        superseded (its layer goes with the directory)."""
+        superseded (its layer goes with the directory). `force` (admins): also in `FORCE_DELETABLE`."""
         policy.enforce(ctx, "volume:delete")
+        if force:
+            policy.enforce(ctx, "volume:force_delete")
         async with self.chain_lock(volume_id):
-            await self._delete_locked(ctx, volume_id, cascade)
+            await self._delete_locked(ctx, volume_id, cascade, force)
 
-    async def _delete_locked(self, ctx: RequestContext, volume_id: str, cascade: bool) -> None:
+    async def _delete_locked(self, ctx: RequestContext, volume_id: str, cascade: bool, force: bool) -> None:
+        deletable = FORCE_DELETABLE if force else DELETABLE
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
-            snaps = self._check_deletable(s, vol, cascade)
-            set_status(s, vol.id, VolumeStatus.DELETING, expect=DELETABLE)
+            snaps = self._check_deletable(s, vol, cascade, deletable)
+            set_status(s, vol.id, VolumeStatus.DELETING, expect=deletable)
             if snaps:
                 compare_and_set(
                     s,
@@ -381,14 +403,16 @@ class VolumeService:
             s.execute(delete(Volume).where(Volume.id == volume_id))
 
     @staticmethod
-    def _check_deletable(s: Session, vol: Volume, cascade: bool) -> list[Snapshot]:
+    def _check_deletable(
+        s: Session, vol: Volume, cascade: bool, deletable: tuple[VolumeStatus, ...] = DELETABLE
+    ) -> list[Snapshot]:
         """Refuse what would fail, before anything is changed; the snapshots a cascade takes."""
         if attachment_of(s, vol.id) is not None:
             raise BadRequest(f"Volume {vol.id} is attached to a server: detach it first.")
         snaps = list(s.scalars(select(Snapshot).where(Snapshot.volume_id == vol.id)))
         if snaps and not cascade:
             raise BadRequest(f"Volume {vol.id} has snapshots: delete them first or use cascade=true.")
-        if vol.status not in DELETABLE:
+        if vol.status not in deletable:
             raise BadRequest(f"Volume {vol.id} is {vol.status}: it must be available or error to delete.")
         busy = next((sn for sn in snaps if sn.status not in CASCADE_TAKES), None)
         if busy is not None:
