@@ -55,6 +55,7 @@ SINCE = {
     ("volume", "glance_metadata"): "3.4",
     ("volume", "group_id"): "3.10",
     ("snapshot", "metadata"): "3.22",
+    ("pool", "volume_type"): "3.35",
 }
 LEGACY = {"volume": ("glance_metadata",)}
 """Filters taken (when their version allows) although the default resource filters do not list them:

@@ -175,7 +175,7 @@ def test_volume_metadata_size_and_like_filters(demo: Api) -> None:
     assert b not in ids(demo.volume("GET", "/volumes", params={"size": "2"}), "volumes")
     assert b in ids(demo.volume("GET", "/volumes", params={"size": "1"}), "volumes")
     refused(demo.volume("GET", "/volumes", params={"size": "-1"}))
-    # like filters from 3.34; before, `name~` is no filter (3.31–3.33: an invalid one)
+    # like filters from 3.34; before, `name~` is no filter (3.31 to 3.33: an invalid one)
     assert ids(at(demo, "3.34", "GET", "/volumes", params={"name~": "pha-o"}), "volumes") == [a]
     assert b in ids(at(demo, "3.30", "GET", "/volumes", params={"name~": "pha-o"}), "volumes")
     assert "name~" in refused(at(demo, "3.33", "GET", "/volumes", params={"name~": "pha-o"}))
@@ -335,3 +335,28 @@ def test_revert_refusals(admin: Api, demo: Api) -> None:
         at(demo, "3.40", "POST", f"/volumes/{theirs}/action", json={"revert": {"snapshot_id": latest}}), 404
     )
     assert at(demo, "3.40", "POST", act, json={"revert": {"snapshot_id": latest}}).status_code == 202
+
+
+def test_pool_filters(admin: Api) -> None:
+    every = [p["name"] for p in ok(at(admin, "3.27", "GET", "/scheduler-stats/get_pools"))["pools"]]
+    assert len(every) == 2
+    first = every[0]
+    assert (
+        len(ok(at(admin, "3.27", "GET", "/scheduler-stats/get_pools", params={"name": first}))["pools"]) == 2
+    )
+    named = ok(at(admin, "3.28", "GET", "/scheduler-stats/get_pools", params={"name": first}))["pools"]
+    assert [p["name"] for p in named] == [first]
+    # from 3.31 pool filters are checked for admins too
+    refused(at(admin, "3.31", "GET", "/scheduler-stats/get_pools", params={"colour": "red"}))
+    vt = ok(
+        admin.volume(
+            "POST",
+            "/types",
+            json={"volume_type": {"name": "mv-bulk", "extra_specs": {"volume_backend_name": "bulk"}}},
+        )
+    )["volume_type"]
+    by_type = {"volume_type": vt["name"], "detail": "true"}
+    assert len(ok(at(admin, "3.34", "GET", "/scheduler-stats/get_pools", params=by_type))["pools"]) == 2
+    (bulk,) = ok(at(admin, "3.35", "GET", "/scheduler-stats/get_pools", params=by_type))["pools"]
+    assert bulk["capabilities"]["volume_backend_name"] == "bulk"
+    refused(at(admin, "3.35", "GET", "/scheduler-stats/get_pools", params={"volume_type": "no-such"}), 404)
