@@ -360,3 +360,27 @@ def test_pool_filters(admin: Api) -> None:
     (bulk,) = ok(at(admin, "3.35", "GET", "/scheduler-stats/get_pools", params=by_type))["pools"]
     assert bulk["capabilities"]["volume_backend_name"] == "bulk"
     refused(at(admin, "3.35", "GET", "/scheduler-stats/get_pools", params={"volume_type": "no-such"}), 404)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "code"),
+    [
+        ("GET", "/clusters", 404),  # 3.7
+        ("GET", "/manageable_volumes", 404),  # 3.8
+        ("GET", "/backups", 404),  # 3.9
+        ("GET", "/group_types", 404),  # 3.11
+        ("GET", "/groups", 404),  # 3.13
+        ("GET", "/group_snapshots", 404),  # 3.14
+        ("POST", "/workers/cleanup", 404),  # 3.24
+        ("PUT", "/os-services/set-log", 404),  # 3.32
+        ("POST", "/attachments", 405),  # 3.27: attaching is Nova's call in Ferry
+    ],
+)
+def test_features_not_offered(demo: Api, method: str, path: str, code: int) -> None:
+    refused(at(demo, "3.42", method, path, json={}), code)
+
+
+def test_unknown_actions_of_not_offered_features(demo: Api) -> None:
+    vid = volume(demo)["id"]
+    upload = {"os-volume_upload_image": {"image_name": "i", "visibility": "public"}}  # 3.1
+    assert "Unknown volume action" in refused(at(demo, "3.42", "POST", f"/volumes/{vid}/action", json=upload))
