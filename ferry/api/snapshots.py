@@ -7,6 +7,7 @@ HTTP only: parse, call `SnapshotService`, render `snapshot_view`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -16,6 +17,7 @@ from ferry.api import deps
 from ferry.api.errors import body_part
 from ferry.api.list_filters import asked_filters, snapshot_matching
 from ferry.api.openapi import body
+from ferry.api.paging import next_links
 from ferry.api.schemas import Count, QueryText, SnapshotCreateBody, SnapshotUpdateBody, flag
 from ferry.api.versions import at_least
 from ferry.api.view_versions import SNAPSHOT_GATES, gated
@@ -42,8 +44,38 @@ def _one(
     return {"snapshot": _shown(request, ctx, snapshots, [snapshot_view(snap, extended=extended)])[0]}
 
 
-def _sorted_by_name(sort: str | None) -> bool:
-    return any(part.partition(":")[0].strip() == "name" for part in (sort or "").split(","))
+@dataclass(frozen=True)
+class SnapshotQuery:
+    """The list query parameters of Cinder's GET snapshots and snapshots/detail (besides filters)."""
+
+    all_tenants: str | None
+    volume_id: str | None
+    limit: int | None
+    marker: str | None
+    sort: str | None
+    sort_key: str | None
+    sort_dir: str | None
+    offset: int | None
+
+    def sorts_by_name(self) -> bool:
+        keys = [part.partition(":")[0].strip() for part in (self.sort or "").split(",")]
+        return "name" in keys or self.sort_key == "name"
+
+
+def _query(
+    all_tenants: QueryText = None,
+    volume_id: QueryText = None,
+    limit: Count | None = None,
+    marker: QueryText = None,
+    sort: QueryText = None,
+    sort_key: QueryText = None,
+    sort_dir: QueryText = None,
+    offset: Count | None = None,
+) -> SnapshotQuery:
+    return SnapshotQuery(all_tenants, volume_id, limit, marker, sort, sort_key, sort_dir, offset)
+
+
+Query = Depends(_query)
 
 
 @router.get("/snapshots")
@@ -52,13 +84,9 @@ def list_snapshots(
     project_id: str,
     ctx: RequestContext = Ctx,
     snapshots: SnapshotService = Snapshots,
-    all_tenants: QueryText = None,
-    volume_id: QueryText = None,
-    limit: Count | None = None,
-    marker: QueryText = None,
-    sort: QueryText = None,
+    q: SnapshotQuery = Query,
 ) -> Response:
-    return _listing(request, ctx, snapshots, all_tenants, volume_id, limit, marker, sort, extended=False)
+    return _listing(request, ctx, snapshots, q, extended=False)
 
 
 @router.get("/snapshots/detail")
@@ -67,36 +95,31 @@ def list_snapshots_detail(
     project_id: str,
     ctx: RequestContext = Ctx,
     snapshots: SnapshotService = Snapshots,
-    all_tenants: QueryText = None,
-    volume_id: QueryText = None,
-    limit: Count | None = None,
-    marker: QueryText = None,
-    sort: QueryText = None,
+    q: SnapshotQuery = Query,
 ) -> Response:
-    return _listing(request, ctx, snapshots, all_tenants, volume_id, limit, marker, sort, extended=True)
+    return _listing(request, ctx, snapshots, q, extended=True)
 
 
 def _listing(
-    request: Request,
-    ctx: RequestContext,
-    snapshots: SnapshotService,
-    all_tenants: str | None,
-    volume_id: str | None,
-    limit: int | None,
-    marker: str | None,
-    sort: str | None,
-    *,
-    extended: bool,
+    request: Request, ctx: RequestContext, snapshots: SnapshotService, q: SnapshotQuery, *, extended: bool
 ) -> Response:
-    if _sorted_by_name(sort) and not at_least(request, "3.30", "volume"):
+    if q.sorts_by_name() and not at_least(request, "3.30", "volume"):
         raise BadRequest("Invalid input: sorting snapshots by name needs volume microversion 3.30 or later.")
     asked = asked_filters(request, "snapshot", snapshots.volumes.sees_admin_fields(ctx))
     snaps = snapshots.list_snapshots(
-        ctx, volume_id, flag(all_tenants), limit, marker, sort, matching=snapshot_matching(asked)
+        ctx,
+        q.volume_id,
+        flag(q.all_tenants),
+        q.limit,
+        q.marker,
+        q.sort,
+        matching=snapshot_matching(asked),
+        sort_key=q.sort_key,
+        sort_dir=q.sort_dir,
+        offset=q.offset,
     )
-    return listing(
-        "snapshots", _shown(request, ctx, snapshots, [snapshot_view(s, extended=extended) for s in snaps])
-    )
+    views = _shown(request, ctx, snapshots, [snapshot_view(s, extended=extended) for s in snaps])
+    return listing("snapshots", views, next_links(request, views, q.limit))
 
 
 @router.post("/snapshots", status_code=202, openapi_extra=body("snapshot", SnapshotCreateBody))

@@ -49,7 +49,6 @@ def volume_view(
     type_name: str | None,
     admin: bool,
     host: str,
-    migration: MigrationRecord | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": v.id,
@@ -87,7 +86,6 @@ def volume_view(
                 "os-vol-mig-status-attr:migstat": v.migration_status,
                 "os-vol-mig-status-attr:name_id": v.name_id,
                 "migration_status": v.migration_status,
-                "migration_progress": _percent(migration) if migration else None,
             }
         )
     return out
@@ -194,8 +192,12 @@ def pool_view(p: PoolStats, host: str, detail: bool) -> dict[str, Any]:
     return out
 
 
-def listing(key: str, items: list[dict[str, Any]]) -> Response:
+def listing(key: str, items: list[dict[str, Any]], links: list[dict[str, str]] | None = None) -> Response:
     """A list body, serialized directly: the views are plain JSON already, and FastAPI's generic
     encoder would walk every value of a 1000-item page again (ten times the cost of orjson).
-    `render` still shows rows holding text that orjson refuses."""
-    return Response(render({key: items}), media_type="application/json")
+    `render` still shows rows holding text that orjson refuses. `links`: Cinder's
+    `<key>_links` (a full page's next link, `paging.next_links`)."""
+    body: dict[str, Any] = {key: items}
+    if links:
+        body[f"{key}_links"] = links
+    return Response(render(body), media_type="application/json")

@@ -21,6 +21,7 @@ from ferry.api.actions import ACTION_ANSWERS, Handler, perform
 from ferry.api.errors import body_part, json_body, parse
 from ferry.api.list_filters import asked_filters, volume_matching
 from ferry.api.openapi import ANY, actions, body
+from ferry.api.paging import next_links
 from ferry.api.schemas import (
     Count,
     ExtendBody,
@@ -72,11 +73,10 @@ class VolumeDetails:
     def render(self, ctx: RequestContext, vols: Sequence[VolumeRecord], base: str) -> list[dict[str, Any]]:
         admin = self.volumes.sees_admin_fields(ctx)
         # Only volumes that can have one are looked up: an available volume has no attachment (both
-        # change in one transaction), a volume with an active migration has a migration_status.
+        # change in one transaction). A migration's progress is Ferry's `…/migration` report:
+        # tempest's schemas forbid a `migration_progress` here.
         atts = self.volumes.attachments([v.id for v in vols if v.status != VolumeStatus.AVAILABLE])
         types = {t.id: t.name for t in self.types.list_types(ctx)} if vols else {}
-        migrating = [v.id for v in vols if v.migration_status is not None]
-        migrations = self.migrations.active_for(migrating) if admin else {}
         return [
             volume_view(
                 v,
@@ -85,7 +85,6 @@ class VolumeDetails:
                 type_name=types.get(v.volume_type_id or ""),
                 admin=admin,
                 host=self.backends.host_attr(v.backend),
-                migration=migrations.get(v.id),
             )
             for v in vols
         ]
@@ -139,6 +138,7 @@ def _filter(
     sort: QueryText = None,
     sort_key: QueryText = None,
     sort_dir: QueryText = None,
+    offset: Count | None = None,
 ) -> VolumeFilter:
     """The list query parameters of Cinder's GET volumes and volumes/detail."""
     asked = asked_filters(request, "volume", volumes.sees_admin_fields(ctx))
@@ -152,6 +152,7 @@ def _filter(
         sort_key=sort_key,
         sort_dir=sort_dir,
         matching=volume_matching(request, asked),
+        offset=offset,
     )
 
 
@@ -164,7 +165,8 @@ def list_volumes(
     f: VolumeFilter = Depends(_filter),
 ) -> Response:
     base = _base(request, project_id)
-    return listing("volumes", [volume_summary(v, base) for v in volumes.list_volumes(ctx, f)])
+    views = [volume_summary(v, base) for v in volumes.list_volumes(ctx, f)]
+    return listing("volumes", views, next_links(request, views, f.limit))
 
 
 @router.get("/volumes/detail")
@@ -176,8 +178,8 @@ def list_volumes_detail(
     details: VolumeDetails = Details,
     f: VolumeFilter = Depends(_filter),
 ) -> Response:
-    vols = volumes.list_volumes(ctx, f)
-    return listing("volumes", details.shown(request, ctx, vols, _base(request, project_id)))
+    views = details.shown(request, ctx, volumes.list_volumes(ctx, f), _base(request, project_id))
+    return listing("volumes", views, next_links(request, views, f.limit))
 
 
 @router.get("/volumes/{volume_id}")

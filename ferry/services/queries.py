@@ -108,7 +108,7 @@ def paginate(
     if marker is not None:
         row = s.get(model, marker) if is_uuid(marker) else None
         if row is None:
-            raise BadRequest(f"Marker {marker} could not be found.")
+            raise NotFound(f"Marker {marker} could not be found.")  # Cinder's MarkerNotFound
         mval = getattr(row, "size_gib" if key == "size" else key)
         if key == "name":
             mval = mval or ""

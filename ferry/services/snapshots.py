@@ -78,11 +78,15 @@ class SnapshotService:
         marker: str | None = None,
         sort: str | None = None,
         matching: Matching | None = None,
+        *,
+        sort_key: str | None = None,
+        sort_dir: str | None = None,
+        offset: int | None = None,
     ) -> list[Snapshot]:
         policy.enforce(ctx, "snapshot:get")
         if all_tenants:
             policy.enforce(ctx, "volume:get_all_tenants")
-        key, desc = parse_sort(sort, None, None)
+        key, desc = parse_sort(sort, sort_key, sort_dir)
         stmt = select(Snapshot)
         if not all_tenants:
             stmt = stmt.where(Snapshot.project_id == ctx.project_id)
@@ -90,7 +94,8 @@ class SnapshotService:
             stmt = stmt.where(Snapshot.volume_id == volume_id)
         with self.db() as s:
             stmt = narrow(s, stmt, Snapshot, matching or Matching())
-            return list(s.scalars(paginate(s, stmt, Snapshot, key, desc, marker, check_limit(limit))))
+            stmt = paginate(s, stmt, Snapshot, key, desc, marker, check_limit(limit))
+            return list(s.scalars(stmt.offset(offset) if offset else stmt))
 
     def update(self, ctx: RequestContext, snapshot_id: str, changes: dict[str, Any]) -> Snapshot:
         policy.enforce(ctx, "snapshot:update")

@@ -384,3 +384,34 @@ def test_unknown_actions_of_not_offered_features(demo: Api) -> None:
     vid = volume(demo)["id"]
     upload = {"os-volume_upload_image": {"image_name": "i", "visibility": "public"}}  # 3.1
     assert "Unknown volume action" in refused(at(demo, "3.42", "POST", f"/volumes/{vid}/action", json=upload))
+
+
+# -- pages -------------------------------------------------------------------------------------
+def test_next_links_offset_and_snapshot_sort_keys(server: FerryServer) -> None:
+    api = server.api(server.add_user("pager2", "pager2-password", "pages2", "member"))
+    vids = [volume(api, name=f"p{i}")["id"] for i in range(3)]
+    first = ok(api.volume("GET", "/volumes/detail", params={"limit": 2, "sort": "name:asc"}))
+    assert [v["id"] for v in first["volumes"]] == vids[:2]
+    (link,) = first["volumes_links"]
+    assert link["rel"] == "next" and f"marker={vids[1]}" in link["href"] and "limit=2" in link["href"]
+    rest = ok(api.client.get(link["href"], headers={"X-Auth-Token": api.token}))
+    assert [v["id"] for v in rest["volumes"]] == vids[2:] and "volumes_links" not in rest
+    assert "volumes_links" not in ok(api.volume("GET", "/volumes", params={"limit": 5}))
+    skipped = ok(api.volume("GET", "/volumes", params={"sort": "name:asc", "offset": 1}))["volumes"]
+    assert [v["id"] for v in skipped] == vids[1:]
+    refused(api.volume("GET", "/volumes", params={"offset": -1}))
+
+    sids = [snapshot(api, vids[0], name=n)["id"] for n in ("b", "a", "c")]
+    by_key = ok(api.volume("GET", "/snapshots", params={"sort_key": "created_at", "sort_dir": "asc"}))
+    assert [s["id"] for s in by_key["snapshots"]] == sids
+    desc = ok(api.volume("GET", "/snapshots/detail", params={"sort_key": "created_at", "sort_dir": "desc"}))
+    assert [s["id"] for s in desc["snapshots"]] == sids[::-1]
+    refused(api.volume("GET", "/snapshots", params={"sort_key": "bogus"}))
+    assert "3.30" in refused(at(api, "3.29", "GET", "/snapshots", params={"sort_key": "name"}))
+    page = ok(
+        api.volume(
+            "GET", "/snapshots", params={"limit": 1, "offset": 1, "sort_key": "created_at", "sort_dir": "asc"}
+        )
+    )
+    assert [s["id"] for s in page["snapshots"]] == [sids[1]] and page["snapshots_links"]
+    refused(api.volume("GET", "/snapshots", params={"marker": "00000000-0000-4000-8000-000000000000"}), 404)
