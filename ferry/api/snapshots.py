@@ -119,7 +119,22 @@ def _listing(
         offset=q.offset,
     )
     views = _shown(request, ctx, snapshots, [snapshot_view(s, extended=extended) for s in snaps])
-    return listing("snapshots", views, next_links(request, views, q.limit))
+    count = None
+    if at_least(request, "3.45", "volume") and flag(request.query_params.get("with_count")):
+        # 3.45: every snapshot the filters match, past the page
+        matched = snapshots.list_snapshots(
+            ctx,
+            q.volume_id,
+            flag(q.all_tenants),
+            None,
+            None,
+            q.sort,
+            matching=snapshot_matching(asked),
+            sort_key=q.sort_key,
+            sort_dir=q.sort_dir,
+        )
+        count = len(matched)
+    return listing("snapshots", views, next_links(request, views, q.limit), count)
 
 
 @router.post("/snapshots", status_code=202, openapi_extra=body("snapshot", SnapshotCreateBody))

@@ -192,12 +192,16 @@ def pool_view(p: PoolStats, host: str, detail: bool) -> dict[str, Any]:
     return out
 
 
-def listing(key: str, items: list[dict[str, Any]], links: list[dict[str, str]] | None = None) -> Response:
+def listing(
+    key: str, items: list[dict[str, Any]], links: list[dict[str, str]] | None = None, count: int | None = None
+) -> Response:
     """A list body, serialized directly: the views are plain JSON already, and FastAPI's generic
     encoder would walk every value of a 1000-item page again (ten times the cost of orjson).
     `render` still shows rows holding text that orjson refuses. `links`: Cinder's
-    `<key>_links` (a full page's next link, `paging.next_links`)."""
+    `<key>_links` (a full page's next link, `paging.next_links`); `count`: 3.45's total."""
     body: dict[str, Any] = {key: items}
     if links:
         body[f"{key}_links"] = links
+    if count is not None:
+        body["count"] = count
     return Response(render(body), media_type="application/json")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -39,7 +39,7 @@ from ferry.api.schemas import (
 from ferry.api.versions import at_least, base_url
 from ferry.api.view_versions import VOLUME_GATES, gated
 from ferry.api.views import listing, migration_view, stored, volume_summary, volume_view
-from ferry.domain.errors import BadRequest
+from ferry.domain.errors import BadRequest, NotFound
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
 from ferry.services.migration import MigrationService
@@ -126,6 +126,14 @@ Details = Depends(volume_details)
 
 
 # -- list and show -------------------------------------------------------------------------
+def refuse_backup_source(body: dict[str, Any]) -> None:
+    """From 3.47 a volume can be created from a backup (`backup_id`): Ferry has none to find."""
+    part = body.get("volume")
+    backup = part.get("backup_id") if isinstance(part, dict) else None
+    if backup is not None:
+        raise NotFound(f"Backup {str(backup)[:255]} could not be found.")
+
+
 def _filter(
     request: Request,
     ctx: RequestContext = Ctx,
@@ -166,7 +174,7 @@ def list_volumes(
 ) -> Response:
     base = _base(request, project_id)
     views = [volume_summary(v, base) for v in volumes.list_volumes(ctx, f)]
-    return listing("volumes", views, next_links(request, views, f.limit))
+    return listing("volumes", views, next_links(request, views, f.limit), _count(request, ctx, volumes, f))
 
 
 @router.get("/volumes/detail")
@@ -179,7 +187,14 @@ def list_volumes_detail(
     f: VolumeFilter = Depends(_filter),
 ) -> Response:
     views = details.shown(request, ctx, volumes.list_volumes(ctx, f), _base(request, project_id))
-    return listing("volumes", views, next_links(request, views, f.limit))
+    return listing("volumes", views, next_links(request, views, f.limit), _count(request, ctx, volumes, f))
+
+
+def _count(request: Request, ctx: RequestContext, volumes: VolumeService, f: VolumeFilter) -> int | None:
+    """3.45's `count` with `?with_count=true`: every volume the filters match, past the page."""
+    if not (at_least(request, "3.45", "volume") and flag(request.query_params.get("with_count"))):
+        return None
+    return len(volumes.list_volumes(ctx, replace(f, limit=None, marker=None, offset=None)))
 
 
 @router.get("/volumes/{volume_id}")
@@ -212,6 +227,8 @@ async def create_volume(
     details: VolumeDetails = Details,
 ) -> dict[str, Any]:
     b = await body_part(request, "volume", VolumeCreateBody)
+    if at_least(request, "3.47", "volume"):
+        refuse_backup_source(await json_body(request))
     if b.size is None and not (b.snapshot_id or b.source_volid):
         raise BadRequest("Invalid input: 'size' is required.")
     vol = await volumes.create(

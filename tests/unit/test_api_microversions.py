@@ -94,10 +94,10 @@ def ids(resp: httpx.Response, key: str) -> list[str]:
 
 # -- versions ----------------------------------------------------------------------------------
 def test_range_and_refusal(demo: Api) -> None:
-    assert at(demo, "3.42", "GET", "/volumes").status_code == 200
-    assert "maximum is 3.42" in refused(at(demo, "3.43", "GET", "/volumes"), 406)
+    assert at(demo, "3.49", "GET", "/volumes").status_code == 200
+    assert "maximum is 3.49" in refused(at(demo, "3.50", "GET", "/volumes"), 406)  # 3.50: multiattach
     (doc,) = httpx.get(f"{demo.base}/volume/v3/").json()["versions"]
-    assert (doc["min_version"], doc["version"]) == ("3.0", "3.42")
+    assert (doc["min_version"], doc["version"]) == ("3.0", "3.49")
 
 
 # -- view fields -------------------------------------------------------------------------------
@@ -108,7 +108,9 @@ def test_volume_view_fields_per_version(admin: Api, demo: Api) -> None:
         ("3.12", set()),
         ("3.13", {"group_id"}),
         ("3.20", {"group_id"}),
-        ("3.42", {"group_id"}),
+        ("3.47", {"group_id"}),
+        ("3.48", {"group_id", "service_uuid", "shared_targets"}),
+        ("3.49", {"group_id", "service_uuid", "shared_targets"}),
     ]:
         view = ok(at(demo, version, "GET", f"/volumes/{vid}"))["volume"]
         later = {
@@ -126,6 +128,9 @@ def test_volume_view_fields_per_version(admin: Api, demo: Api) -> None:
     assert "provider_id" not in ok(at(demo, "3.21", "GET", f"/volumes/{vid}"))["volume"]
     detail = ok(at(admin, "3.21", "GET", "/volumes/detail"))["volumes"]
     assert all("provider_id" in v and "volume_type_id" not in v for v in detail)
+    at_48 = ok(at(admin, "3.49", "GET", f"/volumes/{vid}"))["volume"]
+    assert (at_48["shared_targets"], at_48["service_uuid"]) == (False, None)
+    assert "cluster_name" not in at_48  # 3.61
 
 
 def test_snapshot_view_fields_per_version(demo: Api) -> None:
@@ -415,3 +420,32 @@ def test_next_links_offset_and_snapshot_sort_keys(server: FerryServer) -> None:
     )
     assert [s["id"] for s in page["snapshots"]] == [sids[1]] and page["snapshots_links"]
     refused(api.volume("GET", "/snapshots", params={"marker": "00000000-0000-4000-8000-000000000000"}), 404)
+
+
+def test_count_from_3_45(server: FerryServer) -> None:
+    api = server.api(server.add_user("counter", "counter-password", "counting", "member"))
+    vid = volume(api)["id"]
+    volume(api)
+    snapshot(api, vid)
+    assert "count" not in ok(at(api, "3.44", "GET", "/volumes", params={"with_count": "true"}))
+    assert "count" not in ok(at(api, "3.45", "GET", "/volumes"))
+    page = ok(at(api, "3.45", "GET", "/volumes/detail", params={"with_count": "true", "limit": 1}))
+    assert (len(page["volumes"]), page["count"]) == (1, 2)
+    snaps = ok(at(api, "3.45", "GET", "/snapshots", params={"with_count": "1", "limit": 0}))
+    assert (snaps["snapshots"], snaps["count"]) == ([], 1)
+
+
+def test_create_from_backup_from_3_47(demo: Api) -> None:
+    body = {"volume": {"size": 1, "backup_id": "00000000-0000-4000-8000-000000000000"}}
+    assert "Backup" in refused(at(demo, "3.47", "POST", "/volumes", json=body), 404)
+    created = ok(at(demo, "3.46", "POST", "/volumes", json=body), 202)["volume"]  # ignored before 3.47
+    wait(demo, f"/volumes/{created['id']}", "available")
+
+
+def test_backend_state_from_3_49(admin: Api) -> None:
+    def volume_services(version: str) -> list[dict[str, Any]]:
+        services = ok(at(admin, version, "GET", "/os-services"))["services"]
+        return [s for s in services if s["binary"] == "cinder-volume"]
+
+    assert volume_services("3.48") and all("backend_state" not in s for s in volume_services("3.48"))
+    assert all(s["backend_state"] == s["state"] for s in volume_services("3.49"))
