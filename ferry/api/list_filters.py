@@ -57,6 +57,8 @@ SINCE = {
     ("snapshot", "metadata"): "3.22",
     ("pool", "volume_type"): "3.35",
 }
+ADMIN_ONLY = {"volume": ("project_id",), "snapshot": ("project_id",)}
+"""Filters an admin may use (with `all_tenants`: one project's volumes) at every version."""
 LEGACY = {"volume": ("glance_metadata",)}
 """Filters taken (when their version allows) although the default resource filters do not list them:
 before 3.31 nothing was checked against that list."""
@@ -88,7 +90,11 @@ def asked_filters(request: Request, resource: str, admin: bool) -> list[Asked]:
         since = SINCE.get((resource, name))
         if since is not None and not at_least(request, since, "volume"):
             continue  # not a filter yet at this version: Cinder drops it
-        known = name in allowed or (not checked and name in LEGACY.get(resource, ()))
+        known = (
+            name in allowed
+            or (admin and name in ADMIN_ONLY.get(resource, ()))
+            or (not checked and name in LEGACY.get(resource, ()))
+        )
         if not known:
             if checked:
                 invalid.append(key)
@@ -126,6 +132,8 @@ def volume_matching(request: Request, asked: list[Asked]) -> Matching:
             nothing = True  # no groups, no image metadata
         elif a.key == "size":
             equal["size_gib"] = _integer(a.value, "size")
+        elif a.key == "project_id":
+            equal["project_id"] = a.value
         elif a.key in ("created_at", "updated_at"):
             equal[a.key] = _moment(a.value, a.key)
     return Matching(equal=equal, like=like, metadata=metadata, nothing=nothing)
@@ -156,6 +164,8 @@ def snapshot_matching(asked: list[Asked]) -> Matching:
             metadata = parse_metadata(a.value)
         elif a.key == "availability_zone":
             nothing = nothing or a.value != "nova"
+        elif a.key == "project_id":
+            equal["project_id"] = a.value
     return Matching(equal=equal, like=like, metadata=metadata, nothing=nothing)
 
 

@@ -82,6 +82,8 @@ def parse_sort(sort: str | None, sort_key: str | None, sort_dir: str | None) -> 
         direction = d or "desc"
     elif sort_key:
         key, direction = sort_key, sort_dir or "desc"
+    if key == "display_name":
+        key = "name"  # Cinder's column name, taken as a sort key at every version (tempest sorts by it)
     if key not in SORT_KEYS:
         raise BadRequest(f"Invalid sort key {key!r}; use one of {', '.join(sorted(SORT_KEYS))}.")
     if direction not in ("asc", "desc"):

@@ -449,3 +449,25 @@ def test_backend_state_from_3_49(admin: Api) -> None:
 
     assert volume_services("3.48") and all("backend_state" not in s for s in volume_services("3.48"))
     assert all(s["backend_state"] == s["state"] for s in volume_services("3.49"))
+
+
+def test_admin_project_filter_and_display_name_sort(server: FerryServer, admin: Api) -> None:
+    api = server.api(server.add_user("projector", "projector-password", "projected", "member"))
+    mine = {volume(api, name="b")["id"], volume(api, name="a")["id"]}
+    volume(admin)
+    listed = admin.volume("GET", "/volumes/detail", params={"all_tenants": 1, "project_id": api.project_id})
+    assert set(ids(listed, "volumes")) == mine
+    # a member's project_id is no filter of theirs: dropped before 3.31, refused from it
+    assert set(ids(api.volume("GET", "/volumes", params={"project_id": "x"}), "volumes")) == mine
+    refused(at(api, "3.31", "GET", "/volumes", params={"project_id": "x"}))
+    by_name = ok(api.volume("GET", "/volumes", params={"sort_key": "display_name", "sort_dir": "asc"}))
+    assert [v["name"] for v in by_name["volumes"]] == ["a", "b"]
+    vid = next(iter(mine))
+    snaps = [snapshot(api, vid, name=n)["id"] for n in ("y", "x")]
+    # `display_name` (Cinder's column) sorts snapshots at every version; `name` from 3.30
+    by_display = ok(api.volume("GET", "/snapshots", params={"sort_key": "display_name", "sort_dir": "asc"}))
+    assert ids_of(by_display["snapshots"]) == snaps[::-1]
+
+
+def ids_of(items: list[dict[str, Any]]) -> list[str]:
+    return [item["id"] for item in items]
