@@ -7,8 +7,6 @@ the services.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,7 +37,8 @@ from ferry.api.schemas import (
 from ferry.api.versions import at_least, base_url
 from ferry.api.view_versions import VOLUME_GATES, gated
 from ferry.api.views import listing, migration_view, stored, volume_summary, volume_view
-from ferry.domain.errors import BadRequest, NotFound
+from ferry.api.volume_gates import metadata_etag, refuse_backup_source, refuse_cluster
+from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
 from ferry.services.migration import MigrationService
@@ -126,14 +125,6 @@ Details = Depends(volume_details)
 
 
 # -- list and show -------------------------------------------------------------------------
-def refuse_backup_source(body: dict[str, Any]) -> None:
-    """From 3.47 a volume can be created from a backup (`backup_id`): Ferry has none to find."""
-    part = body.get("volume")
-    backup = part.get("backup_id") if isinstance(part, dict) else None
-    if backup is not None:
-        raise NotFound(f"Backup {str(backup)[:255]} could not be found.")
-
-
 def _filter(
     request: Request,
     ctx: RequestContext = Ctx,
@@ -291,11 +282,6 @@ def get_metadata(
     return JSONResponse(body, headers={"ETag": metadata_etag(body)})
 
 
-def metadata_etag(body: dict[str, Any]) -> str:
-    """Cinder's metadata Etag: the MD5 of the JSON body (a version tag, not a secret)."""
-    return hashlib.md5(json.dumps(body).encode(), usedforsecurity=False).hexdigest()
-
-
 @router.post("/volumes/{volume_id}/metadata", openapi_extra=body("metadata", Pairs))
 async def set_metadata(
     request: Request,
@@ -370,12 +356,8 @@ async def _extend(on: VolumeActors, ctx: RequestContext, volume_id: str, args: A
 
 
 async def _migrate(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
-    if on.clusters and isinstance(args, dict) and "cluster" in args:
-        if "host" in args:
-            raise BadRequest("Invalid input: os-migrate_volume takes host or cluster, not both.")
-        raise BadRequest(
-            f"Invalid host: cluster {str(args['cluster'])[:255]!r} could not be found (Ferry has none)."
-        )
+    if on.clusters:
+        refuse_cluster(args)
     b = parse(MigrateBody, args, "os-migrate_volume")
     await on.migrations.migrate(ctx, volume_id, b.host, speed=b.bytes_per_sec)
 
