@@ -169,16 +169,22 @@ def snapshot_matching(asked: list[Asked]) -> Matching:
     return Matching(equal=equal, like=like, metadata=metadata, nothing=nothing)
 
 
+MAX_FILTER_TEXT = 65536
+"""The longest metadata filter parsed: a bound on parsing cost (clients send a few pairs)."""
+
+
 def parse_metadata(text: str) -> dict[str, str]:
     """A metadata filter as Cinder's clients send it: a JSON or Python-literal object of strings."""
-    value: Any
-    try:
-        value = json.loads(text)
-    except ValueError:
+    value: Any = None
+    # Deep nesting raises RecursionError in both parsers; a bounded length keeps them cheap.
+    if len(text) <= MAX_FILTER_TEXT:
         try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            value = None
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                value = None
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
@@ -203,9 +209,10 @@ def parse_bootable(request: Request, text: str) -> bool:
 
 
 def _integer(text: str, key: str) -> int:
-    if not text.strip().isdigit() or len(text.strip()) > 18:
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
         raise BadRequest(f"Invalid input: filter {key} must be a non-negative integer.")
-    return int(text)
+    return int(digits)
 
 
 def _moment(text: str, key: str) -> datetime:

@@ -471,3 +471,18 @@ def test_admin_project_filter_and_display_name_sort(server: FerryServer, admin: 
 
 def ids_of(items: list[dict[str, Any]]) -> list[str]:
     return [item["id"] for item in items]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"size": "²"},
+        {"size": "9" * 30},
+        {"metadata": "{[]: 1}"},
+        {"metadata": "[" * 5000},
+        {"created_at": "yesterday"},
+        {"bootable": "maybe"},
+    ],
+)
+def test_bad_filter_values_are_400(demo: Api, params: dict[str, str]) -> None:
+    refused(at(demo, "3.2", "GET", "/volumes", params=params))
