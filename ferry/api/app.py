@@ -26,6 +26,7 @@ from ferry.api import (
     hosts,
     identity,
     images,
+    list_filters,
     messages,
     openapi,
     pools,
@@ -104,6 +105,7 @@ def create_app(ferry: Ferry) -> FastAPI:
         volume_hosts,
         server_migrations,
         quotas,
+        list_filters,
     )
     for resource in resources:
         app.include_router(resource.router)

@@ -143,6 +143,10 @@ class MigrateBody(Body):
     """Ferry extension: cap the copy speed from the start (0 = unlimited)."""
 
 
+class RevertBody(Body):
+    snapshot_id: str = Field(min_length=1, max_length=255)
+
+
 class RetypeBody(Body):
     new_type: str = Field(min_length=1, max_length=255)
     migration_policy: str = Field(default="never", max_length=MAX_TEXT)

@@ -12,7 +12,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferry.api.errors import error_response
 
-VOLUME_MIN, VOLUME_MAX = "3.0", "3.27"
+VOLUME_MIN, VOLUME_MAX = "3.0", "3.49"
+"""3.42 extends attached volumes; 3.49 is the last before 3.50 ("capable of multiattach", which
+Ferry is not). Each change up to it is honoured where Ferry serves the resource, or answered as
+Cinder answers when the feature is not configured: docs/conformance.md's "Microversions" table."""
 COMPUTE_MIN, COMPUTE_MAX = "2.1", "2.80"
 """2.80: what the stock client's live migration, migration list/show/abort/force complete need
 (2.22 force complete, 2.24 abort, 2.25 block_migration "auto", 2.30 host + force, 2.59 uuids,
@@ -103,7 +106,7 @@ def compute_v21(request: Request) -> dict[str, Any]:
 
 
 MAX_VERSION_HEADER = 256
-"""The longest microversion header taken ("volume 3.27, compute 2.1" is 24 characters)."""
+"""The longest microversion header taken ("volume 3.49, compute 2.1" is 24 characters)."""
 
 
 def at_least(request: Request, version: str, service: str = "compute") -> bool:

@@ -129,8 +129,10 @@ def volume_summary(v: VolumeRecord, base: str) -> dict[str, Any]:
     return {"id": v.id, "name": v.name, "links": [{"rel": "self", "href": f"{base}/volumes/{v.id}"}]}
 
 
-def snapshot_view(s: SnapshotRecord) -> dict[str, Any]:
-    return {
+def snapshot_view(s: SnapshotRecord, *, extended: bool) -> dict[str, Any]:
+    """Cinder's snapshot view; `extended` (show and detail) adds the extended snapshot attributes.
+    `view_versions.SNAPSHOT_GATES` removes what the request's microversion does not show."""
+    out: dict[str, Any] = {
         "id": s.id,
         "name": s.name,
         "description": s.description,
@@ -140,10 +142,13 @@ def snapshot_view(s: SnapshotRecord) -> dict[str, Any]:
         "metadata": stored(s.meta),
         "created_at": iso(s.created_at),
         "updated_at": iso(s.updated_at),
-        "progress": "100%" if s.status == "available" else "0%",
-        "os-extended-snapshot-attributes:project_id": s.project_id,
+        "group_snapshot_id": None,
         "user_id": s.user_id,
     }
+    if extended:
+        out["os-extended-snapshot-attributes:progress"] = "100%" if s.status == "available" else "0%"
+        out["os-extended-snapshot-attributes:project_id"] = s.project_id
+    return out
 
 
 def type_view(t: VolumeTypeRecord, admin: bool) -> dict[str, Any]:
@@ -201,8 +206,16 @@ def _property(kind: str, title: str, description: str) -> dict[str, str]:
     return {"type": kind, "title": title, "description": description}
 
 
-def listing(key: str, items: list[dict[str, Any]]) -> Response:
+def listing(
+    key: str, items: list[dict[str, Any]], links: list[dict[str, str]] | None = None, count: int | None = None
+) -> Response:
     """A list body, serialized directly: the views are plain JSON already, and FastAPI's generic
     encoder would walk every value of a 1000-item page again (ten times the cost of orjson).
-    `render` still shows rows holding text that orjson refuses."""
-    return Response(render({key: items}), media_type="application/json")
+    `render` still shows rows holding text that orjson refuses. `links`: Cinder's
+    `<key>_links` (a full page's next link, `paging.next_links`); `count`: 3.45's total."""
+    body: dict[str, Any] = {key: items}
+    if links:
+        body[f"{key}_links"] = links
+    if count is not None:
+        body["count"] = count
+    return Response(render(body), media_type="application/json")

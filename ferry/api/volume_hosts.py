@@ -36,4 +36,8 @@ def list_volume_services(
     if not at_least(request, "3.7", "volume"):  # a service's `cluster` is Cinder's from 3.7 on
         for s in services:
             s.pop("cluster", None)
+    if at_least(request, "3.49", "volume"):  # and a cinder-volume's `backend_state` from 3.49
+        for s in services:
+            if s["binary"] == "cinder-volume":
+                s["backend_state"] = s["state"]
     return {"services": [s for s in services if host in (None, s["host"]) and binary in (None, s["binary"])]}

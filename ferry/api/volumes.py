@@ -8,16 +8,18 @@ the services.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from ferry.api import deps
 from ferry.api.actions import ACTION_ANSWERS, Handler, perform
 from ferry.api.errors import body_part, json_body, parse
+from ferry.api.list_filters import asked_filters, volume_matching
 from ferry.api.openapi import ANY, actions, body
+from ferry.api.paging import next_links
 from ferry.api.schemas import (
     Count,
     ExtendBody,
@@ -26,18 +28,23 @@ from ferry.api.schemas import (
     Pairs,
     QueryText,
     RetypeBody,
+    RevertBody,
     SetSpeedBody,
     VolumeCreateBody,
     VolumeUpdateBody,
     flag,
 )
 from ferry.api.versions import at_least, base_url
+from ferry.api.view_versions import VOLUME_GATES, gated
 from ferry.api.views import listing, migration_view, stored, volume_summary, volume_view
+from ferry.api.volume_gates import metadata_etag, refuse_backup_source, refuse_cluster
 from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
 from ferry.services.migration import MigrationService
 from ferry.services.records import VolumeRecord
+from ferry.services.revert import revert_to_snapshot
+from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
 from ferry.services.volumes import VolumeCreate, VolumeFilter, VolumeService
@@ -65,7 +72,8 @@ class VolumeDetails:
     def render(self, ctx: RequestContext, vols: Sequence[VolumeRecord], base: str) -> list[dict[str, Any]]:
         admin = self.volumes.sees_admin_fields(ctx)
         # Only volumes that can have one are looked up: an available volume has no attachment (both
-        # change in one transaction).
+        # change in one transaction). A migration's progress is Ferry's `…/migration` report:
+        # tempest's schemas forbid a `migration_progress` here.
         atts = self.volumes.attachments([v.id for v in vols if v.status != VolumeStatus.AVAILABLE])
         types = {t.id: t.name for t in self.types.list_types(ctx)} if vols else {}
         return [
@@ -80,6 +88,13 @@ class VolumeDetails:
             for v in vols
         ]
 
+    def shown(
+        self, request: Request, ctx: RequestContext, vols: Sequence[VolumeRecord], base: str
+    ) -> list[dict[str, Any]]:
+        """The detailed views as the request's microversion and the caller have them."""
+        views = self.render(ctx, vols, base)
+        return gated(request, views, VOLUME_GATES, admin=self.volumes.sees_admin_fields(ctx))
+
     def one(
         self,
         ctx: RequestContext,
@@ -91,7 +106,7 @@ class VolumeDetails:
     ) -> dict[str, Any]:
         """The `{"volume": …}` body of a single volume. Cinder's create and update answers are the
         plain view: the `os-vol-*` extension attributes are only added to show and list."""
-        view = versioned(request, self.render(ctx, [vol], _base(request, project_id)))[0]
+        view = self.shown(request, ctx, [vol], _base(request, project_id))[0]
         if not extended:
             view = {k: v for k, v in view.items() if not k.startswith("os-vol-")}
         return {"volume": view}
@@ -107,21 +122,12 @@ async def volume_details(
 
 Details = Depends(volume_details)
 
-LATER_FIELDS = (("cluster_name", "3.61"), ("volume_type_id", "3.63"))
-"""Fields Cinder added to a volume's view in these microversions (Ferry serves up to 3.27)."""
-
-
-def versioned(request: Request, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The views as the request's volume microversion has them."""
-    later = [key for key, version in LATER_FIELDS if not at_least(request, version, "volume")]
-    for view in views:
-        for key in later:
-            view.pop(key, None)
-    return views
-
 
 # -- list and show -------------------------------------------------------------------------
 def _filter(
+    request: Request,
+    ctx: RequestContext = Ctx,
+    volumes: VolumeService = Volumes,
     all_tenants: QueryText = None,
     name: QueryText = None,
     status: QueryText = None,
@@ -130,8 +136,10 @@ def _filter(
     sort: QueryText = None,
     sort_key: QueryText = None,
     sort_dir: QueryText = None,
+    offset: Count | None = None,
 ) -> VolumeFilter:
     """The list query parameters of Cinder's GET volumes and volumes/detail."""
+    asked = asked_filters(request, "volume", volumes.sees_admin_fields(ctx))
     return VolumeFilter(
         name=name,
         status=status,
@@ -141,6 +149,8 @@ def _filter(
         sort=sort,
         sort_key=sort_key,
         sort_dir=sort_dir,
+        matching=volume_matching(request, asked),
+        offset=offset,
     )
 
 
@@ -153,7 +163,8 @@ def list_volumes(
     f: VolumeFilter = Depends(_filter),
 ) -> Response:
     base = _base(request, project_id)
-    return listing("volumes", [volume_summary(v, base) for v in volumes.list_volumes(ctx, f)])
+    views = [volume_summary(v, base) for v in volumes.list_volumes(ctx, f)]
+    return listing("volumes", views, next_links(request, views, f.limit), _count(request, ctx, volumes, f))
 
 
 @router.get("/volumes/detail")
@@ -165,8 +176,15 @@ def list_volumes_detail(
     details: VolumeDetails = Details,
     f: VolumeFilter = Depends(_filter),
 ) -> Response:
-    vols = volumes.list_volumes(ctx, f)
-    return listing("volumes", versioned(request, details.render(ctx, vols, _base(request, project_id))))
+    views = details.shown(request, ctx, volumes.list_volumes(ctx, f), _base(request, project_id))
+    return listing("volumes", views, next_links(request, views, f.limit), _count(request, ctx, volumes, f))
+
+
+def _count(request: Request, ctx: RequestContext, volumes: VolumeService, f: VolumeFilter) -> int | None:
+    """3.45's `count` with `?with_count=true`: every volume the filters match, past the page."""
+    if not (at_least(request, "3.45", "volume") and flag(request.query_params.get("with_count"))):
+        return None
+    return len(volumes.list_volumes(ctx, replace(f, limit=None, marker=None, offset=None)))
 
 
 @router.get("/volumes/{volume_id}")
@@ -199,6 +217,8 @@ async def create_volume(
     details: VolumeDetails = Details,
 ) -> dict[str, Any]:
     b = await body_part(request, "volume", VolumeCreateBody)
+    if at_least(request, "3.47", "volume"):
+        refuse_backup_source(await json_body(request))
     if b.size is None and not (b.snapshot_id or b.source_volid):
         raise BadRequest("Invalid input: 'size' is required.")
     vol = await volumes.create(
@@ -233,21 +253,33 @@ async def update_volume(
 
 @router.delete("/volumes/{volume_id}", status_code=202)
 async def delete_volume(
+    request: Request,
     project_id: str,
     volume_id: str,
-    cascade: str | None = None,
+    cascade: QueryText = None,
+    force: QueryText = None,
     ctx: RequestContext = Ctx,
     volumes: VolumeService = Volumes,
 ) -> Response:
-    await volumes.delete(ctx, volume_id, cascade=flag(cascade))
+    # `force` is a parameter from 3.23 (admins); before it Cinder ignores it.
+    forced = flag(force) and at_least(request, "3.23", "volume")
+    await volumes.delete(ctx, volume_id, cascade=flag(cascade), force=forced)
     return Response(status_code=202)
 
 
 @router.get("/volumes/{volume_id}/metadata")
 def get_metadata(
-    volume_id: str, project_id: str, ctx: RequestContext = Ctx, volumes: VolumeService = Volumes
-) -> dict[str, Any]:
-    return {"metadata": stored(volumes.get(ctx, volume_id).meta)}
+    request: Request,
+    volume_id: str,
+    project_id: str,
+    ctx: RequestContext = Ctx,
+    volumes: VolumeService = Volumes,
+) -> Response:
+    body = {"metadata": stored(volumes.get(ctx, volume_id).meta)}
+    if not at_least(request, "3.15", "volume"):
+        return JSONResponse(body)
+    # 3.15: an Etag of the body, which a replacing PUT's If-Match names (the lost update problem).
+    return JSONResponse(body, headers={"ETag": metadata_etag(body)})
 
 
 @router.post("/volumes/{volume_id}/metadata", openapi_extra=body("metadata", Pairs))
@@ -273,8 +305,11 @@ class VolumeActors:
 
     volumes: VolumeService
     migrations: MigrationService
-    attached_extend: bool = False
-    """The request's microversion extends in-use volumes (Cinder 3.42)."""
+    snapshots: SnapshotService
+    in_use_extend: bool = False
+    """The request's microversion is 3.42 or later: an attached volume may be extended."""
+    clusters: bool = False
+    """The request's microversion is 3.16 or later: os-migrate_volume takes `cluster`."""
 
 
 # The arguments each action takes, as the OpenAPI declares them (the handlers below parse them).
@@ -285,6 +320,7 @@ ARGUMENTS = {
     "os-migrate_volume": MigrateBody,
     "os-migrate_volume_completion": MigrationCompletionBody,
     "os-retype": RetypeBody,
+    "revert": RevertBody,
 }
 
 
@@ -301,17 +337,27 @@ async def volume_action(
     ctx: RequestContext = Ctx,
     volumes: VolumeService = Volumes,
     migrations: MigrationService = Migrations,
+    snapshots: SnapshotService = Depends(deps.snapshots),
 ) -> Response:
-    actors = VolumeActors(volumes, migrations, attached_extend=at_least(request, "3.42", "volume"))
-    return await perform(request, "volume", ACTIONS, actors, ctx, volume_id)
+    actors = VolumeActors(
+        volumes,
+        migrations,
+        snapshots,
+        in_use_extend=at_least(request, "3.42", "volume"),
+        clusters=at_least(request, "3.16", "volume"),
+    )
+    table = ACTIONS if at_least(request, "3.40", "volume") else BEFORE_REVERT
+    return await perform(request, "volume", table, actors, ctx, volume_id)
 
 
 async def _extend(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
     new_size = parse(ExtendBody, args, "os-extend").new_size
-    await on.volumes.extend(ctx, volume_id, new_size, allow_in_use=on.attached_extend)
+    await on.volumes.extend(ctx, volume_id, new_size, allow_in_use=on.in_use_extend)
 
 
 async def _migrate(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
+    if on.clusters:
+        refuse_cluster(args)
     b = parse(MigrateBody, args, "os-migrate_volume")
     await on.migrations.migrate(ctx, volume_id, b.host, speed=b.bytes_per_sec)
 
@@ -319,6 +365,10 @@ async def _migrate(on: VolumeActors, ctx: RequestContext, volume_id: str, args: 
 async def _retype(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
     b = parse(RetypeBody, args, "os-retype")
     await on.migrations.retype(ctx, volume_id, b.new_type, b.migration_policy)
+
+
+async def _revert(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
+    await revert_to_snapshot(on.snapshots, ctx, volume_id, parse(RevertBody, args, "revert").snapshot_id)
 
 
 async def _cancel(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
@@ -342,5 +392,8 @@ ACTIONS: dict[str, Handler[VolumeActors]] = {
     "os-migrate_volume": _migrate,
     "os-migrate_volume_completion": _completion,
     "os-retype": _retype,
+    "revert": _revert,
 }
 assert ACTIONS.keys() == ARGUMENTS.keys()
+BEFORE_REVERT = {name: handler for name, handler in ACTIONS.items() if name != "revert"}
+"""The actions before volume microversion 3.40 (revert to snapshot)."""

@@ -57,6 +57,8 @@ MIGRATION_BUSY = (MigrationStatus.STARTING, MigrationStatus.MIGRATING)
 """A volume in one of these migration states refuses any other change."""
 
 DELETABLE = (VolumeStatus.AVAILABLE, VolumeStatus.ERROR, VolumeStatus.ERROR_DELETING)
+FORCE_DELETABLE = (*DELETABLE, VolumeStatus.ERROR_EXTENDING)
+"""A force delete (admins, volume microversion 3.23) also takes a volume whose extend failed."""
 SNAPSHOTTABLE = (VolumeStatus.AVAILABLE, VolumeStatus.IN_USE)
 
 VOLUME_ACTION = {

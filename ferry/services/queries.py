@@ -82,6 +82,8 @@ def parse_sort(sort: str | None, sort_key: str | None, sort_dir: str | None) -> 
         direction = d or "desc"
     elif sort_key:
         key, direction = sort_key, sort_dir or "desc"
+    if key == "display_name":
+        key = "name"  # Cinder's column name, taken as a sort key at every version (tempest sorts by it)
     if key not in SORT_KEYS:
         raise BadRequest(f"Invalid sort key {key!r}; use one of {', '.join(sorted(SORT_KEYS))}.")
     if direction not in ("asc", "desc"):
@@ -108,7 +110,7 @@ def paginate(
     if marker is not None:
         row = s.get(model, marker) if is_uuid(marker) else None
         if row is None:
-            raise BadRequest(f"Marker {marker} could not be found.")
+            raise NotFound(f"Marker {marker} could not be found.")  # Cinder's MarkerNotFound
         mval = getattr(row, "size_gib" if key == "size" else key)
         if key == "name":
             mval = mval or ""

@@ -30,6 +30,7 @@ from ferry.domain.volumes import (
 from ferry.drivers.storage.base import StorageDriver
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
+from ferry.services.matching import Matching, narrow
 from ferry.services.messages import Origin
 from ferry.services.queries import (
     being_copied_into,
@@ -78,18 +79,25 @@ class SnapshotService:
         limit: int | None = None,
         marker: str | None = None,
         sort: str | None = None,
+        matching: Matching | None = None,
+        *,
+        sort_key: str | None = None,
+        sort_dir: str | None = None,
+        offset: int | None = None,
     ) -> list[Snapshot]:
         policy.enforce(ctx, "snapshot:get")
         if all_tenants:
             policy.enforce(ctx, "volume:get_all_tenants")
-        key, desc = parse_sort(sort, None, None)
+        key, desc = parse_sort(sort, sort_key, sort_dir)
         stmt = select(Snapshot)
         if not all_tenants:
             stmt = stmt.where(Snapshot.project_id == ctx.project_id)
         if volume_id:
             stmt = stmt.where(Snapshot.volume_id == volume_id)
         with self.db() as s:
-            return list(s.scalars(paginate(s, stmt, Snapshot, key, desc, marker, check_limit(limit))))
+            stmt = narrow(s, stmt, Snapshot, matching or Matching())
+            stmt = paginate(s, stmt, Snapshot, key, desc, marker, check_limit(limit))
+            return list(s.scalars(stmt.offset(offset) if offset else stmt))
 
     def update(self, ctx: RequestContext, snapshot_id: str, changes: dict[str, Any]) -> Snapshot:
         policy.enforce(ctx, "snapshot:update")

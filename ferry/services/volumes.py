@@ -27,6 +27,7 @@ from ferry.domain.model import GiB, VolumeLocation
 from ferry.domain.scheduling import UNPLACED, NoValidBackend, PoolStats, check_zones, choose_backend
 from ferry.domain.volumes import (
     DELETABLE,
+    FORCE_DELETABLE,
     MIGRATION_BUSY,
     SNAPSHOT_DELETABLE,
     VOLUME_ACTION,
@@ -38,6 +39,7 @@ from ferry.domain.volumes import (
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
 from ferry.services.extending import LiveExtend, claim_server
+from ferry.services.matching import Matching, narrow
 from ferry.services.messages import MessageBook, Origin
 from ferry.services.queries import (
     attachment_of,
@@ -79,6 +81,8 @@ class VolumeFilter:
     sort: str | None = None
     sort_key: str | None = None
     sort_dir: str | None = None
+    matching: Matching = field(default_factory=Matching)
+    offset: int | None = None
 
 
 def set_status(s: Session, volume_id: str, new: VolumeStatus, *, expect: tuple[VolumeStatus, ...]) -> None:
@@ -283,7 +287,10 @@ class VolumeService:
                 return []  # no volume is ever in a status Ferry does not have
             stmt = stmt.where(Volume.status == VolumeStatus(f.status))
         with self.db() as s:
+            stmt = narrow(s, stmt, Volume, f.matching)
             stmt = paginate(s, stmt, Volume, key, desc, f.marker, check_limit(f.limit))
+            if f.offset:
+                stmt = stmt.offset(f.offset)
             # Columns, not entities: through the connection, past the ORM's per-row machinery
             # (a third of a 1000-volume page's time).
             return [VolumeRow._make(row) for row in s.connection().execute(stmt)]
@@ -393,21 +400,26 @@ class VolumeService:
         except NotFound as e:  # the volume exists: its server's process lost the disk
             raise Conflict(f"Server {live_server} cannot grow volume {volume_id}: {e.message}") from e
 
-    async def delete(self, ctx: RequestContext, volume_id: str, cascade: bool = False) -> None:
+    async def delete(
+        self, ctx: RequestContext, volume_id: str, cascade: bool = False, *, force: bool = False
+    ) -> None:
         """Delete the volume; with `cascade`, its snapshots with it (their layers live in the
         volume's directory). Every precondition is checked, and the volume and its snapshots are
         claimed, in one transaction before anything is touched: a refused delete changes nothing.
         Under the chain lock: a snapshot merge under way ends first; one still pending is
-        superseded (its layer goes with the directory)."""
+        superseded (its layer goes with the directory). `force` (admins): also in `FORCE_DELETABLE`."""
         policy.enforce(ctx, "volume:delete")
+        if force:
+            policy.enforce(ctx, "volume:force_delete")
         async with self.chain_lock(volume_id):
-            await self._delete_locked(ctx, volume_id, cascade)
+            await self._delete_locked(ctx, volume_id, cascade, force)
 
-    async def _delete_locked(self, ctx: RequestContext, volume_id: str, cascade: bool) -> None:
+    async def _delete_locked(self, ctx: RequestContext, volume_id: str, cascade: bool, force: bool) -> None:
+        deletable = FORCE_DELETABLE if force else DELETABLE
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
-            snaps = self._check_deletable(s, vol, cascade)
-            set_status(s, vol.id, VolumeStatus.DELETING, expect=DELETABLE)
+            snaps = self._check_deletable(s, vol, cascade, deletable)
+            set_status(s, vol.id, VolumeStatus.DELETING, expect=deletable)
             if snaps:
                 compare_and_set(
                     s,
@@ -440,14 +452,16 @@ class VolumeService:
             s.execute(delete(Volume).where(Volume.id == volume_id))
 
     @staticmethod
-    def _check_deletable(s: Session, vol: Volume, cascade: bool) -> list[Snapshot]:
+    def _check_deletable(
+        s: Session, vol: Volume, cascade: bool, deletable: tuple[VolumeStatus, ...] = DELETABLE
+    ) -> list[Snapshot]:
         """Refuse what would fail, before anything is changed; the snapshots a cascade takes."""
         if attachment_of(s, vol.id) is not None:
             raise BadRequest(f"Volume {vol.id} is attached to a server: detach it first.")
         snaps = list(s.scalars(select(Snapshot).where(Snapshot.volume_id == vol.id)))
         if snaps and not cascade:
             raise BadRequest(f"Volume {vol.id} has snapshots: delete them first or use cascade=true.")
-        if vol.status not in DELETABLE:
+        if vol.status not in deletable:
             raise BadRequest(f"Volume {vol.id} is {vol.status}: it must be available or error to delete.")
         busy = next((sn for sn in snaps if sn.status not in CASCADE_TAKES), None)
         if busy is not None:

@@ -104,6 +104,7 @@ ENDPOINTS = [
     Endpoint("POST", f"{V}/types/{{type_id}}/extra_specs", {"extra_specs": {"a": "b"}}),
     Endpoint("DELETE", f"{V}/types/{{type_id}}/extra_specs/{{key}}"),
     Endpoint("GET", f"{V}/scheduler-stats/get_pools"),
+    Endpoint("GET", f"{V}/resource_filters"),
     Endpoint("GET", f"{V}/attachments"),
     Endpoint("GET", f"{V}/attachments/detail"),
     Endpoint("GET", f"{V}/attachments/{{attachment_id}}"),
@@ -501,14 +502,18 @@ def test_snapshot_create_bad_values(demo: Api, volume: dict[str, Any], snapshot:
     [
         {"limit": -1},
         {"limit": "x"},
-        {"marker": "x"},
-        {"marker": UNKNOWN},
         {"sort": "size:up"},
         {"sort": "secret"},
     ],
 )
 def test_snapshot_list_bad_params(demo: Api, params: dict[str, Any]) -> None:
     error(demo.volume("GET", "/snapshots/detail", params=params), 400, params)
+
+
+@pytest.mark.parametrize("marker", ["x", UNKNOWN])
+def test_snapshot_list_unknown_marker_is_404(demo: Api, marker: str) -> None:
+    """Cinder's MarkerNotFound is a 404 (tempest's test_list_snapshots_invalid_param_marker)."""
+    error(demo.volume("GET", "/snapshots/detail", params={"marker": marker}), 404, marker)
 
 
 def test_snapshot_update_bad_values(demo: Api, volume: dict[str, Any]) -> None:

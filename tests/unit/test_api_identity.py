@@ -109,7 +109,7 @@ def test_volume_version_documents(server: FerryServer) -> None:
         resp = http.get(server.base + path)
         assert resp.status_code == (200 if path.startswith("/volume/v3") else 300), path  # as Cinder
         (v,) = resp.json()["versions"]
-        assert (v["id"], v["status"], v["min_version"], v["version"]) == ("v3.0", "CURRENT", "3.0", "3.27")
+        assert (v["id"], v["status"], v["min_version"], v["version"]) == ("v3.0", "CURRENT", "3.0", "3.49")
         assert v["links"][0]["href"] == f"{server.base}/volume/v3/"
 
 
