@@ -178,6 +178,8 @@ class Config:
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     hosts: HostsConfig = field(default_factory=HostsConfig)
     guest_dir: Path | None = None
+    default_volume_type: str = "__DEFAULT__"
+    """The type a volume created without one (and without a source) gets: Cinder's default type."""
 
     @property
     def public_url(self) -> str:
@@ -242,6 +244,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         identity=_identity(dict(raw.get("identity", {}))),
         hosts=_hosts(dict(raw.get("hosts", {}))),
         guest_dir=(base / guest).resolve() if guest else None,
+        default_volume_type=str(raw.get("default_volume_type", "__DEFAULT__")),
     )
 
 

@@ -22,9 +22,11 @@ from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
+from ferry.services.qos import QosService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
+from ferry.services.type_access import TypeAccess
 from ferry.services.types import TypeService
 from ferry.services.volumes import VolumeService
 
@@ -48,6 +50,14 @@ async def snapshots(request: Request) -> SnapshotService:
 
 async def types(request: Request) -> TypeService:
     return _ferry(request).types
+
+
+async def type_access(request: Request) -> TypeAccess:
+    return _ferry(request).type_access
+
+
+async def qos(request: Request) -> QosService:
+    return _ferry(request).qos
 
 
 async def migrations(request: Request) -> MigrationService:

@@ -17,6 +17,7 @@ from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
+from ferry.services.qos import QosService
 from ferry.services.recovery import VolumeRecovery
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.server_settling import ServerSettling
@@ -29,6 +30,7 @@ from ferry.services.tier import (
     remote_drivers,
     require_postgresql,
 )
+from ferry.services.type_access import TypeAccess
 from ferry.services.types import TypeService
 from ferry.services.volumes import VolumeService
 
@@ -79,8 +81,10 @@ class Ferry:
         self.backends = Backends(config, drivers.storage)
         self.hypervisor = drivers.hypervisor
         self.identity = IdentityService(self.db, config.token_lifetime_s, config.identity)
-        self.types = TypeService(self.db, self.backends)
-        self.volumes = VolumeService(self.db, self.backends)
+        self.types = TypeService(self.db, self.backends, config.default_volume_type)
+        self.type_access = TypeAccess(self.db)
+        self.qos = QosService(self.db)
+        self.volumes = VolumeService(self.db, self.backends, config.default_volume_type)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
         self.images = ImageService(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
@@ -109,6 +113,7 @@ class Ferry:
 
     async def start(self) -> None:
         log.info("ferry %s starting with backends %s", self.role.value, ", ".join(self.backends.drivers))
+        self.types.ensure_default()  # a new database, or one upgraded from before default types
         if self.role is ProcessRole.API:
             # Stateless: the agents re-adopt their servers; unfinished migrations are taken over
             # once their conductor's lease lapses (another worker may be driving them now).

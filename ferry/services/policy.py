@@ -42,6 +42,8 @@ RULES: dict[str, str] = {
     "snapshot:delete": "member",
     "type:get": "reader",
     "type:manage": "admin",
+    "qos:get": "admin",
+    "qos:manage": "admin",
     "backend:get_pools": "admin",
     "attachment:get": "reader",
     "server:get": "reader",

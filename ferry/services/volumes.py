@@ -17,7 +17,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRow
+from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRow, VolumeType
 from ferry.db.statements import compare_and_set, compensate, not_migrating, updated_one
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
@@ -99,9 +99,12 @@ CASCADE_TAKES = (*SNAPSHOT_DELETABLE, SnapshotStatus.DELETING)
 
 
 class VolumeService:
-    def __init__(self, db: sessionmaker[Session], backends: Backends) -> None:
+    def __init__(
+        self, db: sessionmaker[Session], backends: Backends, default_type: str = "__DEFAULT__"
+    ) -> None:
         self.db = db
         self.backends = backends
+        self.default_type_name = default_type
         self._tasks: set[asyncio.Task[None]] = set()
         self._chains: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._creating: set[str] = set()
@@ -135,6 +138,10 @@ class VolumeService:
                 f"Volume type {type_ref!r} was deleted while the volume was created; retry."
             ) from None
 
+    def default_type(self, s: Session) -> VolumeType | None:
+        """The type a volume created without one gets (Cinder's default type), if it exists."""
+        return s.scalar(select(VolumeType).where(VolumeType.name == self.default_type_name))
+
     async def create(self, ctx: RequestContext, req: VolumeCreate) -> Volume:
         policy.enforce(ctx, "volume:create")
         check_metadata(req.metadata)
@@ -147,7 +154,7 @@ class VolumeService:
             vtype = (
                 get_type(s, req.volume_type, ctx)
                 if req.volume_type
-                else (get_type(s, source_type) if source_type else None)
+                else (get_type(s, source_type) if source_type else self.default_type(s))
             )
             pinned = (vtype.extra_specs or {}).get("volume_backend_name") if vtype else None
             pool = choose_backend(self.backends.pool_stats(s), size, pinned)
