@@ -29,6 +29,11 @@ PROJECT = {"type": "object", "required": ["project"], "properties": {"project": 
 ENCRYPTION = {"type": "object", "description": "refused: Ferry does not encrypt volumes"}
 
 
+async def _encryption_body(request: Request) -> None:
+    if not isinstance((await json_body(request)).get("encryption"), dict):
+        raise BadRequest("Invalid input: the body must hold an 'encryption' object.")
+
+
 def _project(part: object) -> str:
     project = part.get("project") if isinstance(part, dict) else None
     if not isinstance(project, str) or not project.strip():
@@ -83,7 +88,7 @@ def show_encryption_item(
 async def create_encryption(
     request: Request, project_id: str, type_id: str, ctx: RequestContext = Ctx, types: TypeService = Types
 ) -> Response:
-    await json_body(request)
+    await _encryption_body(request)
     types.refuse_encryption(ctx, type_id)
     raise AssertionError("unreachable: refuse_encryption always raises")
 
@@ -97,7 +102,7 @@ async def update_encryption(
     ctx: RequestContext = Ctx,
     types: TypeService = Types,
 ) -> Response:
-    await json_body(request)
+    await _encryption_body(request)
     types.encryption(ctx, type_id)
     raise NotFound(f"Volume type encryption for type {type_id} does not exist.")
 

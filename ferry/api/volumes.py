@@ -84,7 +84,13 @@ class VolumeDetails:
         ]
 
     def one(
-        self, ctx: RequestContext, vol: VolumeRecord, request: Request, project_id: str, *, extended: bool = True
+        self,
+        ctx: RequestContext,
+        vol: VolumeRecord,
+        request: Request,
+        project_id: str,
+        *,
+        extended: bool = True,
     ) -> dict[str, Any]:
         """The `{"volume": …}` body of a single volume. Cinder's create and update answers are the
         plain view: the `os-vol-*` extension attributes are only added to show and list."""

@@ -48,6 +48,8 @@ class Endpoint:
                 "service_id",
                 "hypervisor_id",
                 "migration_id",
+                "qos_id",
+                "encryption_id",
             )
             if "{" + p + "}" in self.path
         ]
@@ -95,6 +97,27 @@ ENDPOINTS = [
     Endpoint("GET", f"{V}/types/{{type_id}}/extra_specs"),
     Endpoint("POST", f"{V}/types/{{type_id}}/extra_specs", {"extra_specs": {"a": "b"}}),
     Endpoint("DELETE", f"{V}/types/{{type_id}}/extra_specs/{{key}}"),
+    Endpoint("GET", f"{V}/types/{{type_id}}/extra_specs/{{key}}"),
+    # the body must name the URL's key (Cinder checks that before it looks the type up)
+    Endpoint("PUT", f"{V}/types/{{type_id}}/extra_specs/{{key}}", {"a": "b"}, unknown=400),
+    Endpoint("POST", f"{V}/types/{{type_id}}/action", {"addProjectAccess": {"project": UNKNOWN}}),
+    Endpoint("GET", f"{V}/types/{{type_id}}/os-volume-type-access"),
+    Endpoint("GET", f"{V}/types/{{type_id}}/encryption"),
+    Endpoint("GET", f"{V}/types/{{type_id}}/encryption/{{key}}"),
+    Endpoint("POST", f"{V}/types/{{type_id}}/encryption", {"encryption": {"provider": "luks"}}),
+    Endpoint("PUT", f"{V}/types/{{type_id}}/encryption/{{encryption_id}}", {"encryption": {"provider": "x"}}),
+    Endpoint("DELETE", f"{V}/types/{{type_id}}/encryption/{{encryption_id}}"),
+    Endpoint("GET", f"{V}/qos-specs"),
+    Endpoint("POST", f"{V}/qos-specs", {"qos_specs": {"name": "x", "consumer": "nowhere"}}, unknown=400),
+    Endpoint("GET", f"{V}/qos-specs/{{qos_id}}"),
+    Endpoint("PUT", f"{V}/qos-specs/{{qos_id}}", {"qos_specs": {"a": "b"}}),
+    Endpoint("DELETE", f"{V}/qos-specs/{{qos_id}}"),
+    Endpoint("PUT", f"{V}/qos-specs/{{qos_id}}/delete_keys", {"keys": ["a"]}),
+    Endpoint("GET", f"{V}/qos-specs/{{qos_id}}/associations"),
+    # without `?vol_type_id=` these are refused before the QoS specs are looked up
+    Endpoint("GET", f"{V}/qos-specs/{{qos_id}}/associate", unknown=400),
+    Endpoint("GET", f"{V}/qos-specs/{{qos_id}}/disassociate", unknown=400),
+    Endpoint("GET", f"{V}/qos-specs/{{qos_id}}/disassociate_all"),
     Endpoint("GET", f"{V}/scheduler-stats/get_pools"),
     Endpoint("GET", f"{V}/attachments"),
     Endpoint("GET", f"{V}/attachments/detail"),
