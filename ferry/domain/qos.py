@@ -35,14 +35,26 @@ IOTUNE_KEYS = (
 
 
 def disk_limits(consumer: QosConsumer, specs: dict[str, str]) -> dict[str, int]:
-    """The guest-disk limits of a QoS spec: its numeric front-end keys, when the front end
-    consumes it. Values that are not whole non-negative numbers are left out, as Nova ignores
-    them rather than failing the attach."""
+    """The guest-disk limits of a QoS spec, when the front end consumes it: its numeric
+    front-end keys (0 is no limit, as in libvirt), made consistent so that the hypervisor takes
+    them instead of failing the attach: a total limit wins over its read and write ones (QEMU
+    refuses both at once), and a burst (`_max`) is kept only above the rate it bursts from."""
     if consumer is QosConsumer.BACK_END:
         return {}
     out: dict[str, int] = {}
     for key in IOTUNE_KEYS:
-        value = specs.get(key)
-        if value is not None and value.strip().isdigit():
+        value = (specs.get(key) or "").strip()
+        if value.isdigit() and int(value) > 0:
             out[key] = int(value)
+    for unit in ("bytes", "iops"):
+        if f"total_{unit}_sec" in out:
+            for side in ("read", "write"):
+                out.pop(f"{side}_{unit}_sec", None)
+                out.pop(f"{side}_{unit}_sec_max", None)
+        for side in ("total", "read", "write"):
+            burst = out.get(f"{side}_{unit}_sec_max")
+            if burst is not None and burst <= out.get(f"{side}_{unit}_sec", burst):
+                del out[f"{side}_{unit}_sec_max"]
+    if "size_iops_sec" in out and not any(k.endswith("iops_sec") and k != "size_iops_sec" for k in out):
+        del out["size_iops_sec"]
     return out

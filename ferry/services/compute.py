@@ -30,6 +30,7 @@ from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
 from ferry.services.hosts import HostRegistry
 from ferry.services.images import find_image
+from ferry.services.qos import disk_limits_of
 from ferry.services.queries import attachment_of, get_owned, get_volume
 from ferry.services.records import ServerRecord
 from ferry.services.storage import Backends
@@ -303,6 +304,7 @@ class ComputeService:
             )
             s.add(att)
             chain = self.backends.disk_chain(vol.id, self.backends.location(s, vol))
+            limits = disk_limits_of(s, vol.volume_type_id)
         failpoints.hit("attach.before_plug")
         with compensate(
             self.db,
@@ -310,6 +312,12 @@ class ComputeService:
             update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.AVAILABLE),
         ):
             await self.hv.attach_disk(server_id, chain)
+            if limits:  # the type's front-end QoS, as Nova applies it (libvirt iotune)
+                try:
+                    await self.hv.set_disk_limits(server_id, chain.volume_id, limits)
+                except FerryError:
+                    await self.hv.detach_disk(server_id, chain.volume_id)
+                    raise
         failpoints.hit("attach.after_plug")
         with self.db.begin() as s:
             s.execute(

@@ -11,7 +11,7 @@ from ferry.db.models import QosSpecs, VolumeType
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, NotFound
 from ferry.domain.ids import is_uuid, new_id
-from ferry.domain.qos import QosConsumer
+from ferry.domain.qos import QosConsumer, disk_limits
 from ferry.services import policy
 from ferry.services.context import RequestContext
 from ferry.services.queries import get_type
@@ -31,6 +31,14 @@ def _get(s: Session, qos_id: str) -> QosSpecs:
     if q is None:
         raise NotFound(f"QoS spec {qos_id} could not be found.")
     return q
+
+
+def disk_limits_of(s: Session, volume_type_id: str | None) -> dict[str, int]:
+    """The guest-disk limits a volume of this type is attached with: its type's QoS specs'
+    front-end limits (none without a type, QoS specs, or front-end keys)."""
+    vt = s.get(VolumeType, volume_type_id) if volume_type_id else None
+    q = s.get(QosSpecs, vt.qos_specs_id) if vt is not None and vt.qos_specs_id else None
+    return disk_limits(q.consumer, q.specs or {}) if q is not None else {}
 
 
 class QosService:

@@ -157,6 +157,12 @@ class QemuDriver(HypervisorDriver):
             await nodes.del_nodes(conn, reversed(added))
             raise
 
+    async def set_disk_limits(self, server_id: str, volume_id: str, limits: dict[str, int]) -> None:
+        volume_id = require_uuid(volume_id, "volume id")
+        conn = await self._conn(server_id)
+        await devices.plugged_disk(conn, volume_id)  # NotFound for a disk not attached
+        await conn.execute("block_set_io_throttle", devices.throttle_args(volume_id, limits))
+
     async def detach_disk(self, server_id: str, volume_id: str) -> None:
         volume_id = require_uuid(volume_id, "volume id")
         run = self._session(server_id).run
