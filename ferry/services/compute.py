@@ -144,14 +144,23 @@ class ComputeService:
         try:
             with self.db() as s:
                 spec = self.spec(s, server_id)
+                limits = {d.volume_id: disk_limits_of(s, self._type_of(s, d.volume_id)) for d in spec.disks}
             failpoints.hit("server-boot.before_spawn")
             await self.hv.spawn(spec)
+            for volume_id, limit in limits.items():  # a new process: the front-end QoS again
+                if limit:
+                    await self.hv.set_disk_limits(server_id, volume_id, limit)
             failpoints.hit("server-boot.after_spawn")
             self.set_status(server_id, ServerStatus.ACTIVE, fault=None)
         except FerryError as e:
             log.error("server %s failed to boot: %s", server_id, e)
             self.set_status(server_id, ServerStatus.ERROR, fault=e.message)
             raise
+
+    @staticmethod
+    def _type_of(s: Session, volume_id: str) -> str | None:
+        vol = s.get(Volume, volume_id)
+        return vol.volume_type_id if vol is not None else None
 
     def has_boot_disk(self, s: Session, server: Server) -> bool:
         image = s.get(Image, server.image_id)

@@ -87,6 +87,10 @@ def test_front_end_qos_throttles_the_attached_disk(tmp_path: Path) -> None:
         assert [c for c in hv.calls if c[0] == "set_disk_limits"] == [
             ("set_disk_limits", sid, vols["limited"])
         ]
+        # a new process (stop, start) gets the disk's throttle again
+        await app.compute.stop(ADMIN, sid)
+        await app.compute.start(ADMIN, sid)
+        assert hv.servers[sid].limits == {vols["limited"]: {"total_bytes_sec": 1048576}}
         await app.compute.detach(ADMIN, sid, vols["limited"])
         assert hv.servers[sid].limits == {}
 
