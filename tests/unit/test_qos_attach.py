@@ -51,7 +51,7 @@ def test_throttle_args_name_qemus_arguments() -> None:
     vid = "0" * 8 + "-0000-4000-8000-" + "0" * 12
     args = throttle_args(vid, {"read_iops_sec": 2000, "total_bytes_sec_max": 9})
     assert args == {
-        "id": f"disk-{vid}",
+        "id": f"/machine/peripheral/disk-{vid}/virtio-backend",
         "bps": 0,
         "bps_rd": 0,
         "bps_wr": 0,

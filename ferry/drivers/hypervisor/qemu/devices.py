@@ -128,9 +128,10 @@ THROTTLE_ARGS = {
 
 
 def throttle_args(volume_id: str, limits: dict[str, int]) -> Json:
-    """block_set_io_throttle arguments for a disk: the six rates are required (0: no limit)."""
+    """block_set_io_throttle arguments for a disk: the six rates are required (0: no limit). The
+    device is the virtio-blk backend inside the PCI device: that one holds the block backend."""
     args: Json = {
-        "id": device_id(volume_id),
+        "id": f"{PERIPHERAL}/{device_id(volume_id)}/virtio-backend",
         "bps": 0,
         "bps_rd": 0,
         "bps_wr": 0,
@@ -142,3 +143,13 @@ def throttle_args(volume_id: str, limits: dict[str, int]) -> Json:
         if key in THROTTLE_ARGS:
             args[THROTTLE_ARGS[key]] = value
     return args
+
+
+async def throttle(conn: QmpConnection, volume_id: str) -> dict[str, int]:
+    """A disk's throttle as query-block shows it, by Nova's key names (the limits set, not 0)."""
+    for block in await conn.query("query-block"):
+        m = DISK_QDEV.fullmatch(str(block.get("qdev", "")))
+        if m is not None and m[1] == volume_id and "inserted" in block:
+            inserted = block["inserted"]
+            return {key: int(inserted[arg]) for key, arg in THROTTLE_ARGS.items() if inserted.get(arg)}
+    raise NotFound(f"volume {volume_id} is not attached")

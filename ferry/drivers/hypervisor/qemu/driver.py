@@ -137,6 +137,10 @@ class QemuDriver(HypervisorDriver):
         contract)."""
         return await nodes.node_names(await self._conn(server_id))
 
+    async def disk_throttle(self, server_id: str, volume_id: str) -> dict[str, int]:
+        """A disk's throttle as QEMU reports it (diagnostics and tests; not part of the contract)."""
+        return await devices.throttle(await self._conn(server_id), volume_id)
+
     # -- disks ---------------------------------------------------------------------------
     async def attach_disk(self, server_id: str, chain: DiskChain) -> None:
         volume_id = require_uuid(chain.volume_id, "volume id")
