@@ -12,8 +12,10 @@ import pytest
 from ferry.domain.qos import QosConsumer, disk_limits
 from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.drivers.hypervisor.qemu.devices import throttle_args
+from ferry.services.hosts import HostSpec
 from ferry.services.images import register_image
 from ferry.services.volumes import VolumeCreate
+from tests.unit.test_live_migration import control_plane
 from tests.unit.test_migration_service import ADMIN, make_ferry
 
 
@@ -93,5 +95,29 @@ def test_front_end_qos_throttles_the_attached_disk(tmp_path: Path) -> None:
         assert hv.servers[sid].limits == {vols["limited"]: {"total_bytes_sec": 1048576}}
         await app.compute.detach(ADMIN, sid, vols["limited"])
         assert hv.servers[sid].limits == {}
+
+    asyncio.run(go())
+
+
+def test_live_migration_throttles_the_disk_on_the_destination(tmp_path: Path) -> None:
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        app = control_plane(tmp_path, hv)
+        await app.live.resume_all()
+        kernel = tmp_path / "vmlinuz"
+        kernel.write_bytes(b"k")
+        image = register_image(app.db, "img", kernel=str(kernel))
+        vt = app.types.create(ADMIN, "limited", None, True, {})
+        q = app.qos.create(ADMIN, "front", QosConsumer.BOTH, {"write_iops_sec": "100"})
+        app.qos.associate(ADMIN, q.id, vt.id)
+        vid = (await app.volumes.create(ADMIN, VolumeCreate(size=1, name="v", volume_type="limited"))).id
+        sid = (await app.compute.create(ADMIN, "s", image.id, "tiny")).id
+        await app.compute.attach(ADMIN, sid, vid)
+        app.hosts.register(HostSpec("hv2", "127.0.0.3", 64, 65536))
+        row = await app.live.migrate(ADMIN, sid, "hv2")
+        await app.live.wait(row.id)
+        assert app.live.get(ADMIN, sid, str(row.number)).status == "completed"
+        assert hv.on_host("hv2").servers[sid].limits == {vid: {"write_iops_sec": 100}}
+        await app.live.stop()
 
     asyncio.run(go())
