@@ -229,6 +229,9 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         raise BadRequest("Backend names must be unique.")
     host, _, port = str(raw.get("listen", f"127.0.0.1:{DEFAULT_PORT}")).rpartition(":")
     guest = raw.get("guest_dir")
+    default_type = str(raw.get("default_volume_type", "__DEFAULT__")).strip()
+    if not 1 <= len(default_type) <= 255:
+        raise BadRequest("Invalid default_volume_type: a volume type name of 1 to 255 characters.")
     return Config(
         data_dir=data_dir,
         database_url=os.environ.get("FERRY_DATABASE_URL") or raw.get("database_url") or sqlite_url(data_dir),
@@ -244,7 +247,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         identity=_identity(dict(raw.get("identity", {}))),
         hosts=_hosts(dict(raw.get("hosts", {}))),
         guest_dir=(base / guest).resolve() if guest else None,
-        default_volume_type=str(raw.get("default_volume_type", "__DEFAULT__")),
+        default_volume_type=default_type,
     )
 
 
