@@ -129,9 +129,9 @@ class TypeService:
 
     def update(self, ctx: RequestContext, ref: str, changes: dict[str, Any]) -> VolumeType:
         policy.enforce(ctx, "type:manage")
-        changes = {k: v for k, v in changes.items() if v is not None or k == "description"}
-        if not changes:
+        if all(v is None for v in changes.values()):
             raise BadRequest("Specify volume type name, description, is_public or a combination thereof.")
+        changes = {k: v for k, v in changes.items() if v is not None or k == "description"}
         if "name" in changes:
             changes["name"] = changes["name"].strip()
             if not changes["name"]:

@@ -72,6 +72,7 @@ def test_views_follow_cinders_schemas(admin: Api) -> None:
 def test_update_and_create_refusals(admin: Api) -> None:
     vt, other_type = new_type(admin), new_type(admin)
     error(admin.volume("PUT", f"/types/{vt['id']}", json={"volume_type": {}}), 400)
+    error(admin.volume("PUT", f"/types/{vt['id']}", json={"volume_type": {"description": None}}), 400)
     error(admin.volume("PUT", f"/types/{vt['id']}", json={"volume_type": {"name": "  "}}), 400)
     error(admin.volume("PUT", f"/types/{vt['id']}", json={"volume_type": {"name": other_type["name"]}}), 409)
     error(admin.volume("POST", "/types", json={"volume_type": {"name": vt["name"]}}), 409)
@@ -185,6 +186,13 @@ def test_private_type_shared_with_a_project(admin: Api, demo: Api, other: Api) -
     assert vt["name"] in names(demo)
     vol = demo.ok(demo.volume("POST", "/volumes", json={"volume": {"size": 1, "volume_type": vt["id"]}}), 202)
     assert vol["volume"]["volume_type"] == vt["name"]
+    # and retype to it: the other project is told it does not exist
+    mine = demo.ok(demo.volume("POST", "/volumes", json={"volume": {"size": 1}}), 202)["volume"]
+    retype = {"os-retype": {"new_type": vt["id"], "migration_policy": "never"}}
+    error(other.volume("POST", f"/volumes/{mine['id']}/action", json=retype), 404)  # not its volume either
+    theirs = other.ok(other.volume("POST", "/volumes", json={"volume": {"size": 1}}), 202)["volume"]
+    assert other.volume("GET", f"/volumes/{theirs['id']}").status_code == 200
+    error(other.volume("POST", f"/volumes/{theirs['id']}/action", json=retype), 404)
     # another project still does not see it
     error(other.volume("GET", f"/types/{vt['id']}"), 404)
     error(other.volume("GET", f"/types/{vt['id']}/extra_specs"), 404)
