@@ -113,7 +113,8 @@ class Ferry:
 
     async def start(self) -> None:
         log.info("ferry %s starting with backends %s", self.role.value, ", ".join(self.backends.drivers))
-        self.types.ensure_default()  # a new database, or one upgraded from before default types
+        if self.agent is None:  # the API's concern: a new database, or one from before default types
+            self.types.ensure_default()
         if self.role is ProcessRole.API:
             # Stateless: the agents re-adopt their servers; unfinished migrations are taken over
             # once their conductor's lease lapses (another worker may be driving them now).
