@@ -26,6 +26,7 @@ from ferry.api import (
     images,
     openapi,
     pools,
+    projects,
     qos_specs,
     server_migrations,
     snapshots,
@@ -77,6 +78,7 @@ def create_app(ferry: Ferry) -> FastAPI:
     app.add_middleware(Edge, max_body_bytes=ferry.config.max_body_bytes)  # outermost: sees every answer
     app.include_router(versions.router)
     app.include_router(identity.router)
+    app.include_router(projects.router)
     app.include_router(extensions.router)
     app.include_router(extensions.compute_router)
     resources = (

@@ -22,6 +22,7 @@ from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
+from ferry.services.projects import ProjectDirectory
 from ferry.services.qos import QosService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
@@ -54,6 +55,10 @@ async def types(request: Request) -> TypeService:
 
 async def type_access(request: Request) -> TypeAccess:
     return _ferry(request).type_access
+
+
+async def projects(request: Request) -> ProjectDirectory:
+    return _ferry(request).projects
 
 
 async def qos(request: Request) -> QosService:

@@ -55,11 +55,11 @@ def _base(request: Request, project_id: str) -> str:
 @dataclass(frozen=True)
 class VolumeDetails:
     """Renders detailed volume views: each shows its attachment, type name and host, and for callers
-    who may see them its migration status (the progress is at `GET …/volumes/{id}/migration`:
-    Cinder's view has no field for it)."""
+    who may see them its migration fields."""
 
     volumes: VolumeService
     types: TypeService
+    migrations: MigrationService
     backends: Backends
 
     def render(self, ctx: RequestContext, vols: Sequence[VolumeRecord], base: str) -> list[dict[str, Any]]:
@@ -68,6 +68,8 @@ class VolumeDetails:
         # change in one transaction), a volume with an active migration has a migration_status.
         atts = self.volumes.attachments([v.id for v in vols if v.status != VolumeStatus.AVAILABLE])
         types = {t.id: t.name for t in self.types.list_types(ctx)} if vols else {}
+        migrating = [v.id for v in vols if v.migration_status is not None]
+        migrations = self.migrations.active_for(migrating) if admin else {}
         return [
             volume_view(
                 v,
@@ -76,6 +78,7 @@ class VolumeDetails:
                 type_name=types.get(v.volume_type_id or ""),
                 admin=admin,
                 host=self.backends.host_attr(v.backend),
+                migration=migrations.get(v.id),
             )
             for v in vols
         ]
@@ -100,9 +103,10 @@ class VolumeDetails:
 async def volume_details(
     volumes: VolumeService = Volumes,
     types: TypeService = Depends(deps.types),
+    migrations: MigrationService = Migrations,
     backends: Backends = Depends(deps.backends),
 ) -> VolumeDetails:
-    return VolumeDetails(volumes, types, backends)
+    return VolumeDetails(volumes, types, migrations, backends)
 
 
 Details = Depends(volume_details)

@@ -17,6 +17,7 @@ from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
+from ferry.services.projects import ProjectDirectory
 from ferry.services.qos import QosService
 from ferry.services.recovery import VolumeRecovery
 from ferry.services.server_migration import LiveMigrationService
@@ -84,6 +85,7 @@ class Ferry:
         self.types = TypeService(self.db, self.backends, config.default_volume_type)
         self.type_access = TypeAccess(self.db)
         self.qos = QosService(self.db)
+        self.projects = ProjectDirectory(self.db)
         self.volumes = VolumeService(self.db, self.backends, config.default_volume_type)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
         self.images = ImageService(self.db)

@@ -42,6 +42,7 @@ RULES: dict[str, str] = {
     "snapshot:delete": "member",
     "type:get": "reader",
     "type:manage": "admin",
+    "project:get_any": "admin",
     "qos:get": "admin",
     "qos:manage": "admin",
     "backend:get_pools": "admin",

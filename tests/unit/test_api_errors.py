@@ -178,6 +178,8 @@ ENDPOINTS = [
     Endpoint("GET", f"{C}/os-hypervisors/{{hypervisor_id}}"),
     Endpoint("POST", f"{C}/ferry-images", {"image": {"name": "x", "kernel": "/nonexistent/vmlinuz"}}),
     Endpoint("GET", "/identity/v3/auth/catalog"),
+    Endpoint("GET", "/identity/v3/projects"),
+    Endpoint("GET", "/identity/v3/projects/{project_id}"),
     Endpoint("GET", "/identity/v3/auth/tokens"),
     Endpoint("HEAD", "/identity/v3/auth/tokens"),
     Endpoint("DELETE", "/identity/v3/auth/tokens"),

@@ -5,8 +5,12 @@ is not found."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -373,3 +377,65 @@ def test_qos_refusals(admin: Api, demo: Api) -> None:
     ]:
         error(demo.volume(method, path), 403)
     error(demo.volume("POST", "/qos-specs", json={"qos_specs": {"name": "mine"}}), 403)
+
+
+# -- the stock client ----------------------------------------------------------------------------
+OPENSTACK = str(Path(sys.executable).with_name("openstack"))
+
+
+def osc(server: FerryServer, *args: str, json_out: bool = True) -> Any:
+    argv = [OPENSTACK, *args, *(("-f", "json") if json_out else ())]
+    result = subprocess.run(
+        argv, env=server.cli_env("ferry-admin"), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return json.loads(result.stdout) if json_out else result.stdout
+
+
+def test_the_openstack_cli_manages_types_access_and_qos(server: FerryServer, demo: Api) -> None:
+    osc(server, "volume", "type", "create", "--private", "--property", "tier=1", "cli-private")
+    osc(server, "volume", "type", "set", "--project", demo.project_id, "cli-private", json_out=False)
+    shown = osc(server, "volume", "type", "show", "cli-private")
+    assert shown["is_public"] is False and shown["properties"] == {"tier": "1"}
+    assert "cli-private" in [t["name"] for t in demo.ok(demo.volume("GET", "/types"))["volume_types"]]
+    osc(
+        server,
+        "volume",
+        "qos",
+        "create",
+        "--consumer",
+        "front-end",
+        "--property",
+        "read_iops_sec=100",
+        "cli-qos",
+    )
+    osc(server, "volume", "qos", "associate", "cli-qos", "cli-private", json_out=False)
+    osc(server, "volume", "qos", "set", "--property", "write_iops_sec=50", "cli-qos", json_out=False)
+    qos = osc(server, "volume", "qos", "show", "cli-qos")
+    assert qos["consumer"] == "front-end" and qos["associations"] == ["cli-private"]
+    assert qos["properties"] == {"read_iops_sec": "100", "write_iops_sec": "50"}
+    listed = osc(server, "volume", "qos", "list")
+    assert [q["Associations"] for q in listed if q["Name"] == "cli-qos"] == [["cli-private"]]
+    osc(server, "volume", "qos", "disassociate", "--all", "cli-qos", json_out=False)
+    osc(server, "volume", "qos", "delete", "cli-qos", json_out=False)
+    osc(server, "volume", "type", "unset", "--project", demo.project_id, "cli-private", json_out=False)
+    error(demo.volume("GET", "/types/cli-private"), 404)
+    osc(server, "volume", "type", "delete", "cli-private", json_out=False)
+
+
+def test_projects_are_shown_to_admins_and_their_members(server: FerryServer, admin: Api, demo: Api) -> None:
+    """Keystone's project show/list, which clients use to resolve `--project NAME`."""
+
+    def get(api: Api, path: str) -> httpx.Response:
+        return httpx.get(f"{server.base}/identity/v3{path}", headers={"X-Auth-Token": api.token}, timeout=30)
+
+    shown = get(admin, f"/projects/{demo.project_id}").json()["project"]
+    assert (shown["id"], shown["name"], shown["domain_id"]) == (demo.project_id, "demo", "default")
+    assert [p["id"] for p in get(admin, "/projects?name=demo").json()["projects"]] == [demo.project_id]
+    assert {"admin", "demo"} <= {p["name"] for p in get(admin, "/projects").json()["projects"]}
+    assert get(demo, f"/projects/{demo.project_id}").status_code == 200
+    assert get(demo, f"/projects/{admin.project_id}").status_code == 404
+    assert [p["name"] for p in get(demo, "/projects").json()["projects"]] == ["demo"]
+    assert get(demo, "/projects?name=admin").json()["projects"] == []
+    assert get(admin, "/projects/nope").status_code == 404
+    assert httpx.get(f"{server.base}/identity/v3/projects", timeout=30).status_code == 401
