@@ -30,7 +30,7 @@ from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
 from ferry.services.hosts import HostRegistry
 from ferry.services.images import find_image
-from ferry.services.qos import disk_limits_of
+from ferry.services.qos import disk_limits_of, volume_disk_limits
 from ferry.services.queries import attachment_of, get_owned, get_volume
 from ferry.services.records import ServerRecord
 from ferry.services.storage import Backends
@@ -144,7 +144,7 @@ class ComputeService:
         try:
             with self.db() as s:
                 spec = self.spec(s, server_id)
-                limits = {d.volume_id: disk_limits_of(s, self._type_of(s, d.volume_id)) for d in spec.disks}
+                limits = {d.volume_id: volume_disk_limits(s, d.volume_id) for d in spec.disks}
             failpoints.hit("server-boot.before_spawn")
             await self.hv.spawn(spec)
             for volume_id, limit in limits.items():  # a new process: the front-end QoS again
@@ -156,11 +156,6 @@ class ComputeService:
             log.error("server %s failed to boot: %s", server_id, e)
             self.set_status(server_id, ServerStatus.ERROR, fault=e.message)
             raise
-
-    @staticmethod
-    def _type_of(s: Session, volume_id: str) -> str | None:
-        vol = s.get(Volume, volume_id)
-        return vol.volume_type_id if vol is not None else None
 
     def has_boot_disk(self, s: Session, server: Server) -> bool:
         image = s.get(Image, server.image_id)

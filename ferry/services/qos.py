@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import QosSpecs, VolumeType
+from ferry.db.models import QosSpecs, Volume, VolumeType
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, NotFound
 from ferry.domain.ids import is_uuid, new_id
@@ -39,6 +39,11 @@ def disk_limits_of(s: Session, volume_type_id: str | None) -> dict[str, int]:
     vt = s.get(VolumeType, volume_type_id) if volume_type_id else None
     q = s.get(QosSpecs, vt.qos_specs_id) if vt is not None and vt.qos_specs_id else None
     return disk_limits(q.consumer, q.specs or {}) if q is not None else {}
+
+
+def volume_disk_limits(s: Session, volume_id: str) -> dict[str, int]:
+    vol = s.get(Volume, volume_id)
+    return disk_limits_of(s, vol.volume_type_id if vol is not None else None)
 
 
 class QosService:

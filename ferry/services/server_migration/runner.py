@@ -25,7 +25,7 @@ from ferry.domain.server_migration.plan import STATUS_OF, LiveStatus, LiveStep
 from ferry.domain.server_migration.recovery import LiveFacts
 from ferry.domain.servers import ServerStatus, ServerTaskState
 from ferry.drivers.hypervisor.base import HypervisorDriver, ServerSpec
-from ferry.services.qos import disk_limits_of
+from ferry.services.qos import volume_disk_limits
 from ferry.services.storage import Backends
 
 log = logging.getLogger(__name__)
@@ -138,10 +138,7 @@ class LiveRun:
         the guest, as Nova's libvirt iotune is part of the destination's domain). The guest runs
         there already: a failure here is logged, never a reason to undo the switchover."""
         with self.db() as s:
-            limits = {}
-            for disk in self.spec.disks:
-                vol = s.get(Volume, disk.volume_id)
-                limits[disk.volume_id] = disk_limits_of(s, vol.volume_type_id if vol is not None else None)
+            limits = {d.volume_id: volume_disk_limits(s, d.volume_id) for d in self.spec.disks}
         for volume_id, limit in limits.items():
             if not limit:
                 continue
