@@ -217,6 +217,8 @@ class Config:
     hosts: HostsConfig = field(default_factory=HostsConfig)
     quotas: QuotasConfig = field(default_factory=QuotasConfig)
     guest_dir: Path | None = None
+    default_volume_type: str = "__DEFAULT__"
+    """The type a volume created without one (and without a source) gets: Cinder's default type."""
 
     @property
     def public_url(self) -> str:
@@ -266,6 +268,9 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         raise BadRequest("Backend names must be unique.")
     host, _, port = str(raw.get("listen", f"127.0.0.1:{DEFAULT_PORT}")).rpartition(":")
     guest = raw.get("guest_dir")
+    default_type = str(raw.get("default_volume_type", "__DEFAULT__")).strip()
+    if not 1 <= len(default_type) <= 255:
+        raise BadRequest("Invalid default_volume_type: a volume type name of 1 to 255 characters.")
     return Config(
         data_dir=data_dir,
         database_url=os.environ.get("FERRY_DATABASE_URL") or raw.get("database_url") or sqlite_url(data_dir),
@@ -283,6 +288,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         hosts=_hosts(dict(raw.get("hosts", {}))),
         quotas=_quotas(dict(raw.get("quotas", {}))),
         guest_dir=(base / guest).resolve() if guest else None,
+        default_volume_type=default_type,
     )
 
 

@@ -25,10 +25,12 @@ from ferry.services.messages import MessageService
 from ferry.services.migration import MigrationService
 from ferry.services.pools import PoolService
 from ferry.services.projects import ProjectService
+from ferry.services.qos import QosService
 from ferry.services.quotas import QuotaService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
+from ferry.services.type_access import TypeAccess
 from ferry.services.types import TypeService
 from ferry.services.volumes import VolumeService
 
@@ -68,6 +70,14 @@ async def projects(request: Request) -> ProjectService:
 
 async def quotas(request: Request) -> QuotaService:
     return _ferry(request).quotas
+
+
+async def type_access(request: Request) -> TypeAccess:
+    return _ferry(request).type_access
+
+
+async def qos(request: Request) -> QosService:
+    return _ferry(request).qos
 
 
 async def migrations(request: Request) -> MigrationService:

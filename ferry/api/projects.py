@@ -1,5 +1,5 @@
-"""Keystone v3 projects and domains at /identity/v3: list domains (by name), create, show and
-delete projects. HTTP only: `ProjectService` decides."""
+"""Keystone v3 projects and domains at /identity/v3: list domains (by name), list (by `name`,
+`domain_id`), create, show and delete projects. HTTP only: `ProjectService` decides."""
 
 from __future__ import annotations
 
@@ -70,6 +70,15 @@ async def create_project(request: Request, projects: ProjectService = Projects) 
     b = await body_part(request, "project", ProjectCreateBody)
     p = projects.create(ctx, b.name, b.domain_id)
     return JSONResponse({"project": _project(request, p, b.description)}, status_code=201)
+
+
+@router.get("/projects")
+def list_projects(
+    request: Request, name: QueryText = None, domain_id: QueryText = None, projects: ProjectService = Projects
+) -> dict[str, Any]:
+    found = projects.find(deps.context(request), name, domain_id)
+    links = {"self": f"{base_url(request)}/identity/v3/projects", "previous": None, "next": None}
+    return {"projects": [_project(request, p) for p in found], "links": links}
 
 
 @router.get("/projects/{project}")

@@ -18,6 +18,7 @@ from ferry.services.records import (
     AttachmentRecord,
     MigrationRecord,
     MigrationReportRecord,
+    QosSpecsRecord,
     SnapshotRecord,
     VolumeRecord,
     VolumeTypeRecord,
@@ -151,18 +152,28 @@ def snapshot_view(s: SnapshotRecord, *, extended: bool) -> dict[str, Any]:
     return out
 
 
-def type_view(t: VolumeTypeRecord, admin: bool) -> dict[str, Any]:
+def type_view(
+    t: VolumeTypeRecord, specs: dict[str, Any], *, qos: bool = False, access: bool = True
+) -> dict[str, Any]:
+    """A volume type as Cinder's views render it: `specs` are the extra specs the caller may
+    read; `qos_specs_id` only where Cinder's show/list add it for admins (`qos`), the
+    `os-volume-type-access:is_public` extension everywhere but in an update's answer (`access`)."""
     out: dict[str, Any] = {
         "id": t.id,
         "name": t.name,
         "description": t.description,
         "is_public": t.is_public,
-        "os-volume-type-access:is_public": t.is_public,
-        "extra_specs": stored(t.extra_specs),
+        "extra_specs": stored(specs),
     }
-    if not admin:
-        out["extra_specs"] = {}
+    if access:
+        out["os-volume-type-access:is_public"] = t.is_public
+    if qos:
+        out["qos_specs_id"] = t.qos_specs_id
     return out
+
+
+def qos_view(q: QosSpecsRecord) -> dict[str, Any]:
+    return {"id": q.id, "name": q.name, "consumer": q.consumer.value, "specs": stored(q.specs)}
 
 
 def pool_view(p: PoolStats, host: str | None, detail: bool) -> dict[str, Any]:

@@ -24,12 +24,11 @@ REMOTE_METHODS: dict[Target, frozenset[str]] = {
     Target.HYPERVISOR: frozenset(
         {
             "spawn", "reconnect", "is_running", "stop", "destroy", "console_output", "console_read",
-            "attach_disk", "detach_disk", "disks", "snapshot_disk", "merge_layer", "extend_volume",
-            "start_mirror",
-            "mirror_status", "wait_mirror", "set_mirror_speed", "set_write_blocking", "target_chain",
-            "pivot", "cancel_mirror", "drop_files", "serial", "disk_slots", "prepare_incoming",
-            "start_live_migration", "live_progress", "wait_live", "set_live_limits", "continue_live",
-            "force_live", "cancel_live", "resume_guest", "run_state",
+            "attach_disk", "detach_disk", "disks", "set_disk_limits", "snapshot_disk", "merge_layer",
+            "extend_volume", "start_mirror", "mirror_status", "wait_mirror", "set_mirror_speed",
+            "set_write_blocking", "target_chain", "pivot", "cancel_mirror", "drop_files", "serial",
+            "disk_slots", "prepare_incoming", "start_live_migration", "live_progress", "wait_live",
+            "set_live_limits", "continue_live", "force_live", "cancel_live", "resume_guest", "run_state",
         }
     ),
     Target.STORAGE: frozenset(

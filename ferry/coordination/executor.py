@@ -34,6 +34,7 @@ REPLAY: dict[Target, dict[str, str]] = {
         "attach_disk": "checks first: a disk plugged with the same active file is left",
         "detach_disk": _CONTRACT,
         "disks": _READ,
+        "set_disk_limits": "sets values",
         "snapshot_disk": "checks first: a disk already on the new active file is left",
         "merge_layer": "checks first: a layer no longer in the chain is not streamed again",
         "extend_volume": "checks first: a disk already of the size is left",

@@ -78,6 +78,9 @@ class RemoteHypervisor(HypervisorDriver):
         out: list[DiskInfo] = await self._call("disks", server_id)
         return out
 
+    async def set_disk_limits(self, server_id: str, volume_id: str, limits: dict[str, int]) -> None:
+        await self._call("set_disk_limits", server_id, volume_id, limits)
+
     async def snapshot_disk(self, server_id: str, volume_id: str, new_active: LayerFile) -> None:
         await self._call("snapshot_disk", server_id, volume_id, new_active)
 

@@ -28,6 +28,7 @@ from ferry.domain.actions import ActionState
 from ferry.domain.messages import Level, Resource
 from ferry.domain.migration import CopyMode, EventKind, RunStatus, Step
 from ferry.domain.model import DiskFormat
+from ferry.domain.qos import QosConsumer
 from ferry.domain.roles import Role
 from ferry.domain.server_migration.plan import LiveStatus, LiveStep
 from ferry.domain.servers import ServerStatus, ServerTaskState
@@ -74,6 +75,15 @@ class Token(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
+class QosSpecs(Base):
+    __tablename__ = "qos_specs"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    consumer: Mapped[QosConsumer] = mapped_column(enum_type(QosConsumer, 16))
+    specs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class VolumeType(Base):
     __tablename__ = "volume_types"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -81,6 +91,17 @@ class VolumeType(Base):
     description: Mapped[str | None] = mapped_column(Text)
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     extra_specs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    qos_specs_id: Mapped[str | None] = mapped_column(ForeignKey("qos_specs.id"))
+
+
+class VolumeTypeProject(Base):
+    """A project a private volume type is shared with (Cinder's type access)."""
+
+    __tablename__ = "volume_type_projects"
+    volume_type_id: Mapped[str] = mapped_column(
+        ForeignKey("volume_types.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[str] = mapped_column(ID, primary_key=True)
 
 
 class Volume(Base):

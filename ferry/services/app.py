@@ -20,6 +20,7 @@ from ferry.services.messages import MessageBook, MessageService
 from ferry.services.migration import MigrationService
 from ferry.services.pools import PoolService
 from ferry.services.projects import ProjectService
+from ferry.services.qos import QosService
 from ferry.services.quotas import QuotaService
 from ferry.services.recovery import VolumeRecovery
 from ferry.services.server_migration import LiveMigrationService
@@ -33,6 +34,7 @@ from ferry.services.tier import (
     remote_drivers,
     require_postgresql,
 )
+from ferry.services.type_access import TypeAccess
 from ferry.services.types import TypeService
 from ferry.services.volumes import VolumeService
 
@@ -83,10 +85,18 @@ class Ferry:
         self.backends = Backends(config, drivers.storage)
         self.hypervisor = drivers.hypervisor
         self.identity = IdentityService(self.db, config.token_lifetime_s, config.identity)
-        self.types = TypeService(self.db, self.backends)
+        self.types = TypeService(self.db, self.backends, config.default_volume_type)
+        self.type_access = TypeAccess(self.db)
+        self.qos = QosService(self.db)
         self.projects = ProjectService(self.db)
         self.quotas = QuotaService(self.db, config.quotas)
-        self.volumes = VolumeService(self.db, self.backends, MessageBook(config.messages), quotas=self.quotas)
+        self.volumes = VolumeService(
+            self.db,
+            self.backends,
+            MessageBook(config.messages),
+            quotas=self.quotas,
+            default_type=config.default_volume_type,
+        )
         self.messages = MessageService(self.db)
         self.pools = PoolService(self.db, self.backends)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
@@ -118,6 +128,8 @@ class Ferry:
 
     async def start(self) -> None:
         log.info("ferry %s starting with backends %s", self.role.value, ", ".join(self.backends.drivers))
+        if self.agent is None:  # the API's concern: a new database, or one from before default types
+            self.types.ensure_default()
         if self.role is ProcessRole.API:
             # Stateless: the agents re-adopt their servers; unfinished migrations are taken over
             # once their conductor's lease lapses (another worker may be driving them now).

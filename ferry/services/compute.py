@@ -32,6 +32,7 @@ from ferry.services.detaching import GuestDetach, Unplug
 from ferry.services.extending import extending_volume_of
 from ferry.services.hosts import HostRegistry
 from ferry.services.images import find_image
+from ferry.services.qos import disk_limits_of, volume_disk_limits
 from ferry.services.queries import attachment_of, get_owned, get_volume
 from ferry.services.records import ServerRecord
 from ferry.services.storage import Backends
@@ -147,8 +148,12 @@ class ComputeService:
         try:
             with self.db() as s:
                 spec = self.spec(s, server_id)
+                limits = {d.volume_id: volume_disk_limits(s, d.volume_id) for d in spec.disks}
             failpoints.hit("server-boot.before_spawn")
             await self.hv.spawn(spec)
+            for volume_id, limit in limits.items():  # a new process: the front-end QoS again
+                if limit:
+                    await self.hv.set_disk_limits(server_id, volume_id, limit)
             failpoints.hit("server-boot.after_spawn")
             self.set_status(server_id, ServerStatus.ACTIVE, fault=None)
         except FerryError as e:
@@ -314,6 +319,7 @@ class ComputeService:
             )
             s.add(att)
             chain = self.backends.disk_chain(vol.id, self.backends.location(s, vol))
+            limits = disk_limits_of(s, vol.volume_type_id)
         failpoints.hit("attach.before_plug")
         with compensate(
             self.db,
@@ -321,6 +327,12 @@ class ComputeService:
             update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.AVAILABLE),
         ):
             await self.hv.attach_disk(server_id, chain)
+            if limits:  # the type's front-end QoS, as Nova applies it (libvirt iotune)
+                try:
+                    await self.hv.set_disk_limits(server_id, chain.volume_id, limits)
+                except FerryError:
+                    await self.hv.detach_disk(server_id, chain.volume_id)
+                    raise
         failpoints.hit("attach.after_plug")
         with self.db.begin() as s:
             s.execute(

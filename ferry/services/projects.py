@@ -68,6 +68,20 @@ class ProjectService:
             )
             s.execute(delete(Project).where(Project.id == project_id))
 
+    def find(self, ctx: RequestContext, name: str | None, domain_id: str | None) -> list[ProjectRecord]:
+        """Projects by name and domain (what clients resolve `--project NAME` with): an admin
+        finds any, others only their token's."""
+        policy.enforce(ctx, "identity:get_project")
+        stmt = select(Project).order_by(Project.name)
+        if name is not None:
+            stmt = stmt.where(Project.name == name)
+        if domain_id is not None:
+            stmt = stmt.where(Project.domain_id == domain_id)
+        if not policy.allowed(ctx, "project:get_any"):
+            stmt = stmt.where(Project.id == ctx.project_id)
+        with self.db() as s:
+            return [_record(p) for p in s.scalars(stmt)]
+
     def get(self, ctx: RequestContext, project_id: str) -> ProjectRecord:
         """A project: an admin may see any, others their token's."""
         policy.enforce(ctx, "identity:get_project")

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from ferry.db.models import Attachment, Server, Snapshot, Volume, VolumeType
+from ferry.db.models import Attachment, Server, Snapshot, Volume, VolumeType, VolumeTypeProject
 from ferry.domain.errors import BadRequest, NotFound
 from ferry.domain.ids import is_uuid
 from ferry.domain.servers import ServerStatus, ServerTaskState
@@ -31,13 +31,20 @@ def get_volume(s: Session, ctx: RequestContext, ident: str) -> Volume:
 
 
 def get_type(s: Session, ref: str, ctx: RequestContext | None = None) -> VolumeType:
-    """A type by id or name. With a caller's context, private types exist for admins only."""
+    """A type by id or name. With a caller's context, a private type exists only for admins and
+    the projects it is shared with (Cinder's type access): others are told it is not found."""
     vt = s.get(VolumeType, ref) if is_uuid(ref) else None
     if vt is None:
         vt = s.scalar(select(VolumeType).where(VolumeType.name == ref))
-    if vt is None or (ctx is not None and not vt.is_public and not ctx.is_admin):
+    if vt is None or (ctx is not None and not type_visible(s, vt, ctx)):
         raise NotFound(f"Volume type {ref} could not be found.")
     return vt
+
+
+def type_visible(s: Session, vt: VolumeType, ctx: RequestContext) -> bool:
+    if vt.is_public or ctx.is_admin:
+        return True
+    return s.get(VolumeTypeProject, (vt.id, ctx.project_id)) is not None
 
 
 def attachment_of(s: Session, volume_id: str) -> Attachment | None:

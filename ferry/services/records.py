@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ferry.domain.model import VolumeLocation
+from ferry.domain.qos import QosConsumer
 from ferry.domain.servers import ServerStatus, ServerTaskState
 from ferry.domain.volumes import MigrationStatus, SnapshotStatus, VolumeStatus
 
@@ -92,6 +93,28 @@ class VolumeTypeRecord(Protocol):
     def is_public(self) -> bool: ...
     @property
     def extra_specs(self) -> dict[str, Any]: ...
+    @property
+    def qos_specs_id(self) -> str | None: ...
+
+
+class ProjectRecord(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def domain_id(self) -> str: ...
+
+
+class QosSpecsRecord(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def consumer(self) -> QosConsumer: ...
+    @property
+    def specs(self) -> dict[str, Any]: ...
 
 
 class AttachmentRecord(Protocol):

@@ -17,7 +17,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRow
+from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Volume, VolumeRow, VolumeType
 from ferry.db.statements import compare_and_set, compensate, not_migrating, updated_one
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
@@ -114,11 +114,13 @@ class VolumeService:
         backends: Backends,
         book: MessageBook | None = None,
         quotas: QuotaService | None = None,
+        default_type: str = "__DEFAULT__",
     ) -> None:
         self.db = db
         self.backends = backends
         self.book = book or MessageBook(backends.config.messages)
         self.quotas = quotas or QuotaService(db, backends.config.quotas)
+        self.default_type_name = default_type
         self._tasks: set[asyncio.Task[None]] = set()
         self._chains: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._creating: set[str] = set()
@@ -153,6 +155,10 @@ class VolumeService:
                 f"Volume type {type_ref!r} was deleted while the volume was created; retry."
             ) from None
 
+    def default_type(self, s: Session) -> VolumeType | None:
+        """The type a volume created without one gets (Cinder's default type), if it exists."""
+        return s.scalar(select(VolumeType).where(VolumeType.name == self.default_type_name))
+
     async def create(self, ctx: RequestContext, req: VolumeCreate) -> Volume:
         policy.enforce(ctx, "volume:create")
         check_metadata(req.metadata)
@@ -165,7 +171,7 @@ class VolumeService:
             vtype = (
                 get_type(s, req.volume_type, ctx)
                 if req.volume_type
-                else (get_type(s, source_type) if source_type else None)
+                else (get_type(s, source_type) if source_type else self.default_type(s))
             )
             specs = dict(vtype.extra_specs or {}) if vtype else {}
             check_zones(specs, req.availability_zone)

@@ -523,3 +523,48 @@ def test_hotplug_mirror_under_writes_and_unplug(env: Env, guest_dir: Path) -> No
     assert final.healthy and final.synced_seq > 0
     report = verify_image(target.layers[-1].path, vol, final.synced_seq, SPAN_MB, final.first_seq)
     assert report.ok, report.summary()
+
+
+def test_front_end_qos_throttles_a_disk_the_guest_writes(env: Env, guest_dir: Path) -> None:
+    """set_disk_limits (a type's front-end QoS at attach) is block_set_io_throttle on the device:
+    QEMU reports the limits, and the guest's writes slow to them without an I/O error."""
+    kernel, initrd = guest_paths(guest_dir)
+    vol = str(uuid.uuid4())
+    source = make_chain(env.images / "src", vol, writes=())
+    spec = env.spec(kernel=str(kernel), initrd=str(initrd), cmdline=GUEST_CMDLINE(rate=0, span_mb=SPAN_MB))
+    serial = guest_serial(vol)
+    limit = 8
+
+    async def main() -> DiskStatus:
+        drv = env.driver()
+        await drv.spawn(spec)
+        console = drv.run_dir(spec.server_id).console
+        await asyncio.to_thread(wait_for_line, console, "FERRY-READY", 120)
+        since = console_offset(console)
+        await drv.attach_disk(spec.server_id, source)
+        await asyncio.to_thread(
+            wait_for_status, console, lambda s: s.serial == serial and s.wps > 0, 60, since=since
+        )
+        await drv.set_disk_limits(spec.server_id, vol, {"write_iops_sec": limit, "total_bytes_sec": 4 * MiB})
+        assert await drv.disk_throttle(spec.server_id, vol) == {
+            "write_iops_sec": limit,
+            "total_bytes_sec": 4 * MiB,
+        }
+        # two full one-second windows after the throttle: the guest still writes, at the limit
+        marker = console_offset(console)
+        first = await asyncio.to_thread(
+            wait_for_status, console, lambda s: s.serial == serial, 60, since=marker
+        )
+        throttled = await asyncio.to_thread(
+            wait_for_status, console, lambda s: s.serial == serial and s.t >= first.t + 2, 60, since=marker
+        )
+        with pytest.raises(NotFound):
+            await drv.set_disk_limits(spec.server_id, str(uuid.uuid4()), {"write_iops_sec": 1})
+        await drv.set_disk_limits(spec.server_id, vol, {})  # lifted
+        assert await drv.disk_throttle(spec.server_id, vol) == {}
+        await drv.stop(spec.server_id)
+        return throttled
+
+    status = run(main())
+    assert 0 < status.wps <= limit * 2, status
+    assert status.healthy, status

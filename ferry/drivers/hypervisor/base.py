@@ -121,6 +121,12 @@ class HypervisorDriver(abc.ABC):
     async def disks(self, server_id: str) -> list[DiskInfo]: ...
 
     @abc.abstractmethod
+    async def set_disk_limits(self, server_id: str, volume_id: str, limits: dict[str, int]) -> None:
+        """Throttle an attached disk as a front-end QoS spec says (`domain.qos.disk_limits`:
+        Nova's `total_bytes_sec`, `read_iops_sec`, … keys; an empty dict lifts every limit).
+        Sets values: idempotent."""
+
+    @abc.abstractmethod
     async def snapshot_disk(self, server_id: str, volume_id: str, new_active: LayerFile) -> None:
         """Live external snapshot: `new_active` (already created, backed by the current active
         file) becomes the disk's active layer."""

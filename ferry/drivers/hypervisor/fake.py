@@ -49,6 +49,8 @@ class FakeServer:
     spec: ServerSpec
     running: bool = True
     disks: dict[str, DiskChain] = field(default_factory=dict)
+    limits: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Each disk's throttle (`set_disk_limits`), by volume id."""
     serials: dict[str, str] = field(default_factory=dict)
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     opened_targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -164,6 +166,11 @@ class FakeHypervisorDriver(HypervisorDriver):
         self._enter("close")
 
     # -- disks ---------------------------------------------------------------------------
+    async def set_disk_limits(self, server_id: str, volume_id: str, limits: dict[str, int]) -> None:
+        self._enter("set_disk_limits", server_id, volume_id)
+        self._disk(server_id, volume_id)
+        self._running(server_id).limits[volume_id] = dict(limits)
+
     async def attach_disk(self, server_id: str, chain: DiskChain) -> None:
         self._enter("attach_disk", server_id, chain.volume_id)
         server = self._running(server_id)
@@ -181,6 +188,7 @@ class FakeHypervisorDriver(HypervisorDriver):
     async def detach_disk(self, server_id: str, volume_id: str) -> None:
         self._enter("detach_disk", server_id, volume_id)
         self._running(server_id).disks.pop(volume_id, None)
+        self._running(server_id).limits.pop(volume_id, None)
 
     async def disks(self, server_id: str) -> list[DiskInfo]:
         server = self._running(server_id)

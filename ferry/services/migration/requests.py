@@ -181,7 +181,7 @@ class MigrationService:
             raise BadRequest("migration_policy must be 'never' or 'on-demand'.")
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
-            vtype = get_type(s, new_type)
+            vtype = get_type(s, new_type, ctx)  # a private type only for the projects it is shared with
             if vtype.id == vol.volume_type_id:
                 raise BadRequest(f"Volume {vol.id} already has type {vtype.name!r}.")
             dest = sched.retype_destination(

@@ -25,6 +25,7 @@ from ferry.domain.server_migration.plan import STATUS_OF, LiveStatus, LiveStep
 from ferry.domain.server_migration.recovery import LiveFacts
 from ferry.domain.servers import ServerStatus, ServerTaskState
 from ferry.drivers.hypervisor.base import HypervisorDriver, ServerSpec
+from ferry.services.qos import volume_disk_limits
 from ferry.services.storage import Backends
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,27 @@ class LiveRun:
         self.log(
             LiveStep.SWITCHOVER, "switched", destination=dest, source=source, downtime_ms=done.downtime_ms
         )
+        await self._throttle_destination()
+
+    async def _throttle_destination(self) -> None:
+        """The disks' front-end QoS on the destination's QEMU (a throttle is not migrated with
+        the guest, as Nova's libvirt iotune is part of the destination's domain). The guest runs
+        there already: a failure here is logged, never a reason to undo the switchover."""
+        with self.db() as s:
+            limits = {d.volume_id: volume_disk_limits(s, d.volume_id) for d in self.spec.disks}
+        for volume_id, limit in limits.items():
+            if not limit:
+                continue
+            try:
+                await self.dst.set_disk_limits(self.server, volume_id, limit)
+            except FerryError as e:
+                log.warning(
+                    "server %s: the QoS of volume %s was not applied on %s: %s",
+                    self.server,
+                    volume_id,
+                    self.dest_host,
+                    e,
+                )
 
     async def commit(self) -> None:
         with self.db.begin() as s:

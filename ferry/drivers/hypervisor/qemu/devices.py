@@ -112,3 +112,49 @@ async def unplug(conn: QmpConnection, dev: str, timeout: float) -> None:
                 f"device {dev} was not released by the guest within {timeout:g} s "
                 "(is it still booting?); the unplug request stays pending: retry the detach"
             )
+
+
+THROTTLE_ARGS = {
+    "total_bytes_sec": "bps",
+    "read_bytes_sec": "bps_rd",
+    "write_bytes_sec": "bps_wr",
+    "total_iops_sec": "iops",
+    "read_iops_sec": "iops_rd",
+    "write_iops_sec": "iops_wr",
+    "total_bytes_sec_max": "bps_max",
+    "read_bytes_sec_max": "bps_rd_max",
+    "write_bytes_sec_max": "bps_wr_max",
+    "total_iops_sec_max": "iops_max",
+    "read_iops_sec_max": "iops_rd_max",
+    "write_iops_sec_max": "iops_wr_max",
+    "size_iops_sec": "iops_size",
+}
+"""Nova's front-end QoS keys (libvirt's iotune names) and block_set_io_throttle's arguments."""
+
+
+def throttle_args(volume_id: str, limits: dict[str, int]) -> Json:
+    """block_set_io_throttle arguments for a disk: the six rates are required (0: no limit). The
+    device is the virtio-blk backend inside the PCI device: that one holds the block backend."""
+    args: Json = {
+        "id": f"{PERIPHERAL}/{device_id(volume_id)}/virtio-backend",
+        "bps": 0,
+        "bps_rd": 0,
+        "bps_wr": 0,
+        "iops": 0,
+        "iops_rd": 0,
+        "iops_wr": 0,
+    }
+    for key, value in limits.items():
+        if key in THROTTLE_ARGS:
+            args[THROTTLE_ARGS[key]] = value
+    return args
+
+
+async def throttle(conn: QmpConnection, volume_id: str) -> dict[str, int]:
+    """A disk's throttle as query-block shows it, by Nova's key names (the limits set, not 0)."""
+    for block in await conn.query("query-block"):
+        m = DISK_QDEV.fullmatch(str(block.get("qdev", "")))
+        if m is not None and m[1] == volume_id and "inserted" in block:
+            inserted = block["inserted"]
+            return {key: int(inserted[arg]) for key, arg in THROTTLE_ARGS.items() if inserted.get(arg)}
+    raise NotFound(f"volume {volume_id} is not attached")

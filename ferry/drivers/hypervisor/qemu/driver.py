@@ -137,6 +137,10 @@ class QemuDriver(HypervisorDriver):
         contract)."""
         return await nodes.node_names(await self._conn(server_id))
 
+    async def disk_throttle(self, server_id: str, volume_id: str) -> dict[str, int]:
+        """A disk's throttle as QEMU reports it (diagnostics and tests; not part of the contract)."""
+        return await devices.throttle(await self._conn(server_id), volume_id)
+
     # -- disks ---------------------------------------------------------------------------
     async def attach_disk(self, server_id: str, chain: DiskChain) -> None:
         volume_id = require_uuid(chain.volume_id, "volume id")
@@ -156,6 +160,12 @@ class QemuDriver(HypervisorDriver):
         except DriverError:
             await nodes.del_nodes(conn, reversed(added))
             raise
+
+    async def set_disk_limits(self, server_id: str, volume_id: str, limits: dict[str, int]) -> None:
+        volume_id = require_uuid(volume_id, "volume id")
+        conn = await self._conn(server_id)
+        await devices.plugged_disk(conn, volume_id)  # NotFound for a disk not attached
+        await conn.execute("block_set_io_throttle", devices.throttle_args(volume_id, limits))
 
     async def detach_disk(self, server_id: str, volume_id: str) -> None:
         volume_id = require_uuid(volume_id, "volume id")
