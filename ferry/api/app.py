@@ -24,6 +24,7 @@ from ferry.api import (
     hosts,
     identity,
     images,
+    metadata,
     openapi,
     pools,
     server_migrations,
@@ -78,6 +79,7 @@ def create_app(ferry: Ferry) -> FastAPI:
     app.include_router(extensions.router)
     app.include_router(extensions.compute_router)
     resources = (
+        metadata,
         volumes,
         snapshots,
         volume_types,

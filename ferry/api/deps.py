@@ -21,6 +21,7 @@ from ferry.services.doctor import Doctor
 from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
+from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
@@ -44,6 +45,10 @@ async def volumes(request: Request) -> VolumeService:
 
 async def snapshots(request: Request) -> SnapshotService:
     return _ferry(request).snapshots
+
+
+async def metadata(request: Request) -> MetadataService:
+    return _ferry(request).metadata
 
 
 async def types(request: Request) -> TypeService:

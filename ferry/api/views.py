@@ -49,7 +49,6 @@ def volume_view(
     type_name: str | None,
     admin: bool,
     host: str,
-    migration: MigrationRecord | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": v.id,
@@ -60,10 +59,10 @@ def volume_view(
         "volume_type": type_name,
         "volume_type_id": v.volume_type_id,
         "availability_zone": "nova",
-        "bootable": "false",
+        "bootable": "true" if v.bootable else "false",
         "encrypted": False,
         "multiattach": False,
-        "metadata": stored(v.meta),
+        "metadata": volume_metadata(v),
         "attachments": [attachment_view(attachment, host)] if attachment else [],
         "snapshot_id": v.snapshot_id,
         "source_volid": v.source_volid,
@@ -80,6 +79,8 @@ def volume_view(
         "provider_id": None,
         "links": [{"rel": "self", "href": f"{base}/volumes/{v.id}"}],
     }
+    if v.image_meta is not None:
+        out["volume_image_metadata"] = stored(v.image_meta)
     if admin:
         out.update(
             {
@@ -87,10 +88,18 @@ def volume_view(
                 "os-vol-mig-status-attr:migstat": v.migration_status,
                 "os-vol-mig-status-attr:name_id": v.name_id,
                 "migration_status": v.migration_status,
-                "migration_progress": _percent(migration) if migration else None,
             }
         )
     return out
+
+
+def volume_metadata(v: VolumeRecord) -> dict[str, Any]:
+    """The metadata a volume's view shows: its own, and Cinder's visible admin metadata
+    (`readonly`, once `os-update_readonly_flag` set it, as "True" or "False")."""
+    meta = stored(v.meta)
+    if v.readonly is not None:
+        meta["readonly"] = str(v.readonly)
+    return meta
 
 
 def _percent(m: MigrationRecord) -> float:
@@ -131,8 +140,10 @@ def volume_summary(v: VolumeRecord, base: str) -> dict[str, Any]:
     return {"id": v.id, "name": v.name, "links": [{"rel": "self", "href": f"{base}/volumes/{v.id}"}]}
 
 
-def snapshot_view(s: SnapshotRecord) -> dict[str, Any]:
-    return {
+def snapshot_view(s: SnapshotRecord, *, extended: bool, user_id: bool = False) -> dict[str, Any]:
+    """Cinder's snapshot: `extended` adds the `os-extended-snapshot-attributes:*` (show and the
+    detailed list only, as Cinder's extension does); `user_id` is Cinder's from 3.41."""
+    out: dict[str, Any] = {
         "id": s.id,
         "name": s.name,
         "description": s.description,
@@ -142,10 +153,14 @@ def snapshot_view(s: SnapshotRecord) -> dict[str, Any]:
         "metadata": stored(s.meta),
         "created_at": iso(s.created_at),
         "updated_at": iso(s.updated_at),
-        "progress": "100%" if s.status == "available" else "0%",
-        "os-extended-snapshot-attributes:project_id": s.project_id,
-        "user_id": s.user_id,
     }
+    if extended:
+        progress = s.progress or ("100%" if s.status == "available" else "0%")
+        out["os-extended-snapshot-attributes:progress"] = progress
+        out["os-extended-snapshot-attributes:project_id"] = s.project_id
+    if user_id:
+        out["user_id"] = s.user_id
+    return out
 
 
 def type_view(t: VolumeTypeRecord, admin: bool) -> dict[str, Any]:
@@ -189,8 +204,12 @@ def pool_view(p: PoolStats, host: str, detail: bool) -> dict[str, Any]:
     return out
 
 
-def listing(key: str, items: list[dict[str, Any]]) -> Response:
+def listing(key: str, items: list[dict[str, Any]], links: list[dict[str, str]] | None = None) -> Response:
     """A list body, serialized directly: the views are plain JSON already, and FastAPI's generic
     encoder would walk every value of a 1000-item page again (ten times the cost of orjson).
-    `render` still shows rows holding text that orjson refuses."""
-    return Response(render({key: items}), media_type="application/json")
+    `render` still shows rows holding text that orjson refuses. `links`: Cinder's
+    `<key>_links` (pagination), only when there are some."""
+    body: dict[str, Any] = {key: items}
+    if links:
+        body[f"{key}_links"] = links
+    return Response(render(body), media_type="application/json")

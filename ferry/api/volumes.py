@@ -16,23 +16,25 @@ from fastapi.responses import Response
 
 from ferry.api import deps
 from ferry.api.actions import ACTION_ANSWERS, Handler, perform
-from ferry.api.errors import body_part, json_body, parse
+from ferry.api.errors import body_part, parse
 from ferry.api.openapi import ANY, actions, body
+from ferry.api.pages import next_links
 from ferry.api.schemas import (
     Count,
     ExtendBody,
     MigrateBody,
     MigrationCompletionBody,
-    Pairs,
     QueryText,
     RetypeBody,
     SetSpeedBody,
     VolumeCreateBody,
     VolumeUpdateBody,
     flag,
+    metadata_filter,
+    strict_flag,
 )
 from ferry.api.versions import at_least, base_url
-from ferry.api.views import listing, migration_view, stored, volume_summary, volume_view
+from ferry.api.views import listing, migration_view, volume_summary, volume_view
 from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
@@ -59,17 +61,14 @@ class VolumeDetails:
 
     volumes: VolumeService
     types: TypeService
-    migrations: MigrationService
     backends: Backends
 
     def render(self, ctx: RequestContext, vols: Sequence[VolumeRecord], base: str) -> list[dict[str, Any]]:
         admin = self.volumes.sees_admin_fields(ctx)
         # Only volumes that can have one are looked up: an available volume has no attachment (both
-        # change in one transaction), a volume with an active migration has a migration_status.
+        # change in one transaction).
         atts = self.volumes.attachments([v.id for v in vols if v.status != VolumeStatus.AVAILABLE])
         types = {t.id: t.name for t in self.types.list_types(ctx)} if vols else {}
-        migrating = [v.id for v in vols if v.migration_status is not None]
-        migrations = self.migrations.active_for(migrating) if admin else {}
         return [
             volume_view(
                 v,
@@ -78,13 +77,18 @@ class VolumeDetails:
                 type_name=types.get(v.volume_type_id or ""),
                 admin=admin,
                 host=self.backends.host_attr(v.backend),
-                migration=migrations.get(v.id),
             )
             for v in vols
         ]
 
     def one(
-        self, ctx: RequestContext, vol: VolumeRecord, request: Request, project_id: str, *, extended: bool = True
+        self,
+        ctx: RequestContext,
+        vol: VolumeRecord,
+        request: Request,
+        project_id: str,
+        *,
+        extended: bool = True,
     ) -> dict[str, Any]:
         """The `{"volume": …}` body of a single volume. Cinder's create and update answers are the
         plain view: the `os-vol-*` extension attributes are only added to show and list."""
@@ -97,10 +101,9 @@ class VolumeDetails:
 async def volume_details(
     volumes: VolumeService = Volumes,
     types: TypeService = Depends(deps.types),
-    migrations: MigrationService = Migrations,
     backends: Backends = Depends(deps.backends),
 ) -> VolumeDetails:
-    return VolumeDetails(volumes, types, migrations, backends)
+    return VolumeDetails(volumes, types, backends)
 
 
 Details = Depends(volume_details)
@@ -120,6 +123,7 @@ def versioned(request: Request, views: list[dict[str, Any]]) -> list[dict[str, A
 
 # -- list and show -------------------------------------------------------------------------
 def _filter(
+    request: Request,
     all_tenants: QueryText = None,
     name: QueryText = None,
     status: QueryText = None,
@@ -128,8 +132,11 @@ def _filter(
     sort: QueryText = None,
     sort_key: QueryText = None,
     sort_dir: QueryText = None,
+    metadata: QueryText = None,
+    bootable: QueryText = None,
 ) -> VolumeFilter:
-    """The list query parameters of Cinder's GET volumes and volumes/detail."""
+    """The list query parameters of Cinder's GET volumes and volumes/detail. The `project_id`
+    filter is read from the query itself: the name is the path's parameter too."""
     return VolumeFilter(
         name=name,
         status=status,
@@ -139,6 +146,9 @@ def _filter(
         sort=sort,
         sort_key=sort_key,
         sort_dir=sort_dir,
+        metadata=metadata_filter(metadata),
+        project_id=request.query_params.get("project_id"),
+        bootable=None if bootable is None else strict_flag(bootable, "bootable"),
     )
 
 
@@ -151,7 +161,8 @@ def list_volumes(
     f: VolumeFilter = Depends(_filter),
 ) -> Response:
     base = _base(request, project_id)
-    return listing("volumes", [volume_summary(v, base) for v in volumes.list_volumes(ctx, f)])
+    views = [volume_summary(v, base) for v in volumes.list_volumes(ctx, f)]
+    return listing("volumes", views, next_links(request, project_id, "volumes", views))
 
 
 @router.get("/volumes/detail")
@@ -164,7 +175,8 @@ def list_volumes_detail(
     f: VolumeFilter = Depends(_filter),
 ) -> Response:
     vols = volumes.list_volumes(ctx, f)
-    return listing("volumes", versioned(request, details.render(ctx, vols, _base(request, project_id))))
+    views = versioned(request, details.render(ctx, vols, _base(request, project_id)))
+    return listing("volumes", views, next_links(request, project_id, "volumes/detail", views))
 
 
 @router.get("/volumes/{volume_id}")
@@ -238,29 +250,6 @@ async def delete_volume(
 ) -> Response:
     await volumes.delete(ctx, volume_id, cascade=flag(cascade))
     return Response(status_code=202)
-
-
-@router.get("/volumes/{volume_id}/metadata")
-def get_metadata(
-    volume_id: str, project_id: str, ctx: RequestContext = Ctx, volumes: VolumeService = Volumes
-) -> dict[str, Any]:
-    return {"metadata": stored(volumes.get(ctx, volume_id).meta)}
-
-
-@router.post("/volumes/{volume_id}/metadata", openapi_extra=body("metadata", Pairs))
-async def set_metadata(
-    request: Request,
-    volume_id: str,
-    project_id: str,
-    ctx: RequestContext = Ctx,
-    volumes: VolumeService = Volumes,
-) -> dict[str, Any]:
-    meta = (await json_body(request)).get("metadata")
-    if not isinstance(meta, dict):
-        raise BadRequest("Invalid input: 'metadata' must be an object.")
-    parsed = parse(VolumeUpdateBody, {"metadata": meta}, "metadata").metadata or {}
-    merged = {**(volumes.get(ctx, volume_id).meta or {}), **parsed}
-    return {"metadata": stored(volumes.update(ctx, volume_id, {"metadata": merged}).meta)}
 
 
 # -- actions -------------------------------------------------------------------------------

@@ -107,6 +107,11 @@ class Volume(Base):
     next_layer_position: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    bootable: Mapped[bool] = mapped_column(Boolean, default=False)
+    readonly: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    """Cinder's `readonly` admin metadata (`os-update_readonly_flag`; None: never set)."""
+    image_meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """Cinder's `volume_image_metadata` (None: the volume has none)."""
 
 
 class VolumeRow(NamedTuple):
@@ -131,6 +136,9 @@ class VolumeRow(NamedTuple):
     next_layer_position: int
     created_at: datetime
     updated_at: datetime
+    bootable: bool
+    readonly: bool | None
+    image_meta: dict[str, Any] | None
 
 
 VOLUME_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(getattr(Volume, f) for f in VolumeRow._fields)
@@ -152,6 +160,8 @@ class Snapshot(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    progress: Mapped[str | None] = mapped_column(String(8))
+    """What `os-update_snapshot_status` recorded (None: derived from the status)."""
 
 
 class Image(Base):

@@ -27,6 +27,8 @@ class VolumeStatus(StrEnum):
     ERROR = "error"
     ERROR_DELETING = "error_deleting"
     ERROR_EXTENDING = "error_extending"
+    MAINTENANCE = "maintenance"
+    """Only an administrator's `os-reset_status` puts a volume here (and takes it out)."""
 
 
 class SnapshotStatus(StrEnum):

@@ -71,6 +71,8 @@ def being_copied_into(s: Session, source: InstrumentedAttribute[str | None], sou
 
 
 SORT_KEYS = {"created_at", "updated_at", "name", "size", "status", "id"}
+SORT_ALIASES = {"display_name": "name"}
+"""Cinder's database names for sort keys, which its API accepts too."""
 
 
 def parse_sort(sort: str | None, sort_key: str | None, sort_dir: str | None) -> tuple[str, bool]:
@@ -82,11 +84,21 @@ def parse_sort(sort: str | None, sort_key: str | None, sort_dir: str | None) -> 
         direction = d or "desc"
     elif sort_key:
         key, direction = sort_key, sort_dir or "desc"
+    elif sort_dir:
+        direction = sort_dir
+    key, direction = SORT_ALIASES.get(key.strip(), key.strip()), direction.strip().lower()
     if key not in SORT_KEYS:
         raise BadRequest(f"Invalid sort key {key!r}; use one of {', '.join(sorted(SORT_KEYS))}.")
     if direction not in ("asc", "desc"):
         raise BadRequest(f"Invalid sort direction {direction!r}; use asc or desc.")
     return key, direction == "desc"
+
+
+def where_metadata(stmt: Select[Any], model: Any, meta: dict[str, str] | None) -> Select[Any]:
+    """Only rows whose metadata holds every pair of `meta` (Cinder's `metadata` list filter)."""
+    for key, value in (meta or {}).items():
+        stmt = stmt.where(model.meta[key].as_string() == value)
+    return stmt
 
 
 def check_limit(limit: int | None) -> int | None:
@@ -108,7 +120,7 @@ def paginate(
     if marker is not None:
         row = s.get(model, marker) if is_uuid(marker) else None
         if row is None:
-            raise BadRequest(f"Marker {marker} could not be found.")
+            raise NotFound(f"Marker {marker} could not be found.")
         mval = getattr(row, "size_gib" if key == "size" else key)
         if key == "name":
             mval = mval or ""

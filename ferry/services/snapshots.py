@@ -6,6 +6,7 @@ through `LiveDisks` (the compute service); detached ones through the storage dri
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select, update
@@ -37,11 +38,27 @@ from ferry.services.queries import (
     paginate,
     parse_sort,
     running_server,
+    where_metadata,
 )
 from ferry.services.storage import Backends
 from ferry.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
+_STATUS_VALUES = frozenset(SnapshotStatus)
+
+
+@dataclass
+class SnapshotFilter:
+    all_tenants: bool = False
+    volume_id: str | None = None
+    name: str | None = None
+    status: str | None = None
+    metadata: dict[str, str] | None = None
+    limit: int | None = None
+    marker: str | None = None
+    sort: str | None = None
+    sort_key: str | None = None
+    sort_dir: str | None = None
 
 
 class LiveDisks(Protocol):
@@ -77,17 +94,27 @@ class SnapshotService:
         marker: str | None = None,
         sort: str | None = None,
     ) -> list[Snapshot]:
+        return self.find(ctx, SnapshotFilter(all_tenants, volume_id, limit=limit, marker=marker, sort=sort))
+
+    def find(self, ctx: RequestContext, f: SnapshotFilter) -> list[Snapshot]:
+        """A page of the caller's snapshots (every project's for admins with `all_tenants`)."""
         policy.enforce(ctx, "snapshot:get")
-        if all_tenants:
+        if f.all_tenants:
             policy.enforce(ctx, "volume:get_all_tenants")
-        key, desc = parse_sort(sort, None, None)
-        stmt = select(Snapshot)
-        if not all_tenants:
+        key, desc = parse_sort(f.sort, f.sort_key, f.sort_dir)
+        stmt = where_metadata(select(Snapshot), Snapshot, f.metadata)
+        if not f.all_tenants:
             stmt = stmt.where(Snapshot.project_id == ctx.project_id)
-        if volume_id:
-            stmt = stmt.where(Snapshot.volume_id == volume_id)
+        if f.volume_id:
+            stmt = stmt.where(Snapshot.volume_id == f.volume_id)
+        if f.name is not None:
+            stmt = stmt.where(Snapshot.name == f.name)
+        if f.status is not None:
+            if f.status not in _STATUS_VALUES:
+                return []  # no snapshot is ever in a status Ferry does not have
+            stmt = stmt.where(Snapshot.status == SnapshotStatus(f.status))
         with self.db() as s:
-            return list(s.scalars(paginate(s, stmt, Snapshot, key, desc, marker, check_limit(limit))))
+            return list(s.scalars(paginate(s, stmt, Snapshot, key, desc, f.marker, check_limit(f.limit))))
 
     def update(self, ctx: RequestContext, snapshot_id: str, changes: dict[str, Any]) -> Snapshot:
         policy.enforce(ctx, "snapshot:update")

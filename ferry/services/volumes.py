@@ -45,6 +45,7 @@ from ferry.services.queries import (
     get_volume,
     paginate,
     parse_sort,
+    where_metadata,
 )
 from ferry.services.records import LayerFileInfo, VolumeLayout
 from ferry.services.storage import Backends
@@ -74,6 +75,10 @@ class VolumeFilter:
     sort: str | None = None
     sort_key: str | None = None
     sort_dir: str | None = None
+    metadata: dict[str, str] | None = None
+    project_id: str | None = None
+    """With `all_tenants` (admins): only this project's volumes."""
+    bootable: bool | None = None
 
 
 def set_status(s: Session, volume_id: str, new: VolumeStatus, *, expect: tuple[VolumeStatus, ...]) -> None:
@@ -240,9 +245,13 @@ class VolumeService:
         if f.all_tenants:
             policy.enforce(ctx, "volume:get_all_tenants")
         key, desc = parse_sort(f.sort, f.sort_key, f.sort_dir)
-        stmt = select(*VOLUME_COLUMNS)
+        stmt = where_metadata(select(*VOLUME_COLUMNS), Volume, f.metadata)
         if not f.all_tenants:
             stmt = stmt.where(Volume.project_id == ctx.project_id)
+        elif f.project_id is not None:
+            stmt = stmt.where(Volume.project_id == f.project_id)
+        if f.bootable is not None:
+            stmt = stmt.where(Volume.bootable.is_(f.bootable))
         if f.name is not None:
             stmt = stmt.where(Volume.name == f.name)
         if f.status is not None:
