@@ -27,6 +27,7 @@ from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
+from ferry.services.volume_admin import VolumeAdmin
 from ferry.services.volumes import VolumeService
 
 
@@ -49,6 +50,10 @@ async def snapshots(request: Request) -> SnapshotService:
 
 async def metadata(request: Request) -> MetadataService:
     return _ferry(request).metadata
+
+
+async def volume_admin(request: Request) -> VolumeAdmin:
+    return _ferry(request).volume_admin
 
 
 async def types(request: Request) -> TypeService:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from ferry.api import deps
@@ -38,29 +38,45 @@ async def _pairs(request: Request, key: str) -> dict[str, str]:
 
 
 def _routes(collection: str, owner: Owner) -> None:
-    path = f"/{collection}/{{ident}}/metadata"
+    name = owner.name.lower()
+    path = f"/{collection}/{{{name}_id}}/metadata"
+    ident_param = Path(alias=f"{name}_id")  # each collection names its id as the table does
 
     @router.get(path, name=f"show_{owner.name.lower()}_metadata")
-    def show(ident: str, project_id: str, ctx: RequestContext = Ctx, meta: MetadataService = Meta) -> Any:
+    def show(
+        project_id: str, ident: str = ident_param, ctx: RequestContext = Ctx, meta: MetadataService = Meta
+    ) -> Any:
         return {"metadata": stored(meta.get(ctx, owner, ident))}
 
     @router.post(path, name=f"merge_{owner.name.lower()}_metadata", openapi_extra=body("metadata", Pairs))
     async def merge(
-        request: Request, ident: str, project_id: str, ctx: RequestContext = Ctx, meta: MetadataService = Meta
+        request: Request,
+        project_id: str,
+        ident: str = ident_param,
+        ctx: RequestContext = Ctx,
+        meta: MetadataService = Meta,
     ) -> Any:
         pairs = await _pairs(request, "metadata")
         return {"metadata": stored(meta.set(ctx, owner, ident, pairs, replace=False))}
 
     @router.put(path, name=f"replace_{owner.name.lower()}_metadata", openapi_extra=body("metadata", Pairs))
     async def replace(
-        request: Request, ident: str, project_id: str, ctx: RequestContext = Ctx, meta: MetadataService = Meta
+        request: Request,
+        project_id: str,
+        ident: str = ident_param,
+        ctx: RequestContext = Ctx,
+        meta: MetadataService = Meta,
     ) -> Any:
         pairs = await _pairs(request, "metadata")
         return {"metadata": stored(meta.set(ctx, owner, ident, pairs, replace=True))}
 
     @router.get(f"{path}/{{key}}", name=f"show_{owner.name.lower()}_metadata_item")
     def show_item(
-        ident: str, key: str, project_id: str, ctx: RequestContext = Ctx, meta: MetadataService = Meta
+        key: str,
+        project_id: str,
+        ident: str = ident_param,
+        ctx: RequestContext = Ctx,
+        meta: MetadataService = Meta,
     ) -> Any:
         return {"meta": stored({key: meta.get_item(ctx, owner, ident, key)})}
 
@@ -69,9 +85,9 @@ def _routes(collection: str, owner: Owner) -> None:
     )
     async def set_item(
         request: Request,
-        ident: str,
         key: str,
         project_id: str,
+        ident: str = ident_param,
         ctx: RequestContext = Ctx,
         meta: MetadataService = Meta,
     ) -> Any:
@@ -85,7 +101,11 @@ def _routes(collection: str, owner: Owner) -> None:
 
     @router.delete(f"{path}/{{key}}", name=f"delete_{owner.name.lower()}_metadata_item")
     def delete_item(
-        ident: str, key: str, project_id: str, ctx: RequestContext = Ctx, meta: MetadataService = Meta
+        key: str,
+        project_id: str,
+        ident: str = ident_param,
+        ctx: RequestContext = Ctx,
+        meta: MetadataService = Meta,
     ) -> Response:
         meta.delete_item(ctx, owner, ident, key)
         return Response(status_code=200)

@@ -35,13 +35,16 @@ from ferry.api.schemas import (
 )
 from ferry.api.versions import at_least, base_url
 from ferry.api.views import listing, migration_view, volume_summary, volume_view
+from ferry.api.volume_actions import VOLUME_ACTIONS, VOLUME_ARGUMENTS, VolumeActors
 from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
+from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
 from ferry.services.records import VolumeRecord
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
+from ferry.services.volume_admin import VolumeAdmin
 from ferry.services.volumes import VolumeCreate, VolumeFilter, VolumeService
 
 router = APIRouter(prefix="/volume/v3/{project_id}")
@@ -253,14 +256,6 @@ async def delete_volume(
 
 
 # -- actions -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class VolumeActors:
-    """The services a volume action calls."""
-
-    volumes: VolumeService
-    migrations: MigrationService
-
-
 # The arguments each action takes, as the OpenAPI declares them (the handlers below parse them).
 ARGUMENTS = {
     "ferry-migrate_cancel": ANY,
@@ -269,6 +264,7 @@ ARGUMENTS = {
     "os-migrate_volume": MigrateBody,
     "os-migrate_volume_completion": MigrationCompletionBody,
     "os-retype": RetypeBody,
+    **VOLUME_ARGUMENTS,
 }
 
 
@@ -285,8 +281,11 @@ async def volume_action(
     ctx: RequestContext = Ctx,
     volumes: VolumeService = Volumes,
     migrations: MigrationService = Migrations,
+    admin: VolumeAdmin = Depends(deps.volume_admin),
+    metadata: MetadataService = Depends(deps.metadata),
 ) -> Response:
-    return await perform(request, "volume", ACTIONS, VolumeActors(volumes, migrations), ctx, volume_id)
+    actors = VolumeActors(volumes, migrations, admin, metadata)
+    return await perform(request, "volume", ACTIONS, actors, ctx, volume_id)
 
 
 async def _extend(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
@@ -317,12 +316,17 @@ async def _completion(on: VolumeActors, ctx: RequestContext, volume_id: str, arg
 
 
 # In name order: an unknown action's error lists them as written here.
-ACTIONS: dict[str, Handler[VolumeActors]] = {
-    "ferry-migrate_cancel": _cancel,
-    "ferry-migrate_set_speed": _set_speed,
-    "os-extend": _extend,
-    "os-migrate_volume": _migrate,
-    "os-migrate_volume_completion": _completion,
-    "os-retype": _retype,
-}
+ACTIONS: dict[str, Handler[VolumeActors]] = dict(
+    sorted(
+        {
+            "ferry-migrate_cancel": _cancel,
+            "ferry-migrate_set_speed": _set_speed,
+            "os-extend": _extend,
+            "os-migrate_volume": _migrate,
+            "os-migrate_volume_completion": _completion,
+            "os-retype": _retype,
+            **VOLUME_ACTIONS,
+        }.items()
+    )
+)
 assert ACTIONS.keys() == ARGUMENTS.keys()

@@ -31,6 +31,7 @@ from ferry.services.tier import (
     require_postgresql,
 )
 from ferry.services.types import TypeService
+from ferry.services.volume_admin import VolumeAdmin
 from ferry.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Ferry:
         self.volumes = VolumeService(self.db, self.backends)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
         self.metadata = MetadataService(self.db)
+        self.volume_admin = VolumeAdmin(self.db, self.volumes, self.hypervisor)
         self.images = ImageService(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.snapshots.live = self.compute

@@ -99,6 +99,8 @@ def set_status(s: Session, volume_id: str, new: VolumeStatus, *, expect: tuple[V
         )
 
 
+FORCE_DELETABLE = tuple(v for v in VolumeStatus if v is not VolumeStatus.DELETING)
+"""`os-force_delete` takes a volume in any status but `deleting` (a delete already under way)."""
 CASCADE_TAKES = (*SNAPSHOT_DELETABLE, SnapshotStatus.DELETING)
 """Snapshots a cascade delete takes with their volume: a `deleting` one's merge is superseded."""
 
@@ -344,21 +346,27 @@ class VolumeService:
                 )
             )
 
-    async def delete(self, ctx: RequestContext, volume_id: str, cascade: bool = False) -> None:
+    async def delete(
+        self, ctx: RequestContext, volume_id: str, cascade: bool = False, *, force: bool = False
+    ) -> None:
         """Delete the volume; with `cascade`, its snapshots with it (their layers live in the
         volume's directory). Every precondition is checked, and the volume and its snapshots are
         claimed, in one transaction before anything is touched: a refused delete changes nothing.
         Under the chain lock: a snapshot merge under way ends first; one still pending is
-        superseded (its layer goes with the directory)."""
-        policy.enforce(ctx, "volume:delete")
+        superseded (its layer goes with the directory). `force` (Cinder's `os-force_delete`, admin):
+        whatever the volume's status, but never while this process still works on its files."""
+        policy.enforce(ctx, "volume:force_delete" if force else "volume:delete")
         async with self.chain_lock(volume_id):
-            await self._delete_locked(ctx, volume_id, cascade)
+            if force and volume_id in self._creating:
+                raise Conflict(f"Volume {volume_id} is still being created; force-delete it when that ends.")
+            await self._delete_locked(ctx, volume_id, cascade, force)
 
-    async def _delete_locked(self, ctx: RequestContext, volume_id: str, cascade: bool) -> None:
+    async def _delete_locked(self, ctx: RequestContext, volume_id: str, cascade: bool, force: bool) -> None:
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
-            snaps = self._check_deletable(s, vol, cascade)
-            set_status(s, vol.id, VolumeStatus.DELETING, expect=DELETABLE)
+            snaps = self._check_deletable(s, vol, cascade, force)
+            expect = FORCE_DELETABLE if force else DELETABLE
+            set_status(s, vol.id, VolumeStatus.DELETING, expect=expect)
             if snaps:
                 compare_and_set(
                     s,
@@ -390,14 +398,14 @@ class VolumeService:
             s.execute(delete(Volume).where(Volume.id == volume_id))
 
     @staticmethod
-    def _check_deletable(s: Session, vol: Volume, cascade: bool) -> list[Snapshot]:
+    def _check_deletable(s: Session, vol: Volume, cascade: bool, force: bool = False) -> list[Snapshot]:
         """Refuse what would fail, before anything is changed; the snapshots a cascade takes."""
         if attachment_of(s, vol.id) is not None:
             raise BadRequest(f"Volume {vol.id} is attached to a server: detach it first.")
         snaps = list(s.scalars(select(Snapshot).where(Snapshot.volume_id == vol.id)))
         if snaps and not cascade:
             raise BadRequest(f"Volume {vol.id} has snapshots: delete them first or use cascade=true.")
-        if vol.status not in DELETABLE:
+        if vol.status not in DELETABLE and not force:
             raise BadRequest(f"Volume {vol.id} is {vol.status}: it must be available or error to delete.")
         busy = next((sn for sn in snaps if sn.status not in CASCADE_TAKES), None)
         if busy is not None:

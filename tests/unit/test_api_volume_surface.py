@@ -1,0 +1,292 @@
+"""Cinder's volume and snapshot surface beyond the life cycle, against a real `ferry serve`:
+metadata items, admin actions (reset status, force delete/detach), flags, image metadata,
+snapshot actions, list filters and pagination links; bad input is a 4xx, another project's
+resource is not found, admin actions refuse members."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+
+from testkit.server import Api, FerryServer
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_server_errors(server: FerryServer) -> Iterator[None]:
+    yield
+    assert server.log_problems() == []
+
+
+@pytest.fixture(scope="module")
+def other(server: FerryServer) -> Api:
+    """A member of another project."""
+    return server.api(server.add_user("stranger", "stranger-password", "elsewhere", "member"))
+
+
+def error(resp: httpx.Response, code: int) -> str:
+    kinds = {400: "badRequest", 403: "forbidden", 404: "itemNotFound", 409: "conflictingRequest"}
+    assert resp.status_code == code, (
+        f"{resp.request.method} {resp.request.url}: {resp.status_code} {resp.text}"
+    )
+    body = resp.json()
+    assert list(body) == [kinds[code]], body
+    return str(body[kinds[code]]["message"])
+
+
+def create_volume(api: Api, size: int = 1, **fields: Any) -> dict[str, Any]:
+    vol: dict[str, Any] = api.ok(api.volume("POST", "/volumes", json={"volume": {"size": size, **fields}}))[
+        "volume"
+    ]
+    return vol
+
+
+def show(api: Api, vid: str) -> dict[str, Any]:
+    vol: dict[str, Any] = api.ok(api.volume("GET", f"/volumes/{vid}"))["volume"]
+    return vol
+
+
+def snapshot(api: Api, vid: str) -> dict[str, Any]:
+    snap: dict[str, Any] = api.ok(api.volume("POST", "/snapshots", json={"snapshot": {"volume_id": vid}}))[
+        "snapshot"
+    ]
+    return snap
+
+
+def action(api: Api, kind: str, ident: str, name: str, args: Any = None) -> httpx.Response:
+    return api.volume("POST", f"/{kind}/{ident}/action", json={name: args})
+
+
+def gone(api: Api, path: str) -> None:
+    deadline = time.monotonic() + 30
+    while api.volume("GET", path).status_code == 200:
+        assert time.monotonic() < deadline, f"{path} still there"
+        time.sleep(0.05)
+    error(api.volume("GET", path), 404)
+
+
+# -- metadata ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["volumes", "snapshots"])
+def test_metadata_items(demo: Api, other: Api, kind: str) -> None:
+    vol = create_volume(demo)
+    ident = vol["id"] if kind == "volumes" else snapshot(demo, vol["id"])["id"]
+    base = f"/{kind}/{ident}/metadata"
+    merged = demo.ok(demo.volume("POST", base, json={"metadata": {"a": "1", "b": "2"}}))["metadata"]
+    assert merged == {"a": "1", "b": "2"}
+    assert demo.ok(demo.volume("PUT", base, json={"metadata": {"c": "3"}}))["metadata"] == {"c": "3"}
+    assert demo.ok(demo.volume("GET", base))["metadata"] == {"c": "3"}
+    assert demo.ok(demo.volume("PUT", f"{base}/d", json={"meta": {"d": "4"}}))["meta"] == {"d": "4"}
+    assert demo.ok(demo.volume("GET", f"{base}/d"))["meta"] == {"d": "4"}
+    assert demo.ok(demo.volume("GET", base))["metadata"] == {"c": "3", "d": "4"}
+    resp = demo.volume("DELETE", f"{base}/c")
+    assert resp.status_code == 200 and not resp.content
+    assert demo.ok(demo.volume("GET", base))["metadata"] == {"d": "4"}
+    # Cinder's refusals
+    assert "mismatch" in error(demo.volume("PUT", f"{base}/d", json={"meta": {"x": "1"}}), 400)
+    assert "too many" in error(demo.volume("PUT", f"{base}/d", json={"meta": {"d": "1", "e": "2"}}), 400)
+    for bad in ({"metadata": None}, {"metadata": {"k": 1}}, {"metadata": {"k": "v" * 256}}, {"meta": {}}, {}):
+        error(demo.volume("PUT", base, json=bad), 400)
+    error(demo.volume("PUT", f"{base}/d", json={"meta": "d"}), 400)
+    error(demo.volume("GET", f"{base}/nope"), 404)
+    error(demo.volume("DELETE", f"{base}/nope"), 404)
+    # another project's resource is not found
+    for method, path, body in (
+        ("GET", base, None),
+        ("PUT", base, {"metadata": {}}),
+        ("GET", f"{base}/d", None),
+        ("PUT", f"{base}/d", {"meta": {"d": "x"}}),
+        ("DELETE", f"{base}/d", None),
+    ):
+        error(other.volume(method, path, json=body), 404)
+    assert demo.ok(demo.volume("GET", base))["metadata"] == {"d": "4"}
+
+
+# -- volume actions ----------------------------------------------------------------------------
+def test_reset_status_and_force_delete(admin: Api, demo: Api, other: Api) -> None:
+    vol = create_volume(demo)
+    vid = vol["id"]
+    error(action(demo, "volumes", vid, "os-reset_status", {"status": "error"}), 403)
+    # admin actions: policy first, so another project's member is refused before any lookup
+    error(action(other, "volumes", vid, "os-reset_status", {"status": "error"}), 403)
+    for status in ("error", "available", "maintenance", "creating", "attaching"):
+        assert action(admin, "volumes", vid, "os-reset_status", {"status": status}).status_code == 202
+        assert show(demo, vid)["status"] == status
+    assert action(admin, "volumes", vid, "os-reset_status", {"status": "available"}).status_code == 202
+    for bad in (
+        {},
+        {"status": "bogus"},
+        {"status": "deleting"},
+        {"status": "in-use"},  # no attachment
+        {"attach_status": "attached"},
+        {"attach_status": "sideways"},
+        {"migration_status": "flying"},
+        {"status": 3},
+        {"status": "error", "extra": 1},
+        "error",
+    ):
+        error(action(admin, "volumes", vid, "os-reset_status", bad), 400)
+    assert show(demo, vid)["status"] == "available"
+    assert action(admin, "volumes", vid, "os-reset_status", {"migration_status": "none"}).status_code == 202
+    # force delete: whatever the status, for admins only
+    assert action(admin, "volumes", vid, "os-reset_status", {"status": "maintenance"}).status_code == 202
+    error(demo.volume("DELETE", f"/volumes/{vid}"), 400)
+    error(action(demo, "volumes", vid, "os-force_delete", {}), 403)
+    error(action(other, "volumes", vid, "os-force_delete", {}), 403)
+    assert action(admin, "volumes", vid, "os-force_delete", {}).status_code == 202
+    gone(demo, f"/volumes/{vid}")
+    error(action(admin, "volumes", vid, "os-force_delete", {}), 404)
+
+
+def test_bootable_and_readonly(demo: Api, other: Api, admin: Api) -> None:
+    vid = create_volume(demo)["id"]
+    assert show(demo, vid)["bootable"] == "false" and "readonly" not in show(demo, vid)["metadata"]
+    for value, shown in ((True, "true"), ("false", "false"), ("Yes", "true")):
+        resp = action(demo, "volumes", vid, "os-set_bootable", {"bootable": value})
+        assert resp.status_code == 200 and not resp.content
+        assert show(demo, vid)["bootable"] == shown
+    listed = demo.ok(demo.volume("GET", "/volumes/detail", params={"bootable": "true"}))["volumes"]
+    assert vid in [v["id"] for v in listed] and all(v["bootable"] == "true" for v in listed)
+    error(demo.volume("GET", "/volumes", params={"bootable": "maybe"}), 400)
+    for flag in (True, False):
+        assert action(demo, "volumes", vid, "os-update_readonly_flag", {"readonly": flag}).status_code == 202
+        assert show(demo, vid)["metadata"]["readonly"] == str(flag)
+    for name, bad in (
+        ("os-set_bootable", {}),
+        ("os-set_bootable", {"bootable": "perhaps"}),
+        ("os-set_bootable", {"bootable": None}),
+        ("os-update_readonly_flag", {"readonly": 2}),
+        ("os-update_readonly_flag", None),
+    ):
+        error(action(demo, "volumes", vid, name, bad), 400)
+    error(action(other, "volumes", vid, "os-set_bootable", {"bootable": True}), 404)
+    error(action(other, "volumes", vid, "os-update_readonly_flag", {"readonly": True}), 404)
+    # as Cinder: the read-only flag changes only on an available volume
+    assert action(admin, "volumes", vid, "os-reset_status", {"status": "error"}).status_code == 202
+    assert "must be available" in error(
+        action(demo, "volumes", vid, "os-update_readonly_flag", {"readonly": "1"}), 400
+    )
+
+
+def test_image_metadata(demo: Api, other: Api) -> None:
+    vid = create_volume(demo)["id"]
+    assert "volume_image_metadata" not in show(demo, vid)
+    set_ = action(demo, "volumes", vid, "os-set_image_metadata", {"metadata": {"image_name": "x", "k": "v"}})
+    assert set_.status_code == 200 and set_.json() == {"metadata": {"image_name": "x", "k": "v"}}
+    assert show(demo, vid)["volume_image_metadata"] == {"image_name": "x", "k": "v"}
+    resp = action(demo, "volumes", vid, "os-unset_image_metadata", {"key": "k"})
+    assert resp.status_code == 200
+    assert demo.ok(action(demo, "volumes", vid, "os-show_image_metadata", {})) == {
+        "metadata": {"image_name": "x"}
+    }
+    error(action(demo, "volumes", vid, "os-unset_image_metadata", {"key": "k"}), 404)
+    for name, bad in (
+        ("os-set_image_metadata", {}),
+        ("os-set_image_metadata", {"metadata": {"k": 1}}),
+        ("os-unset_image_metadata", {"key": ""}),
+        ("os-unset_image_metadata", {}),
+    ):
+        error(action(demo, "volumes", vid, name, bad), 400)
+    error(action(other, "volumes", vid, "os-show_image_metadata", {}), 404)
+
+
+def test_force_detach_of_a_detached_volume(admin: Api, demo: Api) -> None:
+    vid = create_volume(demo)["id"]
+    error(action(demo, "volumes", vid, "os-force_detach", {}), 403)
+    assert "no any attachment" in error(
+        action(admin, "volumes", vid, "os-force_detach", {"connector": None}), 400
+    )
+    error(action(admin, "volumes", vid, "os-force_detach", {"attachment_id": 5}), 400)
+    error(action(admin, "volumes", vid, "os-force_detach", {"bogus": 1}), 400)
+
+
+# -- snapshot actions --------------------------------------------------------------------------
+def test_snapshot_actions(admin: Api, demo: Api, other: Api) -> None:
+    vid = create_volume(demo)["id"]
+    sid = snapshot(demo, vid)["id"]
+    error(action(demo, "snapshots", sid, "os-reset_status", {"status": "error"}), 403)
+    error(action(other, "snapshots", sid, "os-reset_status", {"status": "error"}), 403)
+    error(action(other, "snapshots", sid, "os-update_snapshot_status", {"status": "error"}), 404)
+    assert action(admin, "snapshots", sid, "os-reset_status", {"status": "creating"}).status_code == 202
+    assert demo.ok(demo.volume("GET", f"/snapshots/{sid}"))["snapshot"]["status"] == "creating"
+    upd = action(demo, "snapshots", sid, "os-update_snapshot_status", {"status": "error", "progress": "80%"})
+    assert upd.status_code == 202
+    shown = admin.ok(admin.volume("GET", f"/snapshots/{sid}"))["snapshot"]
+    assert (shown["status"], shown["os-extended-snapshot-attributes:progress"]) == ("error", "80%")
+    for name, bad in (
+        ("os-reset_status", {}),
+        ("os-reset_status", {"status": "bogus"}),
+        ("os-update_snapshot_status", {"status": "available"}),  # not from error
+    ):
+        error(action(admin, "snapshots", sid, name, bad), 400)
+    assert action(admin, "snapshots", sid, "os-reset_status", {"status": "creating"}).status_code == 202
+    for progress in ("80", "101%", "x%", 5):
+        error(
+            action(
+                demo, "snapshots", sid, "os-update_snapshot_status", {"status": "error", "progress": progress}
+            ),
+            400,
+        )
+    error(action(demo, "snapshots", sid, "os-unknown", {}), 400)
+    error(action(demo, "snapshots", sid, "os-force_delete", {}), 403)
+    for status in ("deleting", "error_deleting"):
+        temp = snapshot(demo, vid)["id"]
+        assert action(admin, "snapshots", temp, "os-reset_status", {"status": status}).status_code == 202
+        assert action(admin, "snapshots", temp, "os-force_delete", {}).status_code == 202
+        gone(demo, f"/snapshots/{temp}")
+    assert action(admin, "snapshots", sid, "os-force_delete", {}).status_code == 202
+    gone(demo, f"/snapshots/{sid}")
+    assert demo.ok(demo.volume("GET", f"/volumes/{vid}/metadata")) == {"metadata": {}}
+    assert show(demo, vid)["status"] == "available"
+
+
+# -- lists -------------------------------------------------------------------------------------
+def test_list_links_filters_and_markers(admin: Api, demo: Api, other: Api) -> None:
+    tagged = [create_volume(demo, metadata={"Type": "work", "n": str(i)})["id"] for i in range(3)]
+    create_volume(demo, metadata={"Type": "play"})
+    params: Any = {"limit": 2, "metadata": "{'Type': 'work'}", "sort": "id:asc"}
+    seen: list[str] = []
+    for _ in range(3):
+        page = demo.ok(demo.volume("GET", "/volumes/detail", params=params))
+        seen += [v["id"] for v in page["volumes"]]
+        links = page.get("volumes_links", [])
+        if not links:
+            break
+        url = urlparse(links[0]["href"])
+        assert links[0]["rel"] == "next" and url.path.endswith(f"/{demo.project_id}/volumes/detail")
+        params = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert seen == sorted(tagged)
+    json_filter = demo.ok(demo.volume("GET", "/volumes", params={"metadata": '{"n": "1"}'}))["volumes"]
+    assert [v["id"] for v in json_filter] == [tagged[1]] and "volumes_links" not in demo.ok(
+        demo.volume("GET", "/volumes", params={"metadata": '{"n": "1"}'})
+    )
+    for bad in ("[1]", "{'k': 1}", "not a dict"):
+        error(demo.volume("GET", "/volumes", params={"metadata": bad}), 400)
+    # an admin's all_tenants list narrowed to one project
+    mine = admin.ok(admin.volume("GET", "/volumes", params={"all_tenants": 1, "project_id": demo.project_id}))
+    theirs = demo.ok(demo.volume("GET", "/volumes", params={"limit": 1000}))
+    assert {v["id"] for v in mine["volumes"]} == {v["id"] for v in theirs["volumes"]}
+    # a member's project_id filter cannot reach another project
+    assert other.ok(other.volume("GET", "/volumes", params={"project_id": demo.project_id}))["volumes"] == []
+    # snapshots: markers, sort keys, filters
+    sid = snapshot(demo, tagged[0])["id"]
+    error(demo.volume("GET", "/snapshots", params={"marker": "00000000-0000-4000-8000-000000000000"}), 404)
+    error(demo.volume("GET", "/snapshots", params={"sort_key": "invalid"}), 400)
+    error(demo.volume("GET", "/snapshots", params={"sort_dir": "up"}), 400)
+    for key in ("id", "created_at", "display_name", "name"):
+        listed = demo.ok(demo.volume("GET", "/snapshots", params={"sort_key": key, "sort_dir": "asc"}))
+        assert sid in [s["id"] for s in listed["snapshots"]]
+    named = demo.ok(demo.volume("GET", "/snapshots/detail", params={"status": "available", "limit": 1}))
+    assert len(named["snapshots"]) == 1 and named["snapshots_links"][0]["rel"] == "next"
+    assert demo.ok(demo.volume("GET", "/snapshots", params={"status": "bogus"}))["snapshots"] == []
+
+
+def test_snapshot_create_without_a_volume_is_not_found(demo: Api) -> None:
+    error(demo.volume("POST", "/snapshots", json={"snapshot": {"volume_id": None}}), 404)
+    error(demo.volume("POST", "/snapshots", json={"snapshot": {"name": "x"}}), 404)
+    error(demo.volume("POST", "/snapshots", json={"snapshot": {"volume_id": 5}}), 400)
