@@ -15,6 +15,7 @@ from ferry import __version__
 from ferry import config as cfgmod
 from ferry.api import (
     attachments,
+    availability,
     compute,
     compute_images,
     consoles,
@@ -80,6 +81,7 @@ def create_app(ferry: Ferry) -> FastAPI:
     app.include_router(extensions.router)
     app.include_router(extensions.compute_router)
     resources = (
+        availability,  # before volumes: its volumes/summary is not a volume id
         metadata,
         volumes,
         snapshots,

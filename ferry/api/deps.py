@@ -26,8 +26,10 @@ from ferry.services.migration import MigrationService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
+from ferry.services.summary import VolumeSummary
 from ferry.services.types import TypeService
 from ferry.services.volume_admin import VolumeAdmin
+from ferry.services.volume_services import VolumeServices
 from ferry.services.volumes import VolumeService
 
 
@@ -54,6 +56,14 @@ async def metadata(request: Request) -> MetadataService:
 
 async def volume_admin(request: Request) -> VolumeAdmin:
     return _ferry(request).volume_admin
+
+
+async def volume_services(request: Request) -> VolumeServices:
+    return _ferry(request).volume_services
+
+
+async def volume_summary(request: Request) -> VolumeSummary:
+    return _ferry(request).volume_summary
 
 
 async def types(request: Request) -> TypeService:

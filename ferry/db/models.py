@@ -218,6 +218,19 @@ class Host(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class VolumeServiceState(Base):
+    """What an administrator set on one of Cinder's services (`os-services`): a `cinder-volume`
+    (`host@backend`) or the `cinder-scheduler` (host). No row: enabled, not frozen."""
+
+    __tablename__ = "volume_services"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    binary: Mapped[str] = mapped_column(String(64), primary_key=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class Attachment(Base):
     __tablename__ = "attachments"
     id: Mapped[str] = mapped_column(ID, primary_key=True)

@@ -23,6 +23,7 @@ from ferry.services.server_migration import LiveMigrationService
 from ferry.services.server_settling import ServerSettling
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
+from ferry.services.summary import VolumeSummary
 from ferry.services.tier import (
     AgentHost,
     ProcessRole,
@@ -32,6 +33,7 @@ from ferry.services.tier import (
 )
 from ferry.services.types import TypeService
 from ferry.services.volume_admin import VolumeAdmin
+from ferry.services.volume_services import VolumeServices
 from ferry.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,8 @@ class Ferry:
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
         self.metadata = MetadataService(self.db)
         self.volume_admin = VolumeAdmin(self.db, self.volumes, self.hypervisor)
+        self.volume_services = VolumeServices(self.db, self.hosts, config.host_name)
+        self.volume_summary = VolumeSummary(self.db)
         self.images = ImageService(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.snapshots.live = self.compute

@@ -110,7 +110,14 @@ def check_limit(limit: int | None) -> int | None:
 
 
 def paginate(
-    s: Session, stmt: Select[Any], model: Any, key: str, desc: bool, marker: str | None, limit: int | None
+    s: Session,
+    stmt: Select[Any],
+    model: Any,
+    key: str,
+    desc: bool,
+    marker: str | None,
+    limit: int | None,
+    offset: int | None = None,
 ) -> Select[Any]:
     """Keyset pagination on (key, id): no OFFSET scans, stable under inserts. A missing name sorts
     as an empty one (NULL compares to nothing, and databases disagree on where NULLs sort)."""
@@ -130,6 +137,8 @@ def paginate(
             stmt = stmt.where(or_(col > mval, and_(col == mval, model.id > row.id)))
     order = (col.desc(), model.id.desc()) if desc else (col.asc(), model.id.asc())
     stmt = stmt.order_by(*order)
+    if offset:  # Cinder's `offset`: skip that many after the marker
+        stmt = stmt.offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
     return stmt

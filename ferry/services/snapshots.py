@@ -59,6 +59,7 @@ class SnapshotFilter:
     sort: str | None = None
     sort_key: str | None = None
     sort_dir: str | None = None
+    offset: int | None = None
 
 
 class LiveDisks(Protocol):
@@ -114,7 +115,7 @@ class SnapshotService:
                 return []  # no snapshot is ever in a status Ferry does not have
             stmt = stmt.where(Snapshot.status == SnapshotStatus(f.status))
         with self.db() as s:
-            return list(s.scalars(paginate(s, stmt, Snapshot, key, desc, f.marker, check_limit(f.limit))))
+            return list(s.scalars(paginate(s, stmt, Snapshot, key, desc, f.marker, check_limit(f.limit), f.offset)))
 
     def update(self, ctx: RequestContext, snapshot_id: str, changes: dict[str, Any]) -> Snapshot:
         policy.enforce(ctx, "snapshot:update")

@@ -79,6 +79,7 @@ class VolumeFilter:
     project_id: str | None = None
     """With `all_tenants` (admins): only this project's volumes."""
     bootable: bool | None = None
+    offset: int | None = None
 
 
 def set_status(s: Session, volume_id: str, new: VolumeStatus, *, expect: tuple[VolumeStatus, ...]) -> None:
@@ -261,7 +262,7 @@ class VolumeService:
                 return []  # no volume is ever in a status Ferry does not have
             stmt = stmt.where(Volume.status == VolumeStatus(f.status))
         with self.db() as s:
-            stmt = paginate(s, stmt, Volume, key, desc, f.marker, check_limit(f.limit))
+            stmt = paginate(s, stmt, Volume, key, desc, f.marker, check_limit(f.limit), f.offset)
             # Columns, not entities: through the connection, past the ORM's per-row machinery
             # (a third of a 1000-volume page's time).
             return [VolumeRow._make(row) for row in s.connection().execute(stmt)]

@@ -9,7 +9,9 @@ Create Date: 2026-12-02 06:15:00
 `os-update_readonly_flag` set (`readonly` None: never set, so not in the volume's metadata);
 `volumes.image_meta` is Cinder's `volume_image_metadata` (None: the volume has none);
 `snapshots.progress` is what `os-update_snapshot_status` records (None: Ferry's own, from the
-status). States are written out here, not imported (see 0002).
+status). `volume_services` holds what an administrator set on a Cinder service
+(`os-services` disable, enable, freeze, thaw), by `host@backend` (or host) and binary; a service
+without a row is enabled and not frozen. States are written out here, not imported (see 0002).
 """
 
 from __future__ import annotations
@@ -51,9 +53,19 @@ def upgrade() -> None:
     with op.batch_alter_table("snapshots") as batch:
         batch.add_column(sa.Column("progress", sa.String(8), nullable=True))
     _statuses((*VOLUME_STATUSES, "maintenance"))
+    op.create_table(
+        "volume_services",
+        sa.Column("host", sa.String(255), primary_key=True),
+        sa.Column("binary", sa.String(64), primary_key=True),
+        sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.Column("disabled_reason", sa.Text(), nullable=True),
+        sa.Column("frozen", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("volume_services")
     op.execute("UPDATE volumes SET status = 'error' WHERE status = 'maintenance'")
     _statuses(VOLUME_STATUSES)
     with op.batch_alter_table("snapshots") as batch:
