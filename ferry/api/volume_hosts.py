@@ -53,16 +53,15 @@ def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str | Non
     return value
 
 
-@router.put("/os-services/{change}")
+@router.put("/os-services/enable")
+@router.put("/os-services/disable")
+@router.put("/os-services/disable-log-reason")
+@router.put("/os-services/freeze")
+@router.put("/os-services/thaw")
 async def change_volume_service(
-    request: Request,
-    project_id: str,
-    change: str,
-    ctx: RequestContext = Ctx,
-    services: VolumeServices = Services,
+    request: Request, project_id: str, ctx: RequestContext = Ctx, services: VolumeServices = Services
 ) -> Any:
-    if change not in CHANGES:
-        raise BadRequest(f"Unknown action {change!r}; supported: {', '.join(CHANGES)}.")
+    change = request.url.path.rsplit("/", 1)[-1]  # one of CHANGES: the routes above
     body = await json_body(request)
     if "host" not in body or body["host"] in (None, ""):
         raise BadRequest("Host field is missing.")

@@ -115,7 +115,8 @@ class SnapshotService:
                 return []  # no snapshot is ever in a status Ferry does not have
             stmt = stmt.where(Snapshot.status == SnapshotStatus(f.status))
         with self.db() as s:
-            return list(s.scalars(paginate(s, stmt, Snapshot, key, desc, f.marker, check_limit(f.limit), f.offset)))
+            page = paginate(s, stmt, Snapshot, key, desc, f.marker, check_limit(f.limit), f.offset)
+            return list(s.scalars(page))
 
     def update(self, ctx: RequestContext, snapshot_id: str, changes: dict[str, Any]) -> Snapshot:
         policy.enforce(ctx, "snapshot:update")
