@@ -290,3 +290,115 @@ def test_snapshot_create_without_a_volume_is_not_found(demo: Api) -> None:
     error(demo.volume("POST", "/snapshots", json={"snapshot": {"volume_id": None}}), 404)
     error(demo.volume("POST", "/snapshots", json={"snapshot": {"name": "x"}}), 404)
     error(demo.volume("POST", "/snapshots", json={"snapshot": {"volume_id": 5}}), 400)
+
+
+# -- services, hosts, zones, extensions, summary ---------------------------------------------
+def test_volume_services_and_hosts(admin: Api, demo: Api) -> None:
+    services = admin.ok(admin.volume("GET", "/os-services"))["services"]
+    volume_hosts = sorted(s["host"] for s in services if s["binary"] == "cinder-volume")
+    assert volume_hosts == ["ferry@bulk", "ferry@fast"]
+    # a host filter names the host and its host@backend services, as Cinder's does
+    on_host = admin.ok(admin.volume("GET", "/os-services", params={"host": "ferry"}))["services"]
+    assert sorted(s["binary"] for s in on_host) == ["cinder-scheduler", "cinder-volume", "cinder-volume"]
+    one = admin.ok(
+        admin.volume("GET", "/os-services", params={"host": "ferry@fast", "binary": "cinder-volume"})
+    )
+    assert [s["host"] for s in one["services"]] == ["ferry@fast"]
+    error(demo.volume("GET", "/os-services"), 403)
+
+    ident = {"host": "ferry@fast", "binary": "cinder-volume"}
+    answer = admin.ok(
+        admin.volume("PUT", "/os-services/disable-log-reason", json={**ident, "disabled_reason": "r"})
+    )
+    assert answer == {**ident, "service": "", "status": "disabled", "disabled": True, "disabled_reason": "r"}
+    fast = admin.ok(admin.volume("GET", "/os-services", params={"host": "ferry@fast"}))["services"][0]
+    assert (fast["status"], fast["disabled_reason"]) == ("disabled", "r")
+    hosts = admin.ok(admin.volume("GET", "/os-hosts"))["hosts"]
+    assert "ferry@fast" not in [h["host_name"] for h in hosts]  # os-hosts lists enabled services
+    error(admin.volume("GET", "/os-hosts/ferry@fast"), 404)
+    answer = admin.ok(admin.volume("PUT", "/os-services/enable", json=ident))
+    assert answer == {**ident, "service": "", "status": "enabled", "disabled": False, "disabled_reason": None}
+    assert admin.ok(admin.volume("PUT", "/os-services/disable", json=ident))["status"] == "disabled"
+    assert admin.ok(admin.volume("PUT", "/os-services/enable", json=ident))["disabled"] is False
+    # freeze and thaw every cinder-volume of a host
+    resp = admin.volume("PUT", "/os-services/freeze", json={"host": "ferry"})
+    assert resp.status_code == 200 and not resp.content
+    frozen = admin.ok(admin.volume("GET", "/os-services", params={"binary": "cinder-volume"}))["services"]
+    assert all(s["frozen"] for s in frozen)
+    assert admin.volume("PUT", "/os-services/thaw", json={"host": "ferry@fast"}).status_code == 200
+    by_host = {s["host"]: s["frozen"] for s in admin.ok(admin.volume("GET", "/os-services"))["services"]}
+    assert (by_host["ferry@fast"], by_host["ferry@bulk"]) == (False, True)
+    assert admin.volume("PUT", "/os-services/thaw", json={"host": "ferry"}).status_code == 200
+    # Cinder's refusals (tempest's negative tests)
+    error(
+        admin.volume("PUT", "/os-services/enable", json={"host": "invalid_host", "binary": "cinder-volume"}),
+        404,
+    )
+    error(admin.volume("PUT", "/os-services/disable", json={"host": "ferry@fast", "binary": "invalid"}), 404)
+    error(
+        admin.volume("PUT", "/os-services/disable-log-reason", json={**ident, "disabled_reason": None}), 400
+    )
+    error(
+        admin.volume("PUT", "/os-services/disable-log-reason", json={**ident, "disabled_reason": "x" * 256}),
+        400,
+    )
+    error(admin.volume("PUT", "/os-services/freeze", json={"host": "invalid_host"}), 400)
+    error(admin.volume("PUT", "/os-services/thaw", json={"host": "invalid_host"}), 400)
+    error(admin.volume("PUT", "/os-services/enable", json={"binary": "cinder-volume"}), 400)
+    error(admin.volume("PUT", "/os-services/enable", json={"host": "ferry@fast"}), 400)
+    error(demo.volume("PUT", "/os-services/disable", json=ident), 403)
+    error(demo.volume("PUT", "/os-services/freeze", json={"host": "ferry"}), 403)
+
+
+def test_os_hosts_show_volume_usage(admin: Api, demo: Api) -> None:
+    hosts = admin.ok(admin.volume("GET", "/os-hosts"))["hosts"]
+    assert {"ferry@fast", "ferry@bulk", "ferry"} <= {h["host_name"] for h in hosts}
+    assert all(h["service-state"] == "enabled" and h["zone"] == "nova" for h in hosts)
+    vol = create_volume(demo, 3, volume_type=None)
+    host = admin.ok(admin.volume("GET", f"/volumes/{vol['id']}"))["volume"]["os-vol-host-attr:host"].split(
+        "#"
+    )[0]
+    rows = admin.ok(admin.volume("GET", f"/os-hosts/{host}"))["host"]
+    total, *projects = [r["resource"] for r in rows]
+    assert total["project"] == "(total)" and int(total["volume_count"]) >= 1
+    mine = next(r for r in projects if r["project"] == demo.project_id)
+    assert int(mine["total_volume_gb"]) >= 3 and all(isinstance(v, str) for v in mine.values())
+    error(admin.volume("GET", "/os-hosts/nowhere@fast"), 404)
+    error(demo.volume("GET", "/os-hosts"), 403)
+    error(demo.volume("GET", f"/os-hosts/{host}"), 403)
+
+
+def test_zones_and_extensions(demo: Api) -> None:
+    zones = demo.ok(demo.volume("GET", "/os-availability-zone"))["availabilityZoneInfo"]
+    assert zones == [{"zoneName": "nova", "zoneState": {"available": True}}]
+    extensions = demo.ok(demo.volume("GET", "/extensions"))["extensions"]
+    assert "Hosts" in [e["name"] for e in extensions]
+    assert all(set(e) == {"name", "alias", "updated", "description", "links"} for e in extensions)
+    shown = demo.ok(demo.volume("GET", "/extensions/os-hosts"))["extension"]
+    assert shown["name"] == "Hosts"
+    error(demo.volume("GET", "/extensions/os-volume-transfer"), 404)  # not one Ferry offers
+
+
+def test_volume_summary(demo: Api, other: Api, admin: Api) -> None:
+    error(demo.volume("GET", "/volumes/summary"), 404)  # Cinder's from 3.12
+
+    def summary(api: Api, **params: Any) -> httpx.Response:
+        return api.client.get(
+            f"{api.base}/volume/v3/{api.project_id}/volumes/summary",
+            params=params,
+            headers={"X-Auth-Token": api.token, "OpenStack-API-Version": "volume 3.12"},
+        )
+
+    before = demo.ok(summary(demo))["volume-summary"]
+    assert set(before) == {"total_size", "total_count"}
+    create_volume(demo, 2, metadata={"tier": "gold"})
+    after = demo.ok(summary(demo))["volume-summary"]
+    assert (after["total_count"], after["total_size"]) == (
+        before["total_count"] + 1,
+        before["total_size"] + 2,
+    )
+    elsewhere = other.ok(summary(other))["volume-summary"]
+    assert elsewhere["total_count"] == len(other.ok(other.volume("GET", "/volumes"))["volumes"])
+    error(summary(demo, all_tenants=1), 403)
+    everyone = admin.ok(summary(admin, all_tenants=1))
+    assert everyone["volume-summary"]["total_count"] >= after["total_count"]
