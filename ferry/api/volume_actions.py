@@ -21,6 +21,7 @@ from ferry.api.openapi import ANY, actions
 from ferry.api.schemas import Body, Pairs, VolumeUpdateBody, strict_flag
 from ferry.api.views import stored
 from ferry.domain.errors import BadRequest
+from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
 from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
@@ -39,6 +40,7 @@ class VolumeActors:
     migrations: MigrationService
     admin: VolumeAdmin
     metadata: MetadataService
+    compute: ComputeService
 
 
 def _object(args: Any, action: str, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -72,6 +74,17 @@ class ForceDetachBody(Body):
 class FlagBody(Body):
     bootable: bool | None = None
     readonly: bool | None = None
+
+
+class AttachBody(Body):
+    instance_uuid: str | None = None
+    mountpoint: str
+    host_name: str | None = None
+    mode: str = "rw"
+
+
+class DetachBody(Body):
+    attachment_id: str | None = None
 
 
 class ImageMetadataBody(Body):
@@ -135,7 +148,54 @@ async def _show_image_metadata(
     return {"metadata": stored(on.metadata.image_metadata(ctx, volume_id))}
 
 
+async def _attach(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
+    """Cinder's `os-attach` for a server: Ferry plugs the disk into it, as Nova's attach does
+    (Ferry is the hypervisor too); the device is the one Ferry picks, not `mountpoint`."""
+    b = _object(args, "os-attach", ("instance_uuid", "mountpoint", "host_name", "mode"))
+    server = b.get("instance_uuid")
+    if not isinstance(b.get("mountpoint"), str) or not b["mountpoint"]:
+        raise BadRequest("Invalid input: os-attach needs a 'mountpoint'.")
+    if b.get("mode", "rw") not in ("rw", "ro"):
+        raise BadRequest("Invalid input: os-attach 'mode' is rw or ro.")
+    if not isinstance(server, str) or not server:
+        raise BadRequest(
+            "Invalid input: os-attach needs an 'instance_uuid' (Ferry attaches to servers only)."
+        )
+    await on.compute.attach(ctx, server, volume_id)
+
+
+async def _detach(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
+    b = _object(args if args is not None else {}, "os-detach", ("attachment_id",))
+    wanted = b.get("attachment_id")
+    att = on.volumes.attachments([on.volumes.get(ctx, volume_id).id]).get(volume_id)
+    if att is None or (wanted is not None and att.id != wanted):
+        raise BadRequest(f"Error detaching volume {volume_id}: it has no such attachment.")
+    await on.compute.detach(ctx, att.server_id, volume_id)
+
+
+async def _reserve(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
+    on.admin.reserve(ctx, volume_id, True)
+
+
+async def _unreserve(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
+    on.admin.reserve(ctx, volume_id, False)
+
+
+async def _begin_detaching(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
+    on.admin.mark_detaching(ctx, volume_id, True)
+
+
+async def _roll_detaching(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
+    on.admin.mark_detaching(ctx, volume_id, False)
+
+
 VOLUME_ACTIONS: dict[str, Handler[VolumeActors]] = {
+    "os-attach": _attach,
+    "os-begin_detaching": _begin_detaching,
+    "os-detach": _detach,
+    "os-reserve": _reserve,
+    "os-roll_detaching": _roll_detaching,
+    "os-unreserve": _unreserve,
     "os-force_delete": _force_delete,
     "os-force_detach": _force_detach,
     "os-reset_status": _reset,
@@ -146,6 +206,12 @@ VOLUME_ACTIONS: dict[str, Handler[VolumeActors]] = {
     "os-update_readonly_flag": _readonly,
 }
 VOLUME_ARGUMENTS: dict[str, Any] = {
+    "os-attach": AttachBody,
+    "os-begin_detaching": ANY,
+    "os-detach": DetachBody,
+    "os-reserve": ANY,
+    "os-roll_detaching": ANY,
+    "os-unreserve": ANY,
     "os-force_delete": ANY,
     "os-force_detach": ForceDetachBody,
     "os-reset_status": ResetStatusBody,

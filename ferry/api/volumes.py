@@ -38,6 +38,7 @@ from ferry.api.views import listing, migration_view, volume_summary, volume_view
 from ferry.api.volume_actions import VOLUME_ACTIONS, VOLUME_ARGUMENTS, VolumeActors
 from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
+from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
 from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
@@ -285,8 +286,9 @@ async def volume_action(
     migrations: MigrationService = Migrations,
     admin: VolumeAdmin = Depends(deps.volume_admin),
     metadata: MetadataService = Depends(deps.metadata),
+    compute: ComputeService = Depends(deps.compute),
 ) -> Response:
-    actors = VolumeActors(volumes, migrations, admin, metadata)
+    actors = VolumeActors(volumes, migrations, admin, metadata, compute)
     return await perform(request, "volume", ACTIONS, actors, ctx, volume_id)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.db.models import Attachment, Server, Snapshot, Volume
-from ferry.db.statements import active_migration, compensate, updated_one
+from ferry.db.statements import active_migration, compensate, not_migrating, updated_one
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict
 from ferry.domain.resets import snapshot_report, snapshot_reset, volume_reset
@@ -79,6 +79,43 @@ class VolumeAdmin:
                     f"status is: {vol.status}."
                 )
             vol.readonly, vol.updated_at = readonly, utcnow()
+
+    def reserve(self, ctx: RequestContext, volume_id: str, reserve: bool) -> None:
+        """`os-reserve` (available -> attaching) and `os-unreserve` (back, while no attachment)."""
+        policy.enforce(ctx, "volume:update")
+        new, expect = (
+            (VolumeStatus.ATTACHING, VolumeStatus.AVAILABLE)
+            if reserve
+            else (VolumeStatus.AVAILABLE, VolumeStatus.ATTACHING)
+        )
+        with self.db.begin() as s:
+            vol = get_volume(s, ctx, volume_id)
+            if not reserve and attachment_of(s, vol.id) is not None:
+                raise BadRequest(f"Volume {vol.id} is being attached; it cannot be unreserved.")
+            self._move(s, vol, new, expect, "reserve" if reserve else "unreserve")
+
+    def mark_detaching(self, ctx: RequestContext, volume_id: str, begin: bool) -> None:
+        """`os-begin_detaching` (in-use -> detaching) and `os-roll_detaching` (back)."""
+        policy.enforce(ctx, "volume:update")
+        new, expect = (
+            (VolumeStatus.DETACHING, VolumeStatus.IN_USE)
+            if begin
+            else (VolumeStatus.IN_USE, VolumeStatus.DETACHING)
+        )
+        with self.db.begin() as s:
+            vol = get_volume(s, ctx, volume_id)
+            if attachment_of(s, vol.id) is None:
+                raise BadRequest(f"Volume {vol.id} is not attached.")
+            self._move(s, vol, new, expect, "begin detaching" if begin else "roll back detaching")
+
+    def _move(self, s: Session, vol: Volume, new: VolumeStatus, expect: VolumeStatus, what: str) -> None:
+        stmt = (
+            update(Volume)
+            .where(Volume.id == vol.id, Volume.status == expect, not_migrating())
+            .values(status=new, updated_at=utcnow())
+        )
+        if not updated_one(s, stmt):
+            raise BadRequest(f"Cannot {what} volume {vol.id}: it is {vol.status}, not {expect}.")
 
     async def force_detach(self, ctx: RequestContext, volume_id: str, attachment_id: str | None) -> None:
         """`os-force_detach`: unplug the disk from its server's running guest (if it runs), then

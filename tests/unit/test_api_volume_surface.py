@@ -13,15 +13,37 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
+from ferry.config import load
+from ferry.db.engine import make_engine, session_factory
+from ferry.services.images import register_image
 from testkit.server import Api, FerryServer
+from tests.conftest import make_server
 
 pytestmark = pytest.mark.db
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_server_errors(server: FerryServer) -> Iterator[None]:
-    yield
-    assert server.log_problems() == []
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryServer]:
+    """A real `ferry serve` with the fake hypervisor: servers to attach to, no guests to boot."""
+    srv = make_server(tmp_path_factory.mktemp("ferry"))
+    cfg = srv.config_path.read_text()
+    srv.config_path.write_text(cfg.replace('driver = "qemu"', 'driver = "fake"', 1))
+    srv.start()
+    yield srv
+    srv.shutdown()
+    assert srv.log_problems() == []
+
+
+@pytest.fixture(scope="module")
+def image(server: FerryServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    kernel = tmp_path_factory.mktemp("image") / "vmlinuz"
+    kernel.write_bytes(b"k")
+    engine = make_engine(load(server.config_path).database_url)
+    try:
+        return register_image(session_factory(engine), "surface-img", kernel=str(kernel)).id
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +225,64 @@ def test_force_detach_of_a_detached_volume(admin: Api, demo: Api) -> None:
     )
     error(action(admin, "volumes", vid, "os-force_detach", {"attachment_id": 5}), 400)
     error(action(admin, "volumes", vid, "os-force_detach", {"bogus": 1}), 400)
+
+
+def active_server(api: Api, image: str) -> str:
+    body = {"server": {"name": "s", "imageRef": image, "flavorRef": "1"}}
+    sid = str(api.ok(api.compute("POST", "/servers", json=body))["server"]["id"])
+    deadline = time.monotonic() + 30
+    while (status := api.ok(api.compute("GET", f"/servers/{sid}"))["server"]["status"]) != "ACTIVE":
+        assert status == "BUILD" and time.monotonic() < deadline, status
+        time.sleep(0.05)
+    return sid
+
+
+def test_attach_detach_and_force_detach(admin: Api, demo: Api, other: Api, image: str) -> None:
+    server = active_server(demo, image)
+    vid = create_volume(demo)["id"]
+    # os-reserve / os-unreserve, os-begin_detaching / os-roll_detaching move the status only
+    assert action(demo, "volumes", vid, "os-reserve", {}).status_code == 202
+    assert show(demo, vid)["status"] == "attaching"
+    error(action(demo, "volumes", vid, "os-reserve", {}), 400)
+    assert action(demo, "volumes", vid, "os-unreserve", {}).status_code == 202
+    assert show(demo, vid)["status"] == "available"
+    error(action(demo, "volumes", vid, "os-unreserve", {}), 400)
+    error(action(demo, "volumes", vid, "os-begin_detaching", {}), 400)  # not attached
+    for bad in (
+        {},
+        {"mountpoint": "/dev/vdb"},
+        {"instance_uuid": server},
+        {"instance_uuid": server, "mountpoint": "/dev/vdb", "mode": "x"},
+    ):
+        error(action(demo, "volumes", vid, "os-attach", bad), 400)
+    error(
+        action(other, "volumes", vid, "os-attach", {"instance_uuid": server, "mountpoint": "/dev/vdb"}), 404
+    )
+    error(action(demo, "volumes", vid, "os-detach", {}), 400)  # not attached
+    # os-attach plugs the disk in (Ferry is the hypervisor), os-detach unplugs it
+    attach = {"instance_uuid": server, "mountpoint": "/dev/vdb"}
+    assert action(demo, "volumes", vid, "os-attach", attach).status_code == 202
+    vol = show(demo, vid)
+    assert vol["status"] == "in-use" and vol["attachments"][0]["server_id"] == server
+    assert action(demo, "volumes", vid, "os-begin_detaching", {}).status_code == 202
+    assert show(demo, vid)["status"] == "detaching"
+    assert action(demo, "volumes", vid, "os-roll_detaching", {}).status_code == 202
+    assert show(demo, vid)["status"] == "in-use"
+    error(action(admin, "volumes", vid, "os-reset_status", {"status": "available"}), 400)  # attached
+    error(action(admin, "volumes", vid, "os-reset_status", {"attach_status": "detached"}), 400)
+    assert action(demo, "volumes", vid, "os-detach", {}).status_code == 202
+    assert show(demo, vid)["status"] == "available" and show(demo, vid)["attachments"] == []
+    # force detach (tempest's: attached, reset to error, force-detached by attachment id)
+    assert action(demo, "volumes", vid, "os-attach", attach).status_code == 202
+    att = show(demo, vid)["attachments"][0]["attachment_id"]
+    assert action(admin, "volumes", vid, "os-reset_status", {"status": "error"}).status_code == 202
+    error(action(admin, "volumes", vid, "os-force_detach", {"attachment_id": UNKNOWN}), 400)
+    forced = action(admin, "volumes", vid, "os-force_detach", {"connector": None, "attachment_id": att})
+    assert forced.status_code == 202, forced.text
+    vol = show(demo, vid)
+    assert vol["status"] == "available" and vol["attachments"] == []
+    disks = admin.ok(admin.compute("GET", f"/servers/{server}/os-volume_attachments"))["volumeAttachments"]
+    assert disks == []
 
 
 # -- snapshot actions --------------------------------------------------------------------------
