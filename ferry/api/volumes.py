@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from ferry.api import deps
 from ferry.api.actions import ACTION_ANSWERS, Handler, perform
 from ferry.api.errors import body_part, parse
+from ferry.api.host_views import ZONE
 from ferry.api.openapi import ANY, actions, body
 from ferry.api.pages import next_links
 from ferry.api.schemas import (
@@ -217,6 +218,8 @@ async def create_volume(
     b = await body_part(request, "volume", VolumeCreateBody)
     if b.size is None and not (b.snapshot_id or b.source_volid):
         raise BadRequest("Invalid input: 'size' is required.")
+    if b.availability_zone not in (None, ZONE):  # Ferry has the one zone (os-availability-zone)
+        raise BadRequest(f"Availability zone '{b.availability_zone}' is invalid.")
     vol = await volumes.create(
         ctx,
         VolumeCreate(

@@ -451,6 +451,9 @@ def test_os_hosts_show_volume_usage(admin: Api, demo: Api) -> None:
 def test_zones_and_extensions(demo: Api) -> None:
     zones = demo.ok(demo.volume("GET", "/os-availability-zone"))["availabilityZoneInfo"]
     assert zones == [{"zoneName": "nova", "zoneState": {"available": True}}]
+    assert create_volume(demo, availability_zone="nova")["availability_zone"] == "nova"
+    zone = {"volume": {"size": 1, "availability_zone": "elsewhere"}}
+    assert "is invalid" in error(demo.volume("POST", "/volumes", json=zone), 400)
     extensions = demo.ok(demo.volume("GET", "/extensions"))["extensions"]
     assert "Hosts" in [e["name"] for e in extensions]
     assert all(set(e) == {"name", "alias", "updated", "description", "links"} for e in extensions)
