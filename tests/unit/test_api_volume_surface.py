@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -15,9 +16,12 @@ import pytest
 
 from ferry.config import load
 from ferry.db.engine import make_engine, session_factory
+from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.services.images import register_image
+from ferry.services.volumes import VolumeCreate
 from testkit.server import Api, FerryServer
 from tests.conftest import make_server
+from tests.unit.test_migration_service import ADMIN, make_ferry, run
 
 pytestmark = pytest.mark.db
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -485,3 +489,29 @@ def test_volume_summary(demo: Api, other: Api, admin: Api) -> None:
     error(summary(demo, all_tenants=1), 403)
     everyone = admin.ok(summary(admin, all_tenants=1))
     assert everyone["volume-summary"]["total_count"] >= after["total_count"]
+
+
+# -- a reset snapshot at restart ---------------------------------------------------------------
+def test_a_snapshot_reset_to_creating_settles_as_available_at_start(tmp_path: Path) -> None:
+    """An admin's os-reset_status to `creating` is not an interrupted create: the volume switched
+    away from the snapshot's layer long ago, so the next start completes it instead of undoing it
+    (which would drop a layer from the chain)."""
+
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        app = make_ferry(tmp_path, hv)
+        await app.start()
+        vol = await app.volumes.create(ADMIN, VolumeCreate(size=1))
+        snap = await app.snapshots.create(ADMIN, vol.id, "s", None, {})
+        app.volume_admin.reset_snapshot_status(ADMIN, snap.id, "creating")
+        assert app.snapshots.get(ADMIN, snap.id).status == "creating"
+        await app.stop()
+        app = make_ferry(tmp_path, hv)
+        await app.start()
+        try:
+            assert app.snapshots.get(ADMIN, snap.id).status == "available"
+            assert [s.id for s in app.snapshots.list_snapshots(ADMIN, vol.id)] == [snap.id]
+        finally:
+            await app.stop()
+
+    run(go)
