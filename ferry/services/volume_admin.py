@@ -133,7 +133,13 @@ class VolumeAdmin:
             server = s.get(Server, att.server_id)
             running = server is not None and server.status is ServerStatus.ACTIVE
             before, att_id, server_id = vol.status, att.id, att.server_id
-            vol.status, vol.updated_at = VolumeStatus.DETACHING, utcnow()
+            claim = (
+                update(Volume)
+                .where(Volume.id == vol.id, Volume.status == before, not_migrating())
+                .values(status=VolumeStatus.DETACHING, updated_at=utcnow())
+            )
+            if not updated_one(s, claim):  # a detach or a reset got there first
+                raise Conflict(f"Volume {vol.id} changed meanwhile; retry.")
         if running:
             back = update(Volume).where(Volume.id == volume_id).values(status=before)
             with compensate(self.db, back):
