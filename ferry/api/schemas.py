@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from typing import Annotated
 
 from fastapi import Query
@@ -63,8 +64,16 @@ def string_pairs(v: object, what: str) -> dict[str, str]:
     return v
 
 
+METADATA_KEY = re.compile(r"[a-zA-Z0-9\-_:. /]{1,255}")
+"""Cinder's metadata keys (`parameter_types.extra_specs`): letters, digits and `-_:. /`."""
+
+
 def _meta(v: object) -> dict[str, str]:
-    return {} if v is None else string_pairs(v, "metadata")
+    pairs = {} if v is None else string_pairs(v, "metadata")
+    for key in pairs:
+        if not METADATA_KEY.fullmatch(key):
+            raise ValueError(f"metadata keys hold only letters, digits and '-_:. /': {key[:40]!r}")
+    return pairs
 
 
 def _specs(v: object) -> dict[str, str]:

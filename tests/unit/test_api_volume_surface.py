@@ -116,7 +116,15 @@ def test_metadata_items(demo: Api, other: Api, kind: str) -> None:
     # Cinder's refusals
     assert "mismatch" in error(demo.volume("PUT", f"{base}/d", json={"meta": {"x": "1"}}), 400)
     assert "too many" in error(demo.volume("PUT", f"{base}/d", json={"meta": {"d": "1", "e": "2"}}), 400)
-    for bad in ({"metadata": None}, {"metadata": {"k": 1}}, {"metadata": {"k": "v" * 256}}, {"meta": {}}, {}):
+    for bad in (
+        {"metadata": None},
+        {"metadata": {"k": 1}},
+        {"metadata": {"k": "v" * 256}},
+        {"metadata": {"bad key!": "v"}},  # Cinder's keys: letters, digits and -_:. /
+        {"metadata": {"clé": "v"}},
+        {"meta": {}},
+        {},
+    ):
         error(demo.volume("PUT", base, json=bad), 400)
     error(demo.volume("PUT", f"{base}/d", json={"meta": "d"}), 400)
     error(demo.volume("GET", f"{base}/nope"), 404)
