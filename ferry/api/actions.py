@@ -1,7 +1,8 @@
 """`POST …/action` (Cinder volume actions, Nova server actions): the body's only key names the action,
 its value the arguments; a table maps each name to its handler.
 
-A handler answers None (202, no body) or a JSON body (200). This module only dispatches: the
+A handler answers None (202, no body), a JSON body (200), or a response of its own (Cinder's
+`os-set_bootable`: 200 with no body). This module only dispatches: the
 handlers parse their arguments and call services.
 """
 
@@ -22,7 +23,7 @@ ACTION_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"description": "The action's answer (the actions that have one)"}
 }
 """The action route's other success answer, for its OpenAPI `responses` (202 is the route's own)."""
-Handler = Callable[[S, RequestContext, str, Any], Awaitable[dict[str, Any] | None]]
+Handler = Callable[[S, RequestContext, str, Any], Awaitable[dict[str, Any] | Response | None]]
 """(services, caller, resource id, the action's arguments) -> body or None."""
 
 
@@ -40,4 +41,6 @@ async def perform(
     result = await handler(services, ctx, ident, args)
     if result is None:
         return Response(status_code=202)
+    if isinstance(result, Response):
+        return result
     return JSONResponse(result, status_code=200)

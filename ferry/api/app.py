@@ -15,6 +15,7 @@ from ferry import __version__
 from ferry import config as cfgmod
 from ferry.api import (
     attachments,
+    availability,
     capabilities,
     compute,
     compute_images,
@@ -28,6 +29,7 @@ from ferry.api import (
     images,
     list_filters,
     messages,
+    metadata,
     openapi,
     pools,
     projects,
@@ -37,6 +39,7 @@ from ferry.api import (
     snapshots,
     type_access,
     versions,
+    volume_actions,
     volume_hosts,
     volume_types,
     volumes,
@@ -90,8 +93,11 @@ def create_app(ferry: Ferry) -> FastAPI:
     app.include_router(extensions.router)
     app.include_router(extensions.compute_router)
     resources = (
+        availability,  # before volumes: its volumes/summary is not a volume id
+        metadata,
         volumes,
         snapshots,
+        volume_actions,
         volume_types,
         type_access,
         qos_specs,

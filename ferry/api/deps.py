@@ -22,6 +22,7 @@ from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.messages import MessageService
+from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
 from ferry.services.pools import PoolService
 from ferry.services.projects import ProjectService
@@ -30,8 +31,11 @@ from ferry.services.quotas import QuotaService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
+from ferry.services.summary import VolumeSummary
 from ferry.services.type_access import TypeAccess
 from ferry.services.types import TypeService
+from ferry.services.volume_admin import VolumeAdmin
+from ferry.services.volume_services import VolumeServices
 from ferry.services.volumes import VolumeService
 
 
@@ -50,6 +54,22 @@ async def volumes(request: Request) -> VolumeService:
 
 async def snapshots(request: Request) -> SnapshotService:
     return _ferry(request).snapshots
+
+
+async def metadata(request: Request) -> MetadataService:
+    return _ferry(request).metadata
+
+
+async def volume_admin(request: Request) -> VolumeAdmin:
+    return _ferry(request).volume_admin
+
+
+async def volume_services(request: Request) -> VolumeServices:
+    return _ferry(request).volume_services
+
+
+async def volume_summary(request: Request) -> VolumeSummary:
+    return _ferry(request).volume_summary
 
 
 async def types(request: Request) -> TypeService:

@@ -4,12 +4,11 @@ services. Views only present: they take `HostLoad`s (and backends), never ORM ro
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from ferry.domain.clock import iso
 from ferry.domain.hosts import HostLoad, hypervisor_id, service_id
-from ferry.domain.model import BackendConfig
+from ferry.services.volume_services import CinderService, HostUsage
 
 COMPUTE_BINARY = "nova-compute"
 ZONE = "nova"
@@ -57,32 +56,44 @@ def hypervisor_view(h: HostLoad) -> dict[str, Any]:
     }
 
 
-def volume_service_view(backend: BackendConfig, h: HostLoad) -> dict[str, Any]:
-    """Cinder's `cinder-volume` of one backend on one host that reaches it (`host@backend`)."""
+def cinder_service_view(svc: CinderService) -> dict[str, Any]:
+    """One of Cinder's services in `os-services` (with `os-extended-services`' fields)."""
     return {
-        **_cinder_service("cinder-volume", f"{h.name}@{backend.name}", iso(h.heartbeat_at)),
-        "status": _status(h),
-        "state": h.state.value,
-        "disabled_reason": h.disabled_reason,
+        "binary": svc.binary,
+        "host": svc.host,
+        "zone": ZONE,
+        "status": "enabled" if svc.enabled else "disabled",
+        "state": "up" if svc.up else "down",
+        "updated_at": iso(svc.updated_at),
+        "disabled_reason": svc.disabled_reason,
+        "cluster": None,
+        "frozen": svc.frozen,
+        "replication_status": "not-capable",
+        "active_backend_id": None,
     }
 
 
-def scheduler_view(host: str, now: datetime) -> dict[str, Any]:
-    """Cinder's `cinder-scheduler`: the API process that answers, so up and enabled."""
-    return _cinder_service("cinder-scheduler", host, iso(now))
-
-
-def _cinder_service(binary: str, host: str, updated_at: str | None) -> dict[str, Any]:
+def cinder_host_view(svc: CinderService) -> dict[str, Any]:
+    """One of Cinder's services as `os-hosts` lists it."""
     return {
-        "binary": binary,
-        "host": host,
+        "host_name": svc.host,
+        "service": svc.binary,
         "zone": ZONE,
-        "status": "enabled",
-        "state": "up",
-        "updated_at": updated_at,
-        "disabled_reason": None,
-        "cluster": None,
-        "frozen": False,
-        "replication_status": "not-capable",
-        "active_backend_id": None,
+        "service-status": "available" if svc.up else "unavailable",
+        "service-state": "enabled" if svc.enabled else "disabled",
+        "last-update": iso(svc.updated_at),
+    }
+
+
+def host_usage_view(host: str, u: HostUsage) -> dict[str, Any]:
+    """One row of `os-hosts/{host}`: Cinder writes the numbers as strings."""
+    return {
+        "resource": {
+            "host": host,
+            "project": u.project or "(total)",
+            "volume_count": str(u.volumes),
+            "total_volume_gb": str(u.volume_gib),
+            "snapshot_count": str(u.snapshots),
+            "total_snapshot_gb": str(u.snapshot_gib),
+        }
     }

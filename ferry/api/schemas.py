@@ -8,10 +8,15 @@ values: 255). Numbers are 64-bit at most (`INT64_MIN`..`INT64_MAX`): the databas
 
 from __future__ import annotations
 
+import ast
+import json
+import re
 from typing import Annotated
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+from ferry.domain.errors import BadRequest
 
 MAX_TEXT = 255
 """Cinder's limit on names, descriptions, metadata and extra-spec keys and values."""
@@ -59,8 +64,16 @@ def string_pairs(v: object, what: str) -> dict[str, str]:
     return v
 
 
+METADATA_KEY = re.compile(r"[a-zA-Z0-9\-_:. /]{1,255}")
+"""Cinder's metadata keys (`parameter_types.extra_specs`): letters, digits and `-_:. /`."""
+
+
 def _meta(v: object) -> dict[str, str]:
-    return {} if v is None else string_pairs(v, "metadata")
+    pairs = {} if v is None else string_pairs(v, "metadata")
+    for key in pairs:
+        if not METADATA_KEY.fullmatch(key):
+            raise ValueError(f"metadata keys hold only letters, digits and '-_:. /': {key[:40]!r}")
+    return pairs
 
 
 def _specs(v: object) -> dict[str, str]:
@@ -97,7 +110,7 @@ class VolumeUpdateBody(Body):
 
 
 class SnapshotCreateBody(Body):
-    volume_id: str = Field(max_length=MAX_TEXT)
+    volume_id: str | None = Field(default=None, max_length=MAX_TEXT)
     name: str | None = Name
     description: str | None = Text
     metadata: Pairs = Field(default_factory=dict)
@@ -159,6 +172,44 @@ class SetSpeedBody(Body):
 class MigrationCompletionBody(Body):
     new_volume: str = Field(max_length=MAX_TEXT)
     error: StrictBool = False
+
+
+TRUE_WORDS = ("1", "true", "t", "yes", "y", "on")
+FALSE_WORDS = ("0", "false", "f", "no", "n", "off")
+
+
+def strict_flag(value: object, what: str) -> bool:
+    """A boolean as Cinder's `parameter_types.boolean` takes it: true or false, or one of the
+    words for them (`"True"`, `"yes"`, `"0"` …); anything else is a 400 naming `what`."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+    raise BadRequest(f"Invalid input: {what} must be a boolean, not {str(value)[:40]!r}.")
+
+
+def metadata_filter(text: str | None) -> dict[str, str] | None:
+    """The `metadata` list filter: a dict of strings written as JSON or as a Python literal
+    (`{'k': 'v'}`: what clients that urlencode a dict send, and what Cinder evaluates)."""
+    if text is None:
+        return None
+    parsed: object = None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            parsed = None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+    ):
+        raise BadRequest('Invalid input: the metadata filter must be an object of strings: {"k": "v"}.')
+    return parsed
 
 
 def flag(value: str | None) -> bool:

@@ -2,7 +2,9 @@
 The list (summary) and create/update answers are Cinder's plain view; show and detail add the
 extended snapshot attributes. Filters and fields follow the request's microversion.
 
-HTTP only: parse, call `SnapshotService`, render `snapshot_view`.
+HTTP only: parse, call `SnapshotService`, render `snapshot_view`. As Cinder's, the create and update
+answers and the summary list are the plain view; show and the detailed list add the
+`os-extended-snapshot-attributes:*`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ferry.api.schemas import Count, QueryText, SnapshotCreateBody, SnapshotUpda
 from ferry.api.versions import at_least
 from ferry.api.view_versions import SNAPSHOT_GATES, gated
 from ferry.api.views import listing, snapshot_view
-from ferry.domain.errors import BadRequest
+from ferry.domain.errors import BadRequest, NotFound
 from ferry.services.context import RequestContext
 from ferry.services.records import SnapshotRecord
 from ferry.services.snapshots import SnapshotService
@@ -142,6 +144,8 @@ async def create_snapshot(
     request: Request, project_id: str, ctx: RequestContext = Ctx, snapshots: SnapshotService = Snapshots
 ) -> dict[str, Any]:
     b = await body_part(request, "snapshot", SnapshotCreateBody)
+    if b.volume_id is None:  # Cinder looks the volume up, and finds none
+        raise NotFound("Volume None could not be found.")
     snap = await snapshots.create(ctx, b.volume_id, b.name, b.description, b.metadata)
     return _one(request, ctx, snapshots, snap, extended=False)
 

@@ -60,10 +60,10 @@ def volume_view(
         "volume_type": type_name,
         "volume_type_id": v.volume_type_id,
         "availability_zone": "nova",
-        "bootable": "false",
+        "bootable": "true" if v.bootable else "false",
         "encrypted": False,
         "multiattach": False,
-        "metadata": stored(v.meta),
+        "metadata": volume_metadata(v),
         "attachments": [attachment_view(attachment, host or "")] if attachment else [],
         "snapshot_id": v.snapshot_id,
         "source_volid": v.source_volid,
@@ -80,6 +80,8 @@ def volume_view(
         "provider_id": None,
         "links": [{"rel": "self", "href": f"{base}/volumes/{v.id}"}],
     }
+    if v.image_meta is not None:
+        out["volume_image_metadata"] = stored(v.image_meta)
     if admin:
         out.update(
             {
@@ -90,6 +92,15 @@ def volume_view(
             }
         )
     return out
+
+
+def volume_metadata(v: VolumeRecord) -> dict[str, Any]:
+    """The metadata a volume's view shows: its own, and Cinder's visible admin metadata
+    (`readonly`, once `os-update_readonly_flag` set it, as "True" or "False")."""
+    meta = stored(v.meta)
+    if v.readonly is not None:
+        meta["readonly"] = str(v.readonly)
+    return meta
 
 
 def _percent(m: MigrationRecord) -> float:
@@ -147,7 +158,8 @@ def snapshot_view(s: SnapshotRecord, *, extended: bool) -> dict[str, Any]:
         "user_id": s.user_id,
     }
     if extended:
-        out["os-extended-snapshot-attributes:progress"] = "100%" if s.status == "available" else "0%"
+        progress = s.progress or ("100%" if s.status == "available" else "0%")
+        out["os-extended-snapshot-attributes:progress"] = progress
         out["os-extended-snapshot-attributes:project_id"] = s.project_id
     return out
 

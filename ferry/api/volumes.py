@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ferry.api import deps
 from ferry.api.actions import ACTION_ANSWERS, Handler, perform
@@ -25,7 +25,6 @@ from ferry.api.schemas import (
     ExtendBody,
     MigrateBody,
     MigrationCompletionBody,
-    Pairs,
     QueryText,
     RetypeBody,
     RevertBody,
@@ -36,17 +35,21 @@ from ferry.api.schemas import (
 )
 from ferry.api.versions import at_least, base_url
 from ferry.api.view_versions import VOLUME_GATES, gated
-from ferry.api.views import listing, migration_view, stored, volume_summary, volume_view
-from ferry.api.volume_gates import metadata_etag, refuse_backup_source, refuse_cluster
+from ferry.api.views import listing, migration_view, volume_summary, volume_view
+from ferry.api.volume_actions import VOLUME_ACTIONS, VOLUME_ARGUMENTS, VolumeActors
+from ferry.api.volume_gates import refuse_backup_source, refuse_cluster
 from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
+from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
+from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
 from ferry.services.records import VolumeRecord
 from ferry.services.revert import revert_to_snapshot
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
+from ferry.services.volume_admin import VolumeAdmin
 from ferry.services.volumes import VolumeCreate, VolumeFilter, VolumeService
 
 router = APIRouter(prefix="/volume/v3/{project_id}")
@@ -267,51 +270,7 @@ async def delete_volume(
     return Response(status_code=202)
 
 
-@router.get("/volumes/{volume_id}/metadata")
-def get_metadata(
-    request: Request,
-    volume_id: str,
-    project_id: str,
-    ctx: RequestContext = Ctx,
-    volumes: VolumeService = Volumes,
-) -> Response:
-    body = {"metadata": stored(volumes.get(ctx, volume_id).meta)}
-    if not at_least(request, "3.15", "volume"):
-        return JSONResponse(body)
-    # 3.15: an Etag of the body, which a replacing PUT's If-Match names (the lost update problem).
-    return JSONResponse(body, headers={"ETag": metadata_etag(body)})
-
-
-@router.post("/volumes/{volume_id}/metadata", openapi_extra=body("metadata", Pairs))
-async def set_metadata(
-    request: Request,
-    volume_id: str,
-    project_id: str,
-    ctx: RequestContext = Ctx,
-    volumes: VolumeService = Volumes,
-) -> dict[str, Any]:
-    meta = (await json_body(request)).get("metadata")
-    if not isinstance(meta, dict):
-        raise BadRequest("Invalid input: 'metadata' must be an object.")
-    parsed = parse(VolumeUpdateBody, {"metadata": meta}, "metadata").metadata or {}
-    merged = {**(volumes.get(ctx, volume_id).meta or {}), **parsed}
-    return {"metadata": stored(volumes.update(ctx, volume_id, {"metadata": merged}).meta)}
-
-
 # -- actions -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class VolumeActors:
-    """The services a volume action calls."""
-
-    volumes: VolumeService
-    migrations: MigrationService
-    snapshots: SnapshotService
-    in_use_extend: bool = False
-    """The request's microversion is 3.42 or later: an attached volume may be extended."""
-    clusters: bool = False
-    """The request's microversion is 3.16 or later: os-migrate_volume takes `cluster`."""
-
-
 # The arguments each action takes, as the OpenAPI declares them (the handlers below parse them).
 ARGUMENTS = {
     "ferry-migrate_cancel": ANY,
@@ -321,6 +280,7 @@ ARGUMENTS = {
     "os-migrate_volume_completion": MigrationCompletionBody,
     "os-retype": RetypeBody,
     "revert": RevertBody,
+    **VOLUME_ARGUMENTS,
 }
 
 
@@ -338,10 +298,16 @@ async def volume_action(
     volumes: VolumeService = Volumes,
     migrations: MigrationService = Migrations,
     snapshots: SnapshotService = Depends(deps.snapshots),
+    admin: VolumeAdmin = Depends(deps.volume_admin),
+    metadata: MetadataService = Depends(deps.metadata),
+    compute: ComputeService = Depends(deps.compute),
 ) -> Response:
     actors = VolumeActors(
         volumes,
         migrations,
+        admin,
+        metadata,
+        compute,
         snapshots,
         in_use_extend=at_least(request, "3.42", "volume"),
         clusters=at_least(request, "3.16", "volume"),
@@ -385,15 +351,20 @@ async def _completion(on: VolumeActors, ctx: RequestContext, volume_id: str, arg
 
 
 # In name order: an unknown action's error lists them as written here.
-ACTIONS: dict[str, Handler[VolumeActors]] = {
-    "ferry-migrate_cancel": _cancel,
-    "ferry-migrate_set_speed": _set_speed,
-    "os-extend": _extend,
-    "os-migrate_volume": _migrate,
-    "os-migrate_volume_completion": _completion,
-    "os-retype": _retype,
-    "revert": _revert,
-}
+ACTIONS: dict[str, Handler[VolumeActors]] = dict(
+    sorted(
+        {
+            "ferry-migrate_cancel": _cancel,
+            "ferry-migrate_set_speed": _set_speed,
+            "os-extend": _extend,
+            "os-migrate_volume": _migrate,
+            "os-migrate_volume_completion": _completion,
+            "os-retype": _retype,
+            "revert": _revert,
+            **VOLUME_ACTIONS,
+        }.items()
+    )
+)
 assert ACTIONS.keys() == ARGUMENTS.keys()
 BEFORE_REVERT = {name: handler for name, handler in ACTIONS.items() if name != "revert"}
 """The actions before volume microversion 3.40 (revert to snapshot)."""

@@ -129,6 +129,11 @@ class Volume(Base):
     next_layer_position: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    bootable: Mapped[bool] = mapped_column(Boolean, default=False)
+    readonly: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    """Cinder's `readonly` admin metadata (`os-update_readonly_flag`; None: never set)."""
+    image_meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """Cinder's `volume_image_metadata` (None: the volume has none)."""
 
 
 class VolumeRow(NamedTuple):
@@ -153,6 +158,9 @@ class VolumeRow(NamedTuple):
     next_layer_position: int
     created_at: datetime
     updated_at: datetime
+    bootable: bool
+    readonly: bool | None
+    image_meta: dict[str, Any] | None
 
 
 VOLUME_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = tuple(getattr(Volume, f) for f in VolumeRow._fields)
@@ -174,6 +182,8 @@ class Snapshot(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    progress: Mapped[str | None] = mapped_column(String(8))
+    """What `os-update_snapshot_status` recorded (None: derived from the status)."""
 
 
 class Message(Base):
@@ -247,6 +257,19 @@ class Host(Base):
     ram_mb: Mapped[int] = mapped_column(Integer)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class VolumeServiceState(Base):
+    """What an administrator set on one of Cinder's services (`os-services`): a `cinder-volume`
+    (`host@backend`) or the `cinder-scheduler` (host). No row: enabled, not frozen."""
+
+    __tablename__ = "volume_services"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    binary: Mapped[str] = mapped_column(String(64), primary_key=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Attachment(Base):

@@ -27,6 +27,8 @@ class VolumeStatus(StrEnum):
     ERROR = "error"
     ERROR_DELETING = "error_deleting"
     ERROR_EXTENDING = "error_extending"
+    MAINTENANCE = "maintenance"
+    """Only an administrator's `os-reset_status` puts a volume here (and takes it out)."""
 
 
 class SnapshotStatus(StrEnum):
@@ -57,8 +59,8 @@ MIGRATION_BUSY = (MigrationStatus.STARTING, MigrationStatus.MIGRATING)
 """A volume in one of these migration states refuses any other change."""
 
 DELETABLE = (VolumeStatus.AVAILABLE, VolumeStatus.ERROR, VolumeStatus.ERROR_DELETING)
-FORCE_DELETABLE = (*DELETABLE, VolumeStatus.ERROR_EXTENDING)
-"""A force delete (admins, volume microversion 3.23) also takes a volume whose extend failed."""
+FORCE_DELETABLE = tuple(v for v in VolumeStatus if v is not VolumeStatus.DELETING)
+"""`os-force_delete` (admins) takes a volume in any status but `deleting` (a delete already under way)."""
 SNAPSHOTTABLE = (VolumeStatus.AVAILABLE, VolumeStatus.IN_USE)
 
 VOLUME_ACTION = {

@@ -17,6 +17,7 @@ from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
 from ferry.services.messages import MessageBook, MessageService
+from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
 from ferry.services.pools import PoolService
 from ferry.services.projects import ProjectService
@@ -27,6 +28,7 @@ from ferry.services.server_migration import LiveMigrationService
 from ferry.services.server_settling import ServerSettling
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
+from ferry.services.summary import VolumeSummary
 from ferry.services.tier import (
     AgentHost,
     ProcessRole,
@@ -36,6 +38,8 @@ from ferry.services.tier import (
 )
 from ferry.services.type_access import TypeAccess
 from ferry.services.types import TypeService
+from ferry.services.volume_admin import VolumeAdmin
+from ferry.services.volume_services import VolumeServices
 from ferry.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
@@ -100,6 +104,10 @@ class Ferry:
         self.messages = MessageService(self.db)
         self.pools = PoolService(self.db, self.backends)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
+        self.metadata = MetadataService(self.db)
+        self.volume_admin = VolumeAdmin(self.db, self.volumes, self.hypervisor)
+        self.volume_services = VolumeServices(self.db, self.hosts, config.host_name)
+        self.volume_summary = VolumeSummary(self.db)
         self.images = ImageService(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.snapshots.live = self.compute

@@ -78,6 +78,8 @@ def being_copied_into(s: Session, source: InstrumentedAttribute[str | None], sou
 
 
 SORT_KEYS = {"created_at", "updated_at", "name", "size", "status", "id"}
+SORT_ALIASES = {"display_name": "name"}
+"""Cinder's database names for sort keys, which its API accepts too."""
 
 
 def parse_sort(sort: str | None, sort_key: str | None, sort_dir: str | None) -> tuple[str, bool]:
@@ -89,8 +91,9 @@ def parse_sort(sort: str | None, sort_key: str | None, sort_dir: str | None) -> 
         direction = d or "desc"
     elif sort_key:
         key, direction = sort_key, sort_dir or "desc"
-    if key == "display_name":
-        key = "name"  # Cinder's column name, taken as a sort key at every version (tempest sorts by it)
+    elif sort_dir:
+        direction = sort_dir
+    key, direction = SORT_ALIASES.get(key.strip(), key.strip()), direction.strip().lower()
     if key not in SORT_KEYS:
         raise BadRequest(f"Invalid sort key {key!r}; use one of {', '.join(sorted(SORT_KEYS))}.")
     if direction not in ("asc", "desc"):
@@ -107,7 +110,14 @@ def check_limit(limit: int | None) -> int | None:
 
 
 def paginate(
-    s: Session, stmt: Select[Any], model: Any, key: str, desc: bool, marker: str | None, limit: int | None
+    s: Session,
+    stmt: Select[Any],
+    model: Any,
+    key: str,
+    desc: bool,
+    marker: str | None,
+    limit: int | None,
+    offset: int | None = None,
 ) -> Select[Any]:
     """Keyset pagination on (key, id): no OFFSET scans, stable under inserts. A missing name sorts
     as an empty one (NULL compares to nothing, and databases disagree on where NULLs sort)."""
@@ -117,7 +127,7 @@ def paginate(
     if marker is not None:
         row = s.get(model, marker) if is_uuid(marker) else None
         if row is None:
-            raise NotFound(f"Marker {marker} could not be found.")  # Cinder's MarkerNotFound
+            raise NotFound(f"Marker {marker} could not be found.")
         mval = getattr(row, "size_gib" if key == "size" else key)
         if key == "name":
             mval = mval or ""
@@ -127,6 +137,8 @@ def paginate(
             stmt = stmt.where(or_(col > mval, and_(col == mval, model.id > row.id)))
     order = (col.desc(), model.id.desc()) if desc else (col.asc(), model.id.asc())
     stmt = stmt.order_by(*order)
+    if offset:  # Cinder's `offset`: skip that many after the marker
+        stmt = stmt.offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
     return stmt

@@ -229,6 +229,12 @@ class SnapshotService:
                 vol = s.get(Volume, volume_id)
                 if snap is None or vol is None or snap.status is not SnapshotStatus.CREATING:
                     return
+                if snap.layer_id != vol.active_layer_id:
+                    # The volume switched away from the layer: the snapshot was completed (an
+                    # administrator's os-reset_status put it back to creating).
+                    snap.status = SnapshotStatus.AVAILABLE
+                    s.commit()
+                    return
                 loc = self.backends.location(s, vol)
                 server = running_server(s, vol.id)
             driver = self.backends.driver(loc.backend)
@@ -289,6 +295,27 @@ class SnapshotService:
     async def delete(self, ctx: RequestContext, snapshot_id: str) -> None:
         """Mark the snapshot deleting and merge its layer in the background."""
         self._mark_deleting(ctx, snapshot_id)
+        self.volumes.spawn(self._merge(snapshot_id))
+
+    async def force_delete(self, ctx: RequestContext, snapshot_id: str) -> None:
+        """Cinder's `os-force_delete` (admin): delete whatever the snapshot's status, under the
+        chain lock (no create or merge of this volume runs meanwhile). A snapshot whose layer is
+        still the volume's active one never took effect: its row goes, the layer stays."""
+        policy.enforce(ctx, "snapshot:force_delete")
+        with self.db() as s:
+            volume_id = get_owned(s, Snapshot, ctx, snapshot_id, "Snapshot").volume_id
+        async with self.volumes.chain_lock(volume_id):
+            with self.db.begin() as s:
+                snap = get_owned(s, Snapshot, ctx, snapshot_id, "Snapshot")
+                vol = s.get(Volume, snap.volume_id)
+                assert vol is not None
+                if vol.migration_status in MIGRATION_BUSY:
+                    raise Conflict(f"Volume {vol.id} is being migrated; delete the snapshot when it ends.")
+                if snap.layer_id == vol.active_layer_id:
+                    s.delete(snap)
+                    return
+                snap.status, snap.updated_at = SnapshotStatus.DELETING, utcnow()
+                _bump_position(s, vol)
         self.volumes.spawn(self._merge(snapshot_id))
 
     async def delete_now(self, ctx: RequestContext, snapshot_id: str) -> None:

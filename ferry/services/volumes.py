@@ -413,19 +413,20 @@ class VolumeService:
         volume's directory). Every precondition is checked, and the volume and its snapshots are
         claimed, in one transaction before anything is touched: a refused delete changes nothing.
         Under the chain lock: a snapshot merge under way ends first; one still pending is
-        superseded (its layer goes with the directory). `force` (admins): also in `FORCE_DELETABLE`."""
-        policy.enforce(ctx, "volume:delete")
-        if force:
-            policy.enforce(ctx, "volume:force_delete")
+        superseded (its layer goes with the directory). `force` (Cinder's `os-force_delete`, admin):
+        whatever the volume's status, but never while this process still works on its files."""
+        policy.enforce(ctx, "volume:force_delete" if force else "volume:delete")
         async with self.chain_lock(volume_id):
+            if force and volume_id in self._creating:
+                raise Conflict(f"Volume {volume_id} is still being created; force-delete it when that ends.")
             await self._delete_locked(ctx, volume_id, cascade, force)
 
     async def _delete_locked(self, ctx: RequestContext, volume_id: str, cascade: bool, force: bool) -> None:
-        deletable = FORCE_DELETABLE if force else DELETABLE
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
-            snaps = self._check_deletable(s, vol, cascade, deletable)
-            set_status(s, vol.id, VolumeStatus.DELETING, expect=deletable)
+            snaps = self._check_deletable(s, vol, cascade, force)
+            expect = FORCE_DELETABLE if force else DELETABLE
+            set_status(s, vol.id, VolumeStatus.DELETING, expect=expect)
             if snaps:
                 compare_and_set(
                     s,
@@ -458,16 +459,14 @@ class VolumeService:
             s.execute(delete(Volume).where(Volume.id == volume_id))
 
     @staticmethod
-    def _check_deletable(
-        s: Session, vol: Volume, cascade: bool, deletable: tuple[VolumeStatus, ...] = DELETABLE
-    ) -> list[Snapshot]:
+    def _check_deletable(s: Session, vol: Volume, cascade: bool, force: bool = False) -> list[Snapshot]:
         """Refuse what would fail, before anything is changed; the snapshots a cascade takes."""
         if attachment_of(s, vol.id) is not None:
             raise BadRequest(f"Volume {vol.id} is attached to a server: detach it first.")
         snaps = list(s.scalars(select(Snapshot).where(Snapshot.volume_id == vol.id)))
         if snaps and not cascade:
             raise BadRequest(f"Volume {vol.id} has snapshots: delete them first or use cascade=true.")
-        if vol.status not in deletable:
+        if vol.status not in DELETABLE and not force:
             raise BadRequest(f"Volume {vol.id} is {vol.status}: it must be available or error to delete.")
         busy = next((sn for sn in snaps if sn.status not in CASCADE_TAKES), None)
         if busy is not None:
