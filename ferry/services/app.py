@@ -105,11 +105,11 @@ class Ferry:
         self.pools = PoolService(self.db, self.backends)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
         self.metadata = MetadataService(self.db)
-        self.volume_admin = VolumeAdmin(self.db, self.volumes, self.hypervisor)
         self.volume_services = VolumeServices(self.db, self.hosts, config.host_name)
         self.volume_summary = VolumeSummary(self.db)
         self.images = ImageService(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
+        self.volume_admin = VolumeAdmin(self.db, self.volumes, self.compute.detaching)
         self.snapshots.live = self.compute
         self.volumes.live = self.compute
         self.migrations = MigrationService(self.db, config, self.backends, self.hypervisor, self.volumes)

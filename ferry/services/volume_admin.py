@@ -10,30 +10,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Attachment, Server, Snapshot, Volume
-from ferry.db.statements import active_migration, compensate, not_migrating, updated_one
+from ferry.db.models import Server, Snapshot, Volume
+from ferry.db.statements import active_migration, not_migrating, updated_one
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict
 from ferry.domain.resets import snapshot_report, snapshot_reset, volume_reset
 from ferry.domain.servers import ServerStatus
 from ferry.domain.volumes import MIGRATION_BUSY, VolumeStatus
-from ferry.drivers.hypervisor.base import HypervisorDriver
-from ferry.services import failpoints, policy
+from ferry.services import policy
 from ferry.services.context import RequestContext
+from ferry.services.detaching import GuestDetach, Unplug
 from ferry.services.queries import attachment_of, get_owned, get_volume
 from ferry.services.volumes import VolumeService
 
 
 class VolumeAdmin:
-    def __init__(
-        self, db: sessionmaker[Session], volumes: VolumeService, hypervisor: HypervisorDriver
-    ) -> None:
+    def __init__(self, db: sessionmaker[Session], volumes: VolumeService, detaching: GuestDetach) -> None:
         self.db = db
         self.volumes = volumes
-        self.hv = hypervisor
+        self.detaching = detaching
 
     def _check_idle(self, s: Session, vol: Volume) -> None:
         if s.scalar(active_migration(vol.id)) is not None or vol.migration_status in MIGRATION_BUSY:
@@ -140,18 +138,11 @@ class VolumeAdmin:
             )
             if not updated_one(s, claim):  # a detach or a reset got there first
                 raise Conflict(f"Volume {vol.id} changed meanwhile; retry.")
-        if running:
-            back = update(Volume).where(Volume.id == volume_id).values(status=before)
-            with compensate(self.db, back):
-                await self.hv.detach_disk(server_id, volume_id)
-        failpoints.hit("detach.after_unplug")
-        with self.db.begin() as s:
-            s.execute(delete(Attachment).where(Attachment.id == att_id))
-            s.execute(
-                update(Volume)
-                .where(Volume.id == volume_id)
-                .values(status=VolumeStatus.AVAILABLE, updated_at=utcnow())
-            )
+        job = Unplug(server_id, volume_id, att_id)
+        if running:  # the guest must let go: as a detach, asked again in the background
+            await self.detaching.start(job)
+        else:
+            self.detaching.finish(job)
 
     # -- snapshots ---------------------------------------------------------------------
     def reset_snapshot_status(self, ctx: RequestContext, snapshot_id: str, status: object) -> None:
