@@ -25,6 +25,7 @@ from ferry.api import (
     hosts,
     identity,
     images,
+    instance_actions,
     openapi,
     pools,
     server_migrations,
@@ -96,6 +97,7 @@ def create_app(ferry: Ferry) -> FastAPI:
         hosts,
         volume_hosts,
         server_migrations,
+        instance_actions,
     )
     for resource in resources:
         app.include_router(resource.router)

@@ -16,6 +16,7 @@ from ferry.services.doctor import Doctor
 from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
+from ferry.services.instance_actions import InstanceActions
 from ferry.services.migration import MigrationService
 from ferry.services.recovery import VolumeRecovery
 from ferry.services.server_migration import LiveMigrationService
@@ -83,6 +84,7 @@ class Ferry:
         self.volumes = VolumeService(self.db, self.backends)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
         self.images = ImageService(self.db)
+        self.instance_actions = InstanceActions(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.snapshots.live = self.compute
         self.volumes.live = self.compute

@@ -14,6 +14,8 @@ class RequestContext:
     roles: frozenset[Role] = field(default_factory=frozenset)
     user_name: str = ""
     project_name: str = ""
+    request_id: str = ""
+    """The HTTP request's `x-openstack-request-id` (instance actions are filed under it)."""
 
     @property
     def is_admin(self) -> bool:

@@ -345,7 +345,7 @@ class VolumeService:
                 # QEMU has the image open: it must grow the file itself (never qemu-img behind it).
                 assert self.live is not None
                 try:
-                    await self.live.live_extend(live_server, volume_id, size * GiB)
+                    await self.live.live_extend(ctx, live_server, volume_id, size * GiB)
                 except NotFound as e:  # the volume exists: its server's process lost the disk
                     raise Conflict(f"Server {live_server} cannot grow volume {volume_id}: {e.message}") from e
         failpoints.hit("volume-extend.after_resize")
