@@ -65,9 +65,17 @@ def other(server: FerryServer) -> Api:
 
 
 def boot(api: Api, image: str) -> str:
+    return booted(api, image)[0]
+
+
+def booted(api: Api, image: str) -> tuple[str, str]:
+    """A new server's id and the request id of its create."""
     body = {"server": {"name": "s", "imageRef": image, "flavorRef": "1"}}
-    sid: str = api.ok(api.compute("POST", "/servers", json=body), 202)["server"]["id"]
-    return sid
+    resp = api.compute("POST", "/servers", json=body)
+    sid: str = api.ok(resp, 202)["server"]["id"]
+    rid = resp.headers["x-compute-request-id"]  # Nova's name for it, on the compute API
+    assert rid == resp.headers["x-openstack-request-id"] and rid.startswith("req-")
+    return sid, rid
 
 
 def action(api: Api, sid: str, body: dict[str, Any]) -> str:
@@ -91,7 +99,7 @@ def show(api: Api, sid: str, rid: str, headers: dict[str, str] = V) -> dict[str,
 
 
 def test_each_server_action_is_recorded_under_its_request_id(demo: Api, admin: Api, image: str) -> None:
-    sid = boot(demo, image)
+    sid, create = booted(demo, image)
     stop = action(demo, sid, {"os-stop": None})
     start = action(demo, sid, {"os-start": None})
     reboot = action(demo, sid, {"reboot": {"type": "HARD"}})
@@ -107,7 +115,12 @@ def test_each_server_action_is_recorded_under_its_request_id(demo: Api, admin: A
         "detach_volume", "attach_volume", "reboot", "start", "stop", "create"
     ]  # fmt: skip
     by_name = {a["action"]: a for a in listed}
-    assert [by_name[n]["request_id"] for n in ("stop", "start", "reboot")] == [stop, start, reboot]
+    assert [by_name[n]["request_id"] for n in ("create", "stop", "start", "reboot")] == [
+        create,
+        stop,
+        start,
+        reboot,
+    ]
     assert by_name["attach_volume"]["request_id"] == attach.headers["x-openstack-request-id"]
     assert by_name["detach_volume"]["request_id"] == detach.headers["x-openstack-request-id"]
     first = listed[-1]
