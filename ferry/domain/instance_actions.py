@@ -1,7 +1,9 @@
 """Nova's instance actions: what each server action Ferry performs is called, and its events.
 
 Names are Nova's (`nova/compute/instance_actions.py` and the compute manager's event names), so
-`openstack server event list` and tempest read Ferry's record as they read Nova's.
+`openstack server event list` and tempest read Ferry's record as they read Nova's. No
+`swap_volume`: a volume migration moves the disk under the guest with its serial unchanged, and
+Nova's swap PUT is only acknowledged (`MigrationService.swap_requested`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ class InstanceAction(StrEnum):
     DELETE = "delete"
     ATTACH_VOLUME = "attach_volume"
     DETACH_VOLUME = "detach_volume"
-    SWAP_VOLUME = "swap_volume"
     LIVE_MIGRATION = "live-migration"
     EXTEND_VOLUME = "extend_volume"
 
@@ -37,7 +38,6 @@ EVENT: dict[InstanceAction, str] = {
     InstanceAction.DELETE: "compute_terminate_instance",
     InstanceAction.ATTACH_VOLUME: "compute_attach_volume",
     InstanceAction.DETACH_VOLUME: "compute_detach_volume",
-    InstanceAction.SWAP_VOLUME: "compute_swap_volume",
     InstanceAction.LIVE_MIGRATION: "compute_live_migration",
     InstanceAction.EXTEND_VOLUME: "compute_extend_volume",
 }

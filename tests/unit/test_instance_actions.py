@@ -22,6 +22,7 @@ from ferry.services.images import register_image
 from ferry.services.instance_actions import ActionQuery
 from testkit.server import Api, FerryServer
 from tests.conftest import make_server
+from tests.unit.test_live_migration import control_plane, server_with_volume
 from tests.unit.test_migration_service import ADMIN, attached_volume, make_ferry, run, until
 
 pytestmark = pytest.mark.db
@@ -283,5 +284,27 @@ def test_a_failed_boot_ends_the_start_event_in_error(tmp_path: Path) -> None:
             await app.compute.start(ADMIN, sid)
         event = _detail(app, sid, "start")[1][0]
         assert (event.result, event.traceback) == ("Error", "the process would not start")
+
+    run(go)
+
+
+@pytest.mark.parametrize("abort", [False, True])
+def test_a_live_migration_is_recorded_and_ends_with_its_outcome(tmp_path: Path, abort: bool) -> None:
+    async def go() -> None:
+        hv = FakeHypervisorDriver()
+        hv.live_hold = abort  # held in the RAM copy until the abort
+        app = control_plane(tmp_path, hv)
+        await app.live.resume_all()
+        sid, _ = await server_with_volume(app, tmp_path)
+        row = await app.live.migrate(ADMIN, sid, "hv2")
+        if abort:
+            await until("copying", lambda: app.live.get(ADMIN, sid, row.id).step == "migrate")
+            assert _detail(app, sid, "live-migration")[1][0].finish_time is None  # still under way
+            await app.live.abort(ADMIN, sid, row.id)
+        await app.live.wait(row.id)
+        event = _detail(app, sid, "live-migration")[1][0]
+        assert (event.event, event.host) == ("compute_live_migration", "ferry")
+        assert event.result == ("Error" if abort else "Success") and event.finish_time is not None
+        await app.live.stop()
 
     run(go)

@@ -19,8 +19,8 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-ACTIONS = ("create", "start", "stop", "reboot", "delete", "attach_volume", "detach_volume", "swap_volume",
-           "live-migration", "extend_volume")  # fmt: skip
+ACTIONS = ("create", "start", "stop", "reboot", "delete", "attach_volume", "detach_volume", "live-migration",
+           "extend_volume")  # fmt: skip
 RESULTS = ("Success", "Error")
 
 
