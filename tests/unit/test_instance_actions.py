@@ -22,6 +22,7 @@ from ferry.services.images import register_image
 from ferry.services.instance_actions import ActionQuery
 from testkit.server import Api, FerryServer
 from tests.conftest import make_server
+from tests.unit.test_api_hosts import openstack
 from tests.unit.test_live_migration import control_plane, server_with_volume
 from tests.unit.test_migration_service import ADMIN, attached_volume, make_ferry, run, until
 
@@ -308,3 +309,11 @@ def test_a_live_migration_is_recorded_and_ends_with_its_outcome(tmp_path: Path, 
         await app.live.stop()
 
     run(go)
+
+
+def test_the_openstack_cli_lists_and_shows_server_events(server: FerryServer, admin: Api, image: str) -> None:
+    sid, rid = booted(admin, image)
+    listed = openstack(server, "server", "event", "list", sid)
+    assert [(e["Request ID"], e["Action"]) for e in listed] == [(rid, "create")]
+    shown = openstack(server, "--os-compute-api-version", "2.80", "server", "event", "show", sid, rid)
+    assert shown["action"] == "create" and shown["events"][0]["event"] == "compute__do_build_and_run_instance"
