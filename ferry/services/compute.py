@@ -320,7 +320,7 @@ class ComputeService:
             self.db,
             delete(Attachment).where(Attachment.id == att.id),
             update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.AVAILABLE),
-            instance_actions.failed(event, "the hypervisor could not plug the disk"),
+            *instance_actions.failed(event, "the hypervisor could not plug the disk"),
         ):
             await self.hv.attach_disk(server_id, chain)
         failpoints.hit("attach.after_plug")

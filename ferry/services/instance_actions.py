@@ -30,6 +30,9 @@ from ferry.services.context import RequestContext
 
 MAX_LIMIT = 1000
 """Nova's `osapi_max_limit`: a page never holds more."""
+ERROR_MESSAGE = "Error"
+"""An action's `message` once one of its events failed (as Nova sets it; the reason is the
+event's, for admins)."""
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -60,16 +63,21 @@ def finish(s: Session, event_id: int | None, error: str | None = None) -> None:
     event.finish_time = now
     event.result = EventResult.ERROR if error else EventResult.SUCCESS
     event.traceback = error
-    s.execute(update(InstanceActionRow).where(InstanceActionRow.id == event.action_id).values(updated_at=now))
+    values = {"updated_at": now, **({"message": ERROR_MESSAGE} if error else {})}
+    s.execute(update(InstanceActionRow).where(InstanceActionRow.id == event.action_id).values(**values))
 
 
-def failed(event_id: int, why: str) -> Update:
-    """The statement that ends the event as an `Error` (for `db.statements.compensate`)."""
+def failed(event_id: int, why: str) -> tuple[Update, Update]:
+    """The statements that end the event as an `Error` (for `db.statements.compensate`)."""
     now = utcnow()
+    action = select(InstanceActionEvent.action_id).where(InstanceActionEvent.id == event_id)
     return (
         update(InstanceActionEvent)
         .where(InstanceActionEvent.id == event_id, InstanceActionEvent.finish_time.is_(None))
-        .values(finish_time=now, result=EventResult.ERROR, traceback=why)
+        .values(finish_time=now, result=EventResult.ERROR, traceback=why),
+        update(InstanceActionRow)
+        .where(InstanceActionRow.id == action.scalar_subquery())
+        .values(message=ERROR_MESSAGE, updated_at=now),
     )
 
 

@@ -16,14 +16,16 @@ import pytest
 from ferry.config import load
 from ferry.db.engine import make_engine, session_factory
 from ferry.domain.errors import Conflict
+from ferry.domain.model import DiskChain
 from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.services.app import Ferry
 from ferry.services.images import register_image
 from ferry.services.instance_actions import ActionQuery
+from ferry.services.volumes import VolumeCreate
 from testkit.server import Api, FerryServer
 from tests.conftest import make_server
 from tests.unit.test_api_hosts import openstack
-from tests.unit.test_live_migration import control_plane, server_with_volume
+from tests.unit.test_live_migration import MEMBER, control_plane, server_with_volume
 from tests.unit.test_migration_service import ADMIN, attached_volume, make_ferry, run, until
 
 pytestmark = pytest.mark.db
@@ -262,6 +264,9 @@ def test_a_guest_that_never_lets_go_ends_the_detach_event_in_error(tmp_path: Pat
         event = _detail(app, sid, "detach_volume")[1][0]
         assert (event.event, event.result) == ("compute_detach_volume", "Error")
         assert event.traceback is not None and "did not release the disk after 2 requests" in event.traceback
+        rid = _detail(app, sid, "detach_volume")[0]
+        assert app.instance_actions.list(ADMIN, sid, ActionQuery())[0].message == "Error"
+        assert not app.instance_actions.get(MEMBER, sid, rid, events_for_readers=True).details  # no reason
 
     run(go)
 
@@ -317,3 +322,23 @@ def test_the_openstack_cli_lists_and_shows_server_events(server: FerryServer, ad
     assert [(e["Request ID"], e["Action"]) for e in listed] == [(rid, "create")]
     shown = openstack(server, "--os-compute-api-version", "2.80", "server", "event", "show", sid, rid)
     assert shown["action"] == "create" and shown["events"][0]["event"] == "compute__do_build_and_run_instance"
+
+
+def test_a_failed_plug_ends_the_attach_event_in_error(tmp_path: Path) -> None:
+    class NoPlug(FakeHypervisorDriver):
+        async def attach_disk(self, server_id: str, chain: DiskChain) -> None:
+            raise Conflict("QEMU refused the disk")
+
+    async def go() -> None:
+        app = make_ferry(tmp_path, NoPlug())
+        kernel = tmp_path / "vmlinuz"
+        kernel.write_bytes(b"k")
+        image = register_image(app.db, "img", kernel=str(kernel))
+        vid = (await app.volumes.create(ADMIN, VolumeCreate(size=1, name="v"))).id
+        sid = (await app.compute.create(ADMIN, "s", image.id, "tiny")).id
+        with pytest.raises(Conflict):
+            await app.compute.attach(ADMIN, sid, vid)
+        event = _detail(app, sid, "attach_volume")[1][0]
+        assert (event.result, event.traceback) == ("Error", "the hypervisor could not plug the disk")
+
+    run(go)
