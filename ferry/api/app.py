@@ -27,6 +27,7 @@ from ferry.api import (
     hosts,
     identity,
     images,
+    instance_actions,
     list_filters,
     messages,
     metadata,
@@ -116,6 +117,7 @@ def create_app(ferry: Ferry) -> FastAPI:
         server_migrations,
         quotas,
         list_filters,
+        instance_actions,
     )
     for resource in resources:
         app.include_router(resource.router)

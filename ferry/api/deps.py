@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from fastapi import Request
 
+from ferry.api.errors import request_id
 from ferry.api.schemas import text_problem
 from ferry.domain.errors import BadRequest, Forbidden, Unauthorized
 from ferry.services.app import Ferry
@@ -21,6 +22,7 @@ from ferry.services.doctor import Doctor
 from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
+from ferry.services.instance_actions import InstanceActions
 from ferry.services.messages import MessageService
 from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
@@ -120,6 +122,10 @@ async def images(request: Request) -> ImageService:
     return _ferry(request).images
 
 
+async def instance_actions(request: Request) -> InstanceActions:
+    return _ferry(request).instance_actions
+
+
 async def hosts(request: Request) -> HostRegistry:
     return _ferry(request).hosts
 
@@ -139,7 +145,7 @@ def context(request: Request) -> RequestContext:
         problem = text_problem(str(name)) or text_problem(str(value))
         if problem:  # no id or name holds one, and PostgreSQL refuses NUL
             raise BadRequest(f"Invalid input: URL parameter {str(name)[:40]!r}: {problem}.")
-    return ctx
+    return replace(ctx, request_id=request_id(request))
 
 
 def project_context(request: Request, project_id: str) -> RequestContext:

@@ -1,7 +1,8 @@
 """What every HTTP request passes before routing: a request id, the size limits, HEAD, the last word
 on unexpected errors.
 
-- Every response carries `x-openstack-request-id` (as OpenStack services send it); a 500 names it
+- Every response carries `x-openstack-request-id` (as OpenStack services send it; the compute
+  API's also Nova's `x-compute-request-id`, the key of its instance actions); a 500 names it
   instead of the exception's text, and the log has the traceback under it.
 - A body over the limit is refused with 413 while it streams in (never buffered whole): a declared
   Content-Length up front, the bytes as they arrive otherwise. (The server bounds the headers as a
@@ -27,6 +28,7 @@ from ferry.domain.errors import OverLimit
 log = logging.getLogger(__name__)
 
 REQUEST_ID = b"x-openstack-request-id"
+COMPUTE_REQUEST_ID = b"x-compute-request-id"
 
 
 class BodyTooLarge(OverLimit):
@@ -48,6 +50,9 @@ class Edge:
             return
         rid = f"req-{uuid.uuid4()}"
         scope.setdefault("state", {})["request_id"] = rid
+        ids = [(REQUEST_ID, rid.encode())]
+        if str(scope.get("path", "")).startswith("/compute/"):
+            ids.append((COMPUTE_REQUEST_ID, rid.encode()))
         head = scope["method"] == "HEAD" and not serves(scope["app"], scope, "HEAD")
         started = False
 
@@ -55,7 +60,7 @@ class Edge:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message = {**message, "headers": [*message.get("headers", ()), (REQUEST_ID, rid.encode())]}
+                message = {**message, "headers": [*message.get("headers", ()), *ids]}
             elif head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}
             await send(message)

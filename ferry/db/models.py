@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mappe
 
 from ferry.db.columns import NAMING, enum_type
 from ferry.domain.actions import ActionState
+from ferry.domain.instance_actions import EventResult, InstanceAction
 from ferry.domain.messages import Level, Resource
 from ferry.domain.migration import CopyMode, EventKind, RunStatus, Step
 from ferry.domain.model import DiskFormat
@@ -423,3 +424,36 @@ class QuotaClaimLock(Base):
     __tablename__ = "quota_claim_locks"
     project_id: Mapped[str] = mapped_column(ID, primary_key=True)
     claims: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class InstanceActionRow(Base):
+    """Nova's instance action: one server action a request started. No foreign key to the server:
+    a deleted server's actions stay readable (Nova's 2.21)."""
+
+    __tablename__ = "instance_actions"
+    __table_args__ = (Index("ix_instance_actions_server_start", "server_id", "start_time", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    server_id: Mapped[str] = mapped_column(ID)
+    project_id: Mapped[str] = mapped_column(ID)
+    """The server's project (who may read the record, even once the server is gone)."""
+    user_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[InstanceAction] = mapped_column(enum_type(InstanceAction, 32))
+    message: Mapped[str | None] = mapped_column(Text)
+    start_time: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class InstanceActionEvent(Base):
+    """One step of an instance action, with its outcome once it is done."""
+
+    __tablename__ = "instance_action_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("instance_actions.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str | None] = mapped_column(String(255))
+    start_time: Mapped[datetime] = mapped_column(DateTime)
+    finish_time: Mapped[datetime | None] = mapped_column(DateTime)
+    result: Mapped[EventResult | None] = mapped_column(enum_type(EventResult, 16))
+    traceback: Mapped[str | None] = mapped_column(Text)
+    """Why it failed (admins only; a short reason, never a Python traceback)."""

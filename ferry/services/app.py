@@ -16,6 +16,7 @@ from ferry.services.doctor import Doctor
 from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.identity import IdentityService
 from ferry.services.images import ImageService
+from ferry.services.instance_actions import InstanceActions
 from ferry.services.messages import MessageBook, MessageService
 from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
@@ -108,6 +109,7 @@ class Ferry:
         self.volume_services = VolumeServices(self.db, self.hosts, config.host_name)
         self.volume_summary = VolumeSummary(self.db)
         self.images = ImageService(self.db)
+        self.instance_actions = InstanceActions(self.db)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.volume_admin = VolumeAdmin(self.db, self.volumes, self.compute.detaching)
         self.snapshots.live = self.compute

@@ -20,13 +20,14 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
 from ferry.domain.hosts import check_attach
 from ferry.domain.ids import new_id
+from ferry.domain.instance_actions import OF_TASK, InstanceAction
 from ferry.domain.model import DiskFormat, LayerFile
 from ferry.domain.servers import TASK_VERB, ServerStatus, ServerTaskState, device_name, refusal
 from ferry.domain.volumes import AttachmentStatus, VolumeStatus
 from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, ServerSpec
 from ferry.drivers.hypervisor.console import complete_utf8
 from ferry.drivers.storage.qemu_img import QemuImg
-from ferry.services import failpoints, policy
+from ferry.services import failpoints, instance_actions, policy
 from ferry.services.context import RequestContext
 from ferry.services.detaching import GuestDetach, Unplug
 from ferry.services.extending import extending_volume_of
@@ -139,6 +140,7 @@ class ComputeService:
                 updated_at=now,
             )
             s.add(server)
+            instance_actions.begin(s, ctx, server, InstanceAction.CREATE)
         await self.prepare_boot_disk(server.id, image)
         await self._boot(server.id)
         return self.get(ctx, server.id)
@@ -191,19 +193,15 @@ class ComputeService:
             disks=tuple(disks),
         )
 
-    def set_status(
-        self,
-        server_id: str,
-        status: ServerStatus,
-        fault: str | None = None,
-        task: ServerTaskState | None = None,
-    ) -> None:
+    def set_status(self, server_id: str, status: ServerStatus, fault: str | None = None) -> None:
+        """Settle the server in `status`, its task slot free: its life-cycle action has ended."""
         with self.db.begin() as s:
             s.execute(
                 update(Server)
                 .where(Server.id == server_id)
-                .values(status=status, task_state=task, fault=fault, updated_at=utcnow())
+                .values(status=status, task_state=None, fault=fault, updated_at=utcnow())
             )
+            instance_actions.task_ended(s, server_id, fault if status is ServerStatus.ERROR else None)
 
     def _claim(
         self, ctx: RequestContext, server_id: str, task: ServerTaskState, *, expect: tuple[ServerStatus, ...]
@@ -226,6 +224,7 @@ class ComputeService:
                 .values(task_state=task, updated_at=utcnow()),
                 refusal(task, server.id, server.status, server.task_state),
             )
+            instance_actions.begin(s, ctx, server, OF_TASK[task])
             # After the claim's write: an extend that claimed the server row first is visible now.
             extending = s.scalar(extending_volume_of(server.id))
             if extending:
@@ -282,6 +281,7 @@ class ComputeService:
                     .values(status=VolumeStatus.AVAILABLE, updated_at=utcnow())
                 )
             s.execute(delete(Server).where(Server.id == server_id))
+            instance_actions.task_ended(s, server_id)
         (self.config.run_dir / "disks" / f"{server_id}.qcow2").unlink(missing_ok=True)
 
     async def prepare_boot_disk(self, server_id: str, image: Image) -> None:
@@ -318,6 +318,7 @@ class ComputeService:
                 created_at=utcnow(),
             )
             s.add(att)
+            event = instance_actions.begin(s, ctx, server, InstanceAction.ATTACH_VOLUME)
             chain = self.backends.disk_chain(vol.id, self.backends.location(s, vol))
             limits = disk_limits_of(s, vol.volume_type_id)
         failpoints.hit("attach.before_plug")
@@ -325,6 +326,7 @@ class ComputeService:
             self.db,
             delete(Attachment).where(Attachment.id == att.id),
             update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.AVAILABLE),
+            *instance_actions.failed(event, "the hypervisor could not plug the disk"),
         ):
             await self.hv.attach_disk(server_id, chain)
             if limits:  # the type's front-end QoS, as Nova applies it (libvirt iotune)
@@ -343,6 +345,7 @@ class ComputeService:
                 .where(Volume.id == volume_id)
                 .values(status=VolumeStatus.IN_USE, updated_at=utcnow())
             )
+            instance_actions.finish(s, event)
         att.status = AttachmentStatus.ATTACHED
         return att
 
@@ -358,7 +361,8 @@ class ComputeService:
                 raise NotFound(f"Volume {volume_id} is not attached to server {server.id}.")
             set_status(s, volume_id, VolumeStatus.DETACHING, expect=(VolumeStatus.IN_USE,))
             running = server.status == ServerStatus.ACTIVE
-        job = Unplug(server.id, volume_id, att.id)
+            event = instance_actions.begin(s, ctx, server, InstanceAction.DETACH_VOLUME)
+        job = Unplug(server.id, volume_id, att.id, event)
         if running:
             await self.detaching.start(job)
         else:
@@ -400,8 +404,9 @@ class ComputeService:
     async def live_merge(self, server_id: str, volume_id: str, layer: LayerFile) -> None:
         await self.hv.merge_layer(server_id, volume_id, layer)
 
-    async def live_extend(self, server_id: str, volume_id: str, new_size: int) -> None:
-        await self.hv.extend_volume(server_id, volume_id, new_size)
+    async def live_extend(self, ctx: RequestContext, server_id: str, volume_id: str, new_size: int) -> None:
+        async with instance_actions.recorded(self.db, ctx, server_id, InstanceAction.EXTEND_VOLUME):
+            await self.hv.extend_volume(server_id, volume_id, new_size)
 
     async def live_files(self, server_id: str, volume_id: str) -> tuple[str, ...] | None:
         return next((d.files for d in await self.hv.disks(server_id) if d.volume_id == volume_id), None)

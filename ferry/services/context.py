@@ -15,7 +15,8 @@ class RequestContext:
     user_name: str = ""
     project_name: str = ""
     request_id: str = ""
-    """The API request acting (`x-openstack-request-id`); user messages name it."""
+    """The API request acting (`x-openstack-request-id`): user messages name it, instance actions are
+    filed under it."""
 
     @property
     def is_admin(self) -> bool:

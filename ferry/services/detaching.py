@@ -25,7 +25,7 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import Conflict, FerryError
 from ferry.domain.volumes import VolumeStatus
 from ferry.drivers.hypervisor.base import HypervisorDriver
-from ferry.services import failpoints
+from ferry.services import failpoints, instance_actions
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class Unplug:
     server_id: str
     volume_id: str
     attachment_id: str
+    event_id: int | None = None
+    """Its `detach_volume` instance action's event, which gets the outcome."""
 
 
 class GuestDetach:
@@ -88,6 +90,7 @@ class GuestDetach:
                 .where(Volume.id == job.volume_id, Volume.status == VolumeStatus.DETACHING)
                 .values(status=VolumeStatus.AVAILABLE, status_reason=None, updated_at=utcnow())
             )
+            instance_actions.finish(s, job.event_id)
 
     def _refused(self, job: Unplug, why: str) -> None:
         log.warning("detach %s from %s: %s", job.volume_id, job.server_id, why)
@@ -97,6 +100,7 @@ class GuestDetach:
                 .where(Volume.id == job.volume_id, Volume.status == VolumeStatus.DETACHING)
                 .values(status=VolumeStatus.IN_USE, status_reason=why, updated_at=utcnow())
             )
+            instance_actions.finish(s, job.event_id, why)
 
     def busy(self) -> int:
         """How many detaches are still being carried out."""

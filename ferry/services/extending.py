@@ -18,6 +18,7 @@ from ferry.db.statements import updated_one
 from ferry.domain.errors import Conflict
 from ferry.domain.servers import ServerStatus
 from ferry.domain.volumes import VolumeStatus
+from ferry.services.context import RequestContext
 from ferry.services.queries import attachment_of
 
 
@@ -49,7 +50,9 @@ def claim_server(s: Session, volume_id: str) -> str | None:
 class LiveExtend(Protocol):
     """What the volume service needs from the compute side to grow an attached, running disk."""
 
-    async def live_extend(self, server_id: str, volume_id: str, new_size: int) -> None: ...
+    async def live_extend(
+        self, ctx: RequestContext, server_id: str, volume_id: str, new_size: int
+    ) -> None: ...
 
 
 def extending_volume_of(server_id: str) -> Select[str]:

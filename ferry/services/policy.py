@@ -77,6 +77,8 @@ RULES: dict[str, str] = {
     "server:migrate_live": "admin",
     "server:migrations": "admin",
     "server:extended_attributes": "admin",
+    "server:instance_actions": "reader",
+    "server:instance_action_events": "admin",
     "host:get": "admin",
     "host:manage": "admin",
     "image:get": "reader",

@@ -382,7 +382,7 @@ class VolumeService:
         failed = update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_EXTENDING)
         try:
             with compensate(self.db, failed):
-                await self._grow(loc, volume_id, size, live_server)
+                await self._grow(ctx, loc, volume_id, size, live_server)
         except FerryError:
             with self.db.begin() as s:
                 self.book.leave(s, Origin.of(ctx), EXTEND_FAILED, volume_id)
@@ -395,14 +395,16 @@ class VolumeService:
                 .values(size_gib=size, target_size_gib=None, status=back, updated_at=utcnow())
             )
 
-    async def _grow(self, loc: VolumeLocation, volume_id: str, size: int, live_server: str | None) -> None:
+    async def _grow(
+        self, ctx: RequestContext, loc: VolumeLocation, volume_id: str, size: int, live_server: str | None
+    ) -> None:
         if live_server is None:
             await self.backends.driver(loc.backend).extend(loc, size * GiB)
             return
         # QEMU has the image open: it must grow the file itself (never qemu-img behind it).
         assert self.live is not None
         try:
-            await self.live.live_extend(live_server, volume_id, size * GiB)
+            await self.live.live_extend(ctx, live_server, volume_id, size * GiB)
         except NotFound as e:  # the volume exists: its server's process lost the disk
             raise Conflict(f"Server {live_server} cannot grow volume {volume_id}: {e.message}") from e
 

@@ -56,6 +56,7 @@ class Endpoint:
                 "encryption_id",
                 "alias",
                 "host_name",
+                "request_id",
             )
             if "{" + p + "}" in self.path
         ]
@@ -230,6 +231,8 @@ ENDPOINTS = [
         "POST", f"{C}/servers/{{server_id}}/migrations/{{migration_id}}/action", {"force_complete": None}
     ),
     Endpoint("GET", f"{C}/os-migrations"),
+    Endpoint("GET", f"{C}/servers/{{server_id}}/os-instance-actions"),
+    Endpoint("GET", f"{C}/servers/{{server_id}}/os-instance-actions/{{request_id}}"),
     Endpoint("GET", f"{C}/os-hypervisors"),
     Endpoint("GET", f"{C}/os-hypervisors/detail"),
     Endpoint("GET", f"{C}/os-hypervisors/{{hypervisor_id}}"),

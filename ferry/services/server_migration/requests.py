@@ -29,11 +29,12 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, NotFound, Unavailable
 from ferry.domain.hosts import Need, Placed, check_migration, place
 from ferry.domain.ids import new_id
+from ferry.domain.instance_actions import InstanceAction
 from ferry.domain.migration.lease import LeaseTerms
 from ferry.domain.server_migration.plan import ABORTABLE, IN_PROGRESS, LiveStatus, LiveStep
 from ferry.domain.servers import ServerStatus, ServerTaskState, refusal
 from ferry.drivers.hypervisor.base import HypervisorDriver
-from ferry.services import policy
+from ferry.services import instance_actions, policy
 from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
 from ferry.services.extending import extending_volume_of
@@ -95,6 +96,7 @@ class LiveMigrationService:
                 .values(task_state=ServerTaskState.MIGRATING, updated_at=utcnow()),
                 refusal(ServerTaskState.MIGRATING, server.id, server.status, server.task_state),
             )
+            instance_actions.begin(s, ctx, server, InstanceAction.LIVE_MIGRATION)
             # After the claim's write, as ComputeService._claim: a volume extend holds the server.
             extending = s.scalar(extending_volume_of(server.id))
             if extending:

@@ -25,6 +25,7 @@ from ferry.domain.server_migration.plan import STATUS_OF, LiveStatus, LiveStep
 from ferry.domain.server_migration.recovery import LiveFacts
 from ferry.domain.servers import ServerStatus, ServerTaskState
 from ferry.drivers.hypervisor.base import HypervisorDriver, ServerSpec
+from ferry.services import instance_actions
 from ferry.services.qos import volume_disk_limits
 from ferry.services.storage import Backends
 
@@ -207,6 +208,7 @@ class LiveRun:
                 .where(Server.id == self.server, Server.task_state == ServerTaskState.MIGRATING)
                 .values(**server)
             )
+            instance_actions.task_ended(s, self.server, _failure(action))
         self.log(self.machine.step, str(action.status), reason=action.reason)
         log.info(
             "live migration %s of server %s: %s %s", self.id, self.server, action.status, action.reason or ""
@@ -300,3 +302,8 @@ STEPS = {
     LiveStep.COMMIT: LiveRun.commit,
     LiveStep.CLEANUP: LiveRun.cleanup,
 }
+
+
+def _failure(action: lm.Finish) -> str | None:
+    """Why the live migration did not complete (its instance action's event reason), or None."""
+    return None if action.status is LiveStatus.COMPLETED else action.reason or str(action.status)
