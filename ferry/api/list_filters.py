@@ -110,6 +110,7 @@ def volume_matching(request: Request, asked: list[Asked]) -> Matching:
     equal: dict[str, Any] = {}
     like: dict[str, str] = {}
     metadata: dict[str, str] | None = None
+    image: dict[str, str] | None = None
     nothing = False
     for a in asked:
         if a.like:
@@ -120,7 +121,7 @@ def volume_matching(request: Request, asked: list[Asked]) -> Matching:
         elif a.key == "metadata":
             metadata = parse_metadata(a.value)
         elif a.key == "bootable":
-            nothing = nothing or parse_bootable(request, a.value)  # no Ferry volume is bootable
+            equal["bootable"] = parse_bootable(request, a.value)
         elif a.key == "migration_status":
             if a.value not in frozenset(MigrationStatus):
                 nothing = True
@@ -128,15 +129,17 @@ def volume_matching(request: Request, asked: list[Asked]) -> Matching:
                 equal["migration_status"] = MigrationStatus(a.value)
         elif a.key == "availability_zone":
             nothing = nothing or a.value != "nova"
-        elif a.key in ("group_id", "glance_metadata"):
-            nothing = True  # no groups, no image metadata
+        elif a.key == "group_id":
+            nothing = True  # no groups
+        elif a.key == "glance_metadata":
+            image = parse_metadata(a.value)
         elif a.key == "size":
             equal["size_gib"] = _integer(a.value, "size")
         elif a.key == "project_id":
             equal["project_id"] = a.value
         elif a.key in ("created_at", "updated_at"):
             equal[a.key] = _moment(a.value, a.key)
-    return Matching(equal=equal, like=like, metadata=metadata, nothing=nothing)
+    return Matching(equal=equal, like=like, metadata=metadata, image_meta=image, nothing=nothing)
 
 
 def snapshot_matching(asked: list[Asked]) -> Matching:

@@ -20,8 +20,10 @@ class Matching:
     equal: dict[str, Any] = field(default_factory=dict)
     like: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, str] | None = None
+    image_meta: dict[str, str] | None = None
+    """Pairs every row's `volume_image_metadata` must hold (volumes' `glance_metadata`, 3.4)."""
     nothing: bool = False
-    """A filter no row can match (a bootable, group or image filter: Ferry's volumes have none)."""
+    """A filter no row can match (a group filter: Ferry has no groups)."""
 
 
 def narrow(s: Session, stmt: Select[Any], model: Any, m: Matching) -> Select[Any]:
@@ -33,12 +35,11 @@ def narrow(s: Session, stmt: Select[Any], model: Any, m: Matching) -> Select[Any
     for key, text in m.like.items():
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = stmt.where(cast(getattr(model, key), String).like(f"%{escaped}%", escape="\\"))
-    if m.metadata:
-        # JSON containment differs between SQLite and PostgreSQL: match the pairs here, then keep
-        # the query (and its keyset pagination) on the ids that hold them.
-        want = m.metadata.items()
-        ids = [
-            ident for ident, meta in s.execute(select(model.id, model.meta)) if want <= (meta or {}).items()
-        ]
-        stmt = stmt.where(model.id.in_(ids))
+    for column, pairs in (("meta", m.metadata), ("image_meta", m.image_meta)):
+        if pairs:
+            # JSON containment differs between SQLite and PostgreSQL: match the pairs here, then
+            # keep the query (and its keyset pagination) on the ids that hold them.
+            want = pairs.items()
+            rows = s.execute(select(model.id, getattr(model, column)))
+            stmt = stmt.where(model.id.in_([ident for ident, held in rows if want <= (held or {}).items()]))
     return stmt
