@@ -22,8 +22,8 @@ ACTION_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"description": "The action's answer (the actions that have one)"}
 }
 """The action route's other success answer, for its OpenAPI `responses` (202 is the route's own)."""
-Handler = Callable[[S, RequestContext, str, Any], Awaitable[dict[str, Any] | None]]
-"""(services, caller, resource id, the action's arguments) -> body or None."""
+Handler = Callable[[S, RequestContext, str, Any], Awaitable[dict[str, Any] | Response | None]]
+"""(services, caller, resource id, the action's arguments) -> body, a whole answer, or None."""
 
 
 async def perform(
@@ -40,4 +40,6 @@ async def perform(
     result = await handler(services, ctx, ident, args)
     if result is None:
         return Response(status_code=202)
+    if isinstance(result, Response):  # an answer of its own (Cinder's 202 with a body)
+        return result
     return JSONResponse(result, status_code=200)

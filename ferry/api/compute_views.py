@@ -132,16 +132,20 @@ def flavor_view(request: Request, f: FlavorRecord) -> dict[str, Any]:
     }
 
 
+NOVA_IMAGE_STATUS = {"active": "ACTIVE", "queued": "SAVING", "saving": "SAVING", "deactivated": "DELETED"}
+
+
 def image_view(request: Request, i: ImageRecord) -> dict[str, Any]:
     return {
         "id": i.id,
         "name": i.name,
-        "status": "ACTIVE",
+        # Nova's proxy names Glance's statuses in capitals (queued/saving: SAVING; deactivated: …).
+        "status": NOVA_IMAGE_STATUS.get(str(i.status), "ERROR"),
         "created": iso_z(i.created_at),
         "updated": iso_z(i.created_at),
-        "minDisk": 0,
-        "minRam": 0,
-        "progress": 100,
+        "minDisk": i.min_disk,
+        "minRam": i.min_ram,
+        "progress": 100 if str(i.status) == "active" else 25,
         "metadata": {},
         "links": bookmark(request, "images", i.id),
     }

@@ -18,14 +18,17 @@ from ferry.services.app import Ferry
 from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
 from ferry.services.doctor import Doctor
+from ferry.services.glance import GlanceService
 from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
+from ferry.services.image_data import ImageData
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
+from ferry.services.volume_images import VolumeUploads
 from ferry.services.volumes import VolumeService
 
 
@@ -68,6 +71,18 @@ async def live_migrations(request: Request) -> LiveMigrationService:
 
 async def images(request: Request) -> ImageService:
     return _ferry(request).images
+
+
+async def glance(request: Request) -> GlanceService:
+    return _ferry(request).glance
+
+
+async def image_data(request: Request) -> ImageData:
+    return _ferry(request).image_data
+
+
+async def volume_uploads(request: Request) -> VolumeUploads:
+    return _ferry(request).volume_uploads
 
 
 async def hosts(request: Request) -> HostRegistry:

@@ -49,6 +49,7 @@ def volume_view(
     type_name: str | None,
     admin: bool,
     host: str,
+    image_metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": v.id,
@@ -59,7 +60,7 @@ def volume_view(
         "volume_type": type_name,
         "volume_type_id": v.volume_type_id,
         "availability_zone": "nova",
-        "bootable": "false",
+        "bootable": "true" if image_metadata else "false",
         "encrypted": False,
         "multiattach": False,
         "metadata": stored(v.meta),
@@ -79,6 +80,8 @@ def volume_view(
         "provider_id": None,
         "links": [{"rel": "self", "href": f"{base}/volumes/{v.id}"}],
     }
+    if image_metadata:
+        out["volume_image_metadata"] = stored(image_metadata)
     if admin:
         out.update(
             {

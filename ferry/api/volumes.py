@@ -33,6 +33,7 @@ from ferry.api.schemas import (
 )
 from ferry.api.versions import at_least, base_url
 from ferry.api.views import listing, migration_view, stored, volume_summary, volume_view
+from ferry.api.volume_images import UploadImageBody, upload_image
 from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.context import RequestContext
@@ -40,6 +41,7 @@ from ferry.services.migration import MigrationService
 from ferry.services.records import VolumeRecord
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
+from ferry.services.volume_images import VolumeUploads
 from ferry.services.volumes import VolumeCreate, VolumeFilter, VolumeService
 
 router = APIRouter(prefix="/volume/v3/{project_id}")
@@ -68,6 +70,7 @@ class VolumeDetails:
         # change in one transaction), a volume with an active migration has a migration_status.
         atts = self.volumes.attachments([v.id for v in vols if v.status != VolumeStatus.AVAILABLE])
         types = {t.id: t.name for t in self.types.list_types(ctx)} if vols else {}
+        images = self.volumes.image_metadata([v.id for v in vols])
         return [
             volume_view(
                 v,
@@ -76,6 +79,7 @@ class VolumeDetails:
                 type_name=types.get(v.volume_type_id or ""),
                 admin=admin,
                 host=self.backends.host_attr(v.backend),
+                image_metadata=images.get(v.id),
             )
             for v in vols
         ]
@@ -199,7 +203,7 @@ async def create_volume(
     details: VolumeDetails = Details,
 ) -> dict[str, Any]:
     b = await body_part(request, "volume", VolumeCreateBody)
-    if b.size is None and not (b.snapshot_id or b.source_volid):
+    if b.size is None and not (b.snapshot_id or b.source_volid or b.imageRef):
         raise BadRequest("Invalid input: 'size' is required.")
     vol = await volumes.create(
         ctx,
@@ -211,6 +215,7 @@ async def create_volume(
             metadata=b.metadata,
             snapshot_id=b.snapshot_id,
             source_volid=b.source_volid,
+            image_ref=b.imageRef,
         ),
     )
     return details.one(ctx, vol, request, project_id, extended=False)
@@ -272,6 +277,7 @@ class VolumeActors:
 
     volumes: VolumeService
     migrations: MigrationService
+    uploads: VolumeUploads
 
 
 # The arguments each action takes, as the OpenAPI declares them (the handlers below parse them).
@@ -282,6 +288,7 @@ ARGUMENTS = {
     "os-migrate_volume": MigrateBody,
     "os-migrate_volume_completion": MigrationCompletionBody,
     "os-retype": RetypeBody,
+    "os-volume_upload_image": UploadImageBody,
 }
 
 
@@ -298,8 +305,10 @@ async def volume_action(
     ctx: RequestContext = Ctx,
     volumes: VolumeService = Volumes,
     migrations: MigrationService = Migrations,
+    uploads: VolumeUploads = Depends(deps.volume_uploads),
 ) -> Response:
-    return await perform(request, "volume", ACTIONS, VolumeActors(volumes, migrations), ctx, volume_id)
+    actors = VolumeActors(volumes, migrations, uploads)
+    return await perform(request, "volume", ACTIONS, actors, ctx, volume_id)
 
 
 async def _extend(on: VolumeActors, ctx: RequestContext, volume_id: str, args: Any) -> None:
@@ -337,5 +346,6 @@ ACTIONS: dict[str, Handler[VolumeActors]] = {
     "os-migrate_volume": _migrate,
     "os-migrate_volume_completion": _completion,
     "os-retype": _retype,
+    "os-volume_upload_image": upload_image,
 }
 assert ACTIONS.keys() == ARGUMENTS.keys()

@@ -13,8 +13,10 @@ from ferry.db.engine import make_engine, session_factory, upgrade
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services.compute import ComputeService
 from ferry.services.doctor import Doctor
+from ferry.services.glance import GlanceService
 from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.identity import IdentityService
+from ferry.services.image_data import ImageData
 from ferry.services.images import ImageService
 from ferry.services.migration import MigrationService
 from ferry.services.recovery import VolumeRecovery
@@ -30,6 +32,7 @@ from ferry.services.tier import (
     require_postgresql,
 )
 from ferry.services.types import TypeService
+from ferry.services.volume_images import VolumeUploads
 from ferry.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,9 @@ class Ferry:
         self.volumes = VolumeService(self.db, self.backends)
         self.snapshots = SnapshotService(self.db, self.backends, self.volumes)
         self.images = ImageService(self.db)
+        self.glance = GlanceService(self.db, config.images_dir)
+        self.image_data = ImageData(self.db, config.images_dir)
+        self.volume_uploads = VolumeUploads(self.db, self.backends, self.image_data)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.snapshots.live = self.compute
         self.migrations = MigrationService(self.db, config, self.backends, self.hypervisor, self.volumes)
@@ -123,6 +129,7 @@ class Ferry:
             return
         await self.servers.reconcile()  # servers first: volume settling asks QEMU what is plugged
         await self.recovery.start()
+        self.image_data.settle()  # uploads a crash interrupted: their images back to queued
         await self.snapshots.recover()  # before migrations plan from the layer chains
         await self.migrations.resume_all()
         await self.live.resume_all()

@@ -29,7 +29,7 @@ from ferry.drivers.storage.qemu_img import QemuImg
 from ferry.services import failpoints, policy
 from ferry.services.context import RequestContext
 from ferry.services.hosts import HostRegistry
-from ferry.services.images import find_image
+from ferry.services.images import bootable, find_image
 from ferry.services.queries import attachment_of, get_owned, get_volume
 from ferry.services.records import ServerRecord
 from ferry.services.storage import Backends
@@ -112,9 +112,12 @@ class ComputeService:
         policy.enforce(ctx, "server:create_on_host" if host else "server:create")
         with self.db.begin() as s:
             try:
-                image = find_image(s, image_ref)
+                image = find_image(s, image_ref, ctx)
             except NotFound:
                 raise BadRequest(f"Image {image_ref} could not be found.") from None
+            why = bootable(image)
+            if why is not None:
+                raise BadRequest(why)
             flavor = s.get(Flavor, flavor_ref) or s.scalar(select(Flavor).where(Flavor.name == flavor_ref))
             if flavor is None:
                 raise BadRequest(f"Flavor {flavor_ref} could not be found.")

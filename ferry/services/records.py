@@ -8,6 +8,8 @@ This module must not import `ferry.db` or run queries: it only names shapes.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -210,9 +212,15 @@ class ImageRecord(Protocol):
     @property
     def id(self) -> str: ...
     @property
-    def name(self) -> str: ...
+    def name(self) -> str | None: ...
     @property
     def created_at(self) -> datetime: ...
+    @property
+    def status(self) -> StrEnum: ...
+    @property
+    def min_disk(self) -> int: ...
+    @property
+    def min_ram(self) -> int: ...
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,15 @@ from ferry.services.queries import (
 )
 from ferry.services.records import LayerFileInfo, VolumeLayout
 from ferry.services.storage import Backends
+from ferry.services.volume_images import (
+    ImageSource,
+    check_fits,
+    forget_metadata,
+    image_source,
+    keep_metadata,
+    metadata_for,
+    metadata_of,
+)
 
 log = logging.getLogger(__name__)
 _STATUS_VALUES = frozenset(VolumeStatus)
@@ -62,6 +71,7 @@ class VolumeCreate:
     metadata: dict[str, str] = field(default_factory=dict)
     snapshot_id: str | None = None
     source_volid: str | None = None
+    image_ref: str | None = None
 
 
 @dataclass
@@ -138,8 +148,14 @@ class VolumeService:
     async def create(self, ctx: RequestContext, req: VolumeCreate) -> Volume:
         policy.enforce(ctx, "volume:create")
         check_metadata(req.metadata)
-        source_path, source_size, source_type = self._source(ctx, req)
+        image = self._image(ctx, req)
+        if image is not None:
+            source_path, source_size, source_type = image.path, image.min_gib, None
+        else:
+            source_path, source_size, source_type = self._source(ctx, req)
         size = check_size(req.size if req.size is not None else source_size)
+        if image is not None:
+            check_fits(size, image)
         if size < source_size:
             raise BadRequest(f"Size {size} GiB is smaller than the source's {source_size} GiB.")
         vol_id, name_id, layer = new_id(), new_id(), new_id()
@@ -172,6 +188,8 @@ class VolumeService:
                 updated_at=now,
             )
             s.add(vol)
+            s.flush()  # the volume's row before the image metadata that refers to it
+            keep_metadata(s, vol_id, image.metadata if image is not None else self._inherited(s, req))
         failpoints.hit("volume-create.after_row")
         loc = VolumeLocation(pool.backend.name, name_id, (layer,), pool.backend.format)
         if source_path is None:
@@ -180,6 +198,22 @@ class VolumeService:
                 return get_volume(s, ctx, vol_id)
         self.spawn(self._finish_create(vol_id, loc, size, source_path))
         return vol
+
+    def _image(self, ctx: RequestContext, req: VolumeCreate) -> ImageSource | None:
+        if req.image_ref is None:
+            return None
+        if req.snapshot_id or req.source_volid:
+            raise BadRequest("Give one source: imageRef, snapshot_id or source_volid.")
+        with self.db() as s:
+            return image_source(s, ctx, req.image_ref)
+
+    @staticmethod
+    def _inherited(s: Session, req: VolumeCreate) -> dict[str, str] | None:
+        """A clone, or a volume from a snapshot, keeps its source's image metadata (Cinder's)."""
+        if req.source_volid:
+            return metadata_of(s, req.source_volid)
+        snap = s.get(Snapshot, req.snapshot_id) if req.snapshot_id else None
+        return metadata_of(s, snap.volume_id) if snap is not None else None
 
     def _source(self, ctx: RequestContext, req: VolumeCreate) -> tuple[Any, int, str | None]:
         """Resolve snapshot_id/source_volid into (image path to copy, its size, its type id)."""
@@ -278,6 +312,10 @@ class VolumeService:
         policy.enforce(ctx, "backend:get_pools")
         with self.db() as s:
             return await self.backends.pool_stats_with_usage(s)
+
+    def image_metadata(self, volume_ids: list[str]) -> dict[str, dict[str, str]]:
+        """The image metadata of those of the volumes that have one (they are bootable)."""
+        return metadata_for(self.db, volume_ids)
 
     def attachments(self, volume_ids: list[str]) -> dict[str, Attachment]:
         if not volume_ids:
@@ -378,6 +416,7 @@ class VolumeService:
         with self.db.begin() as s:
             s.execute(delete(Snapshot).where(Snapshot.volume_id == volume_id))
             s.execute(delete(Migration).where(Migration.volume_id == volume_id))
+            forget_metadata(s, volume_id)
             s.execute(delete(Volume).where(Volume.id == volume_id))
 
     @staticmethod
