@@ -8,11 +8,10 @@ This module must not import `ferry.db` or run queries: it only names shapes.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 

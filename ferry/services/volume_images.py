@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Image, Volume, VolumeImageMetadata
+from ferry.db.models import Image, VolumeImageMetadata
 from ferry.domain.clock import iso, utcnow
 from ferry.domain.errors import BadRequest
 from ferry.domain.ids import new_id
-from ferry.domain.images import CONTAINER_FORMATS, ImageStatus, Visibility
-from ferry.domain.model import GiB
+from ferry.domain.images import CONTAINER_FORMATS, PROBED_AS, ImageStatus, Visibility
+from ferry.domain.model import DiskFormat, GiB
 from ferry.domain.volumes import VolumeStatus
 from ferry.services import policy
 from ferry.services.context import RequestContext
@@ -41,6 +41,8 @@ class ImageSource:
     """An active image a volume is created from."""
 
     path: Path
+    format: DiskFormat
+    """What the data was verified to be (`domain.images.format_mismatch`)."""
     min_gib: int
     """The smallest volume that holds it: its virtual size and its min_disk, in GiB."""
     metadata: dict[str, str]
@@ -55,13 +57,17 @@ def image_source(s: Session, ctx: RequestContext, image_ref: str) -> ImageSource
         ) from None
     if img.status is not ImageStatus.ACTIVE or not img.data:
         raise BadRequest(f"Image {img.id} is not active.")
+    declared = img.declared_format or "raw"
+    if declared in PROBED_AS and declared != "qcow2":
+        raise BadRequest(f"Image {img.id} is {declared}: volumes are created from raw or qcow2 images.")
+    fmt = DiskFormat.QCOW2 if declared == "qcow2" else DiskFormat.RAW
     virtual = img.virtual_size if img.virtual_size is not None else _file_size(img.data)
     meta = {"image_id": img.id, "image_name": img.name or ""}
     for key in COPIED:
         value = img.declared_format if key == "disk_format" else getattr(img, key)
         meta[key] = "" if value is None else str(value)
     meta.update({k: str(v) for k, v in (img.properties or {}).items() if v is not None})
-    return ImageSource(Path(img.data), max(math.ceil(virtual / GiB), img.min_disk, 1), meta)
+    return ImageSource(Path(img.data), fmt, max(math.ceil(virtual / GiB), img.min_disk, 1), meta)
 
 
 def check_fits(size: int, src: ImageSource) -> None:
@@ -175,7 +181,3 @@ class VolumeUploads:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def volume_exists(s: Session, volume_id: str) -> bool:
-    return s.get(Volume, volume_id) is not None

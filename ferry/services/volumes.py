@@ -22,7 +22,7 @@ from ferry.db.statements import compare_and_set, compensate, not_migrating, upda
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError
 from ferry.domain.ids import new_id
-from ferry.domain.model import GiB, VolumeLocation
+from ferry.domain.model import DiskFormat, GiB, VolumeLocation
 from ferry.domain.scheduling import PoolStats, choose_backend
 from ferry.domain.volumes import (
     DELETABLE,
@@ -196,7 +196,7 @@ class VolumeService:
             await self._finish_create(vol_id, loc, size, None)
             with self.db() as s:
                 return get_volume(s, ctx, vol_id)
-        self.spawn(self._finish_create(vol_id, loc, size, source_path))
+        self.spawn(self._finish_create(vol_id, loc, size, source_path, image.format if image else None))
         return vol
 
     def _image(self, ctx: RequestContext, req: VolumeCreate) -> ImageSource | None:
@@ -239,7 +239,12 @@ class VolumeService:
                 return self.backends.layer_path(loc, loc.active_layer), src.size_gib, src.volume_type_id
         return None, 1, None
 
-    async def _finish_create(self, vol_id: str, loc: VolumeLocation, size: int, source: Any) -> None:
+    async def _finish_create(
+        self, vol_id: str, loc: VolumeLocation, size: int, source: Any, image_format: DiskFormat | None = None
+    ) -> None:
+        """Write the new volume's file (empty, a copy, or an image's data converted) and settle its
+        status. Crash-safe as every create: the file is published whole by a rename, and start-up
+        recovery settles a `creating` volume from whether it is there."""
         driver = self.backends.driver(loc.backend)
         reason: str | None = None
         self._creating.add(vol_id)
@@ -247,6 +252,8 @@ class VolumeService:
             failpoints.hit("volume-create.before_file")
             if source is None:
                 await driver.create_volume(loc, size * GiB)
+            elif image_format is not None:
+                await driver.create_from_image(source, image_format, loc, size * GiB)
             else:
                 await driver.copy_flat(source, loc, size * GiB)
             failpoints.hit("volume-create.after_file")
