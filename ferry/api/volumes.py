@@ -96,8 +96,8 @@ class VolumeDetails:
         """The `{"volume": …}` body of a single volume. Cinder's create and update answers are the
         plain view: the `os-vol-*` extension attributes are only added to show and list."""
         view = versioned(request, self.render(ctx, [vol], _base(request, project_id)))[0]
-        if not extended:
-            view = {k: v for k, v in view.items() if not k.startswith("os-vol-")}
+        if not extended:  # nor the image metadata: Cinder's extension adds it to show and list only
+            view = {k: v for k, v in view.items() if not k.startswith("os-vol-") and k != "volume_image_metadata"}
         return {"volume": view}
 
 
