@@ -16,12 +16,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ferry.api import deps
 from ferry.api.errors import json_body
 from ferry.api.versions import base_url
-from ferry.db.models import Image
-from ferry.domain.clock import iso_z
 from ferry.domain.errors import BadRequest, NotFound, UnsupportedMediaType
 from ferry.services.context import RequestContext
 from ferry.services.glance import GlanceService
 from ferry.services.image_data import ImageData
+from ferry.services.records import GlanceImageRecord
 
 router = APIRouter(prefix="/image")
 Ctx = Depends(deps.context)
@@ -30,6 +29,7 @@ Data = Depends(deps.image_data)
 PATCH_TYPES = ("application/openstack-images-v2.1-json-patch", "application/openstack-images-v2.0-json-patch")
 VERSIONS = ("2.16", "2.15", "2.9", "2.7", "2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0")
 CHUNK = 64 * 1024
+GLANCE_TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def _versions(request: Request) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def versions(request: Request) -> dict[str, Any]:
     return _versions(request)
 
 
-def image_view(img: Image) -> dict[str, Any]:
+def image_view(img: GlanceImageRecord) -> dict[str, Any]:
     view: dict[str, Any] = {k: v for k, v in (img.properties or {}).items()}
     view.update(
         {
@@ -78,8 +78,8 @@ def image_view(img: Image) -> dict[str, Any]:
             "disk_format": img.declared_format,
             "container_format": img.container_format,
             "tags": list(img.tags or []),
-            "created_at": iso_z(img.created_at).replace(".000000", "")[:19] + "Z",
-            "updated_at": iso_z(img.updated_at or img.created_at)[:19] + "Z",
+            "created_at": img.created_at.strftime(GLANCE_TIME),
+            "updated_at": (img.updated_at or img.created_at).strftime(GLANCE_TIME),
             "self": f"/v2/images/{img.id}",
             "file": f"/v2/images/{img.id}/file",
             "schema": "/v2/schemas/image",

@@ -97,7 +97,7 @@ class VolumeDetails:
         plain view: the `os-vol-*` extension attributes are only added to show and list."""
         view = versioned(request, self.render(ctx, [vol], _base(request, project_id)))[0]
         if not extended:  # nor the image metadata: Cinder's extension adds it to show and list only
-            view = {k: v for k, v in view.items() if not k.startswith("os-vol-") and k != "volume_image_metadata"}
+            view = {k: v for k, v in view.items() if not k.startswith(("os-vol-", "volume_image_metadata"))}
         return {"volume": view}
 
 
