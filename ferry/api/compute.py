@@ -97,7 +97,17 @@ async def create_server(
 ) -> dict[str, Any]:
     b = await body_part(request, "server", ServerCreateBody)
     server = await compute.create(ctx, b.name, b.imageRef, b.flavorRef, b.host)
-    return {"server": {**_servers(request, ctx, compute, [server])[0], "adminPass": ""}}
+    # Nova's create answer names the server only (its state is read with GET): id, links, the
+    # disk config and security groups extensions, and the admin password (the guest takes none).
+    view = _servers(request, ctx, compute, [server])[0]
+    created = {
+        "id": view["id"],
+        "links": view["links"],
+        "OS-DCF:diskConfig": "MANUAL",
+        "security_groups": [{"name": "default"}],
+        "adminPass": "",
+    }
+    return {"server": created}
 
 
 @router.get("/servers/{server_id}")
