@@ -32,8 +32,15 @@ def server_view(
     where = (
         {"OS-EXT-SRV-ATTR:host": s.host, "OS-EXT-SRV-ATTR:hypervisor_hostname": s.host} if show_host else {}
     )
+    # Nova shows a fault only on a server in ERROR (tempest's schema refuses a null one).
+    fault = (
+        {"fault": {"code": 500, "created": iso_z(s.updated_at), "message": s.fault}}
+        if s.fault and s.status == "ERROR"
+        else {}
+    )
     return {
         **where,
+        **fault,
         **_versioned_server(request, s, show_host),
         "id": s.id,
         "name": s.name,
@@ -58,7 +65,6 @@ def server_view(
         "OS-EXT-STS:task_state": s.task_state,
         "OS-EXT-STS:power_state": POWER_STATE.get(s.status, 0),
         "os-extended-volumes:volumes_attached": [{"id": v} for v in volumes],
-        "fault": {"code": 500, "message": s.fault} if s.fault and s.status == "ERROR" else None,
         "links": bookmark(request, "servers", s.id),
     }
 
