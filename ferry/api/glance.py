@@ -46,13 +46,13 @@ def _versions(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("")
-@router.get("/")
+@router.get("", include_in_schema=False)
+@router.get("/", include_in_schema=False)
 def versions_multiple(request: Request) -> JSONResponse:
     return JSONResponse(_versions(request), status_code=300)
 
 
-@router.get("/versions")
+@router.get("/versions", include_in_schema=False)
 def versions(request: Request) -> dict[str, Any]:
     return _versions(request)
 
@@ -246,10 +246,10 @@ def _schema() -> dict[str, Any]:
 
 
 @router.get("/v2/schemas/image")
-def image_schema() -> dict[str, Any]:
+def image_schema(ctx: RequestContext = Ctx) -> dict[str, Any]:
     return _schema()
 
 
 @router.get("/v2/schemas/images")
-def images_schema() -> dict[str, Any]:
+def images_schema(ctx: RequestContext = Ctx) -> dict[str, Any]:
     return {"name": "images", "properties": {"images": {"type": "array", "items": _schema()}}}
