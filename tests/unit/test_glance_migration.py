@@ -18,16 +18,17 @@ def test_registered_images_become_glance_images(tmp_path: Path) -> None:
     with engine.begin() as c:
         c.execute(
             text(
-                "INSERT INTO images (id, name, kernel, initrd, cmdline, disk, disk_format, created_at) VALUES "
-                "('11111111-1111-4111-8111-111111111111', 'guest', '/k', '/i', '', NULL, NULL, '2026-01-01'),"
-                "('22222222-2222-4222-8222-222222222222', 'disk', NULL, NULL, '', '/d.qcow2', 'qcow2', '2026-01-01')"
+                "INSERT INTO images (id, name, kernel, initrd, cmdline, disk, disk_format, created_at) "
+                "VALUES ('1', 'guest', '/k', '/i', '', NULL, NULL, '2026-01-01'),"
+                "('2', 'disk', NULL, NULL, '', '/d.qcow2', 'qcow2', '2026-01-01')"
             )
         )
     upgrade(url)
     with engine.connect() as c:
         rows = c.execute(
             text(
-                "SELECT name, status, visibility, declared_format, container_format, data FROM images ORDER BY name"
+                "SELECT name, status, visibility, declared_format, container_format, data"
+                " FROM images ORDER BY name"
             )
         ).all()
         c.execute(
