@@ -118,7 +118,12 @@ def show_image(image_id: str, ctx: RequestContext = Ctx, glance: GlanceService =
     return image_view(glance.get(ctx, image_id))
 
 
-@router.patch("/v2/images/{image_id}")
+WRONG_TYPE: dict[int | str, dict[str, Any]] = {
+    415: {"description": "The body's Content-Type is not the one taken"}
+}
+
+
+@router.patch("/v2/images/{image_id}", responses=WRONG_TYPE)
 async def update_image(
     request: Request, image_id: str, ctx: RequestContext = Ctx, glance: GlanceService = Glance
 ) -> dict[str, Any]:
@@ -193,7 +198,7 @@ def delete_tag(
     return Response(status_code=204)
 
 
-@router.put("/v2/images/{image_id}/file", status_code=204)
+@router.put("/v2/images/{image_id}/file", status_code=204, responses=WRONG_TYPE)
 async def upload(
     request: Request, image_id: str, ctx: RequestContext = Ctx, data: ImageData = Data
 ) -> Response:
@@ -204,7 +209,14 @@ async def upload(
     return Response(status_code=204)
 
 
-@router.get("/v2/images/{image_id}/file")
+@router.get(
+    "/v2/images/{image_id}/file",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The image's data"},
+        204: {"description": "The image has no data yet"},
+    },
+)
 def download(image_id: str, ctx: RequestContext = Ctx, data: ImageData = Data) -> Response:
     found = data.download(ctx, image_id)
     if found.path is None:
