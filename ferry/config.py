@@ -208,6 +208,8 @@ class Config:
     token_lifetime_s: int = 3600
     max_body_bytes: int = 1_048_576
     """Request bodies over this are refused with 413 as they stream in."""
+    max_image_bytes: int = 16 * 1024**3
+    """Image data (`PUT /image/v2/images/{id}/file`, an octet-stream body) has this limit instead."""
     backends: tuple[BackendConfig, ...] = ()
     hypervisor: HypervisorConfig = field(default_factory=HypervisorConfig)
     migration: MigrationConfig = field(default_factory=MigrationConfig)
@@ -234,6 +236,11 @@ class Config:
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
         base = Path("/run") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())
         return base / f"ferry-{digest}"
+
+    @property
+    def images_dir(self) -> Path:
+        """Where uploaded image data is stored."""
+        return self.data_dir / "images"
 
     def backend(self, name: str) -> BackendConfig:
         for b in self.backends:
@@ -279,6 +286,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Config:
         host_name=str(raw.get("host_name", "ferry")),
         token_lifetime_s=int(raw.get("token_lifetime_s", 3600)),
         max_body_bytes=int(raw.get("max_body_bytes", 1_048_576)),
+        max_image_bytes=int(raw.get("max_image_bytes", 16 * 1024**3)),
         backends=backends,
         hypervisor=HypervisorConfig(**raw.get("hypervisor", {})),
         migration=MigrationConfig(**raw.get("migration", {})),

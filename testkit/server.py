@@ -64,6 +64,14 @@ class Api:
             **kw,
         )
 
+    def image(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kw: Any
+    ) -> httpx.Response:
+        """Glance v2 at /image (`path` from `/v2/…`)."""
+        return self.client.request(
+            method, f"{self.base}/image{path}", headers={"X-Auth-Token": self.token, **(headers or {})}, **kw
+        )
+
     def ok(self, resp: httpx.Response, *codes: int) -> Any:
         if resp.status_code not in (codes or (200, 202)):
             raise AssertionError(

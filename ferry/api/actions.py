@@ -24,7 +24,7 @@ ACTION_ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 """The action route's other success answer, for its OpenAPI `responses` (202 is the route's own)."""
 Handler = Callable[[S, RequestContext, str, Any], Awaitable[dict[str, Any] | Response | None]]
-"""(services, caller, resource id, the action's arguments) -> body or None."""
+"""(services, caller, resource id, the action's arguments) -> body, a whole answer, or None."""
 
 
 async def perform(
@@ -41,6 +41,6 @@ async def perform(
     result = await handler(services, ctx, ident, args)
     if result is None:
         return Response(status_code=202)
-    if isinstance(result, Response):
+    if isinstance(result, Response):  # an answer of its own (Cinder's 202 with a body)
         return result
     return JSONResponse(result, status_code=200)

@@ -24,6 +24,7 @@ from ferry.api import (
     errors,
     extensions,
     flavors,
+    glance,
     hosts,
     identity,
     images,
@@ -87,7 +88,9 @@ def create_app(ferry: Ferry) -> FastAPI:
     app.state.ferry = ferry
     errors.install(app)
     app.add_middleware(versions.Microversions)
-    app.add_middleware(Edge, max_body_bytes=ferry.config.max_body_bytes)  # outermost: sees every answer
+    app.add_middleware(
+        Edge, max_body_bytes=ferry.config.max_body_bytes, max_data_bytes=ferry.config.max_image_bytes
+    )  # outermost: sees every answer
     app.include_router(versions.router)
     app.include_router(identity.router)
     app.include_router(projects.router)
@@ -112,6 +115,7 @@ def create_app(ferry: Ferry) -> FastAPI:
         compute_images,
         compute_volumes,
         images,
+        glance,
         hosts,
         volume_hosts,
         server_migrations,

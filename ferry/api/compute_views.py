@@ -32,8 +32,15 @@ def server_view(
     where = (
         {"OS-EXT-SRV-ATTR:host": s.host, "OS-EXT-SRV-ATTR:hypervisor_hostname": s.host} if show_host else {}
     )
+    # Nova shows a fault only on a server in ERROR (tempest's schema refuses a null one).
+    fault = (
+        {"fault": {"code": 500, "created": iso_z(s.updated_at), "message": s.fault}}
+        if s.fault and s.status == "ERROR"
+        else {}
+    )
     return {
         **where,
+        **fault,
         **_versioned_server(request, s, show_host),
         **_status_dependent(s),
         "id": s.id,
@@ -147,16 +154,20 @@ def flavor_view(request: Request, f: FlavorRecord) -> dict[str, Any]:
     }
 
 
+NOVA_IMAGE_STATUS = {"active": "ACTIVE", "queued": "SAVING", "saving": "SAVING", "deactivated": "DELETED"}
+
+
 def image_view(request: Request, i: ImageRecord) -> dict[str, Any]:
     return {
         "id": i.id,
         "name": i.name,
-        "status": "ACTIVE",
+        # Nova's proxy names Glance's statuses in capitals (queued/saving: SAVING; deactivated: …).
+        "status": NOVA_IMAGE_STATUS.get(str(i.status), "ERROR"),
         "created": iso_z(i.created_at),
         "updated": iso_z(i.created_at),
-        "minDisk": 0,
-        "minRam": 0,
-        "progress": 100,
+        "minDisk": i.min_disk,
+        "minRam": i.min_ram,
+        "progress": 100 if str(i.status) == "active" else 25,
         "metadata": {},
         "links": bookmark(request, "images", i.id),
     }

@@ -19,8 +19,10 @@ from ferry.services.app import Ferry
 from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
 from ferry.services.doctor import Doctor
+from ferry.services.glance import GlanceService
 from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
+from ferry.services.image_data import ImageData
 from ferry.services.images import ImageService
 from ferry.services.instance_actions import InstanceActions
 from ferry.services.messages import MessageService
@@ -37,6 +39,7 @@ from ferry.services.summary import VolumeSummary
 from ferry.services.type_access import TypeAccess
 from ferry.services.types import TypeService
 from ferry.services.volume_admin import VolumeAdmin
+from ferry.services.volume_images import VolumeUploads
 from ferry.services.volume_services import VolumeServices
 from ferry.services.volumes import VolumeService
 
@@ -124,6 +127,18 @@ async def images(request: Request) -> ImageService:
 
 async def instance_actions(request: Request) -> InstanceActions:
     return _ferry(request).instance_actions
+
+
+async def glance(request: Request) -> GlanceService:
+    return _ferry(request).glance
+
+
+async def image_data(request: Request) -> ImageData:
+    return _ferry(request).image_data
+
+
+async def volume_uploads(request: Request) -> VolumeUploads:
+    return _ferry(request).volume_uploads
 
 
 async def hosts(request: Request) -> HostRegistry:

@@ -39,10 +39,16 @@ class BodyTooLarge(OverLimit):
         super().__init__(f"Request body too large: the limit is {limit} bytes.")
 
 
+DATA_TYPE = "application/octet-stream"
+"""A body of this type is data (an image's bytes, streamed to disk by its route), not a document:
+it has its own, larger limit."""
+
+
 class Edge:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_data_bytes: int | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_data_bytes = max_data_bytes if max_data_bytes is not None else max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,13 +71,17 @@ class Edge:
                 message = {**message, "body": b""}
             await send(message)
 
-        refusal = self._refusal(Headers(scope=scope))
+        headers = Headers(scope=scope)
+        limit = self.max_body_bytes
+        if headers.get("content-type", "").split(";")[0].strip().lower() == DATA_TYPE:
+            limit = self.max_data_bytes
+        refusal = self._refusal(headers, limit)
         if refusal is not None:
             await error_response(*refusal)(scope, receive, send_with_id)
             return
         try:
             await self.app(
-                {**scope, "method": "GET"} if head else scope, self._counted(receive), send_with_id
+                {**scope, "method": "GET"} if head else scope, self._counted(receive, limit), send_with_id
             )
         except BodyTooLarge as e:
             if started:
@@ -82,18 +92,18 @@ class Edge:
             if not started:  # else the client sees the connection close: nothing more can be said
                 await error_response(500, unexpected_message(rid))(scope, receive, send_with_id)
 
-    def _refusal(self, headers: Headers) -> tuple[int, str] | None:
+    def _refusal(self, headers: Headers, limit: int) -> tuple[int, str] | None:
         """(code, message) of a request refused on its headers alone, or None."""
         declared = headers.get("content-length")
         if declared is None:
             return None
         if not declared.isdigit() or len(declared) > 19:
             return 400, "Invalid Content-Length."
-        if int(declared) > self.max_body_bytes:
-            return 413, f"Request body too large: the limit is {self.max_body_bytes} bytes."
+        if int(declared) > limit:
+            return 413, f"Request body too large: the limit is {limit} bytes."
         return None
 
-    def _counted(self, receive: Receive) -> Receive:
+    def _counted(self, receive: Receive, limit: int) -> Receive:
         """`receive`, raising BodyTooLarge as soon as the body passes the limit."""
         received = 0
 
@@ -102,8 +112,8 @@ class Edge:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         return counted

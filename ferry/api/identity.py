@@ -33,6 +33,7 @@ def _catalog(request: Request, project_id: str) -> list[dict[str, Any]]:
         ("block-storage", "cinder", f"{base}/volume/v3/{project_id}"),
         ("volumev3", "cinderv3", f"{base}/volume/v3/{project_id}"),
         ("compute", "nova", f"{base}/compute/v2.1"),
+        ("image", "glance", f"{base}/image"),
     ]
     out = []
     for stype, name, url in services:

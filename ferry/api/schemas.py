@@ -88,6 +88,7 @@ class VolumeCreateBody(Body):
     metadata: Pairs = Field(default_factory=dict)
     snapshot_id: str | None = Name
     source_volid: str | None = Name
+    imageRef: str | None = Name
     availability_zone: str | None = Name
 
     _m = field_validator("metadata", mode="before")(_meta)

@@ -27,6 +27,7 @@ from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.volume_admin import VolumeAdmin
+from ferry.services.volume_images import VolumeUploads
 from ferry.services.volumes import VolumeService
 
 router = APIRouter(prefix="/volume/v3/{project_id}")
@@ -42,6 +43,7 @@ class VolumeActors:
     metadata: MetadataService
     compute: ComputeService
     snapshots: SnapshotService
+    uploads: VolumeUploads
     in_use_extend: bool = False
     """The request's microversion is 3.42 or later: an attached volume may be extended."""
     clusters: bool = False

@@ -38,6 +38,7 @@ from ferry.api.view_versions import VOLUME_GATES, gated
 from ferry.api.views import listing, migration_view, volume_summary, volume_view
 from ferry.api.volume_actions import VOLUME_ACTIONS, VOLUME_ARGUMENTS, VolumeActors
 from ferry.api.volume_gates import refuse_backup_source, refuse_cluster
+from ferry.api.volume_images import UploadImageBody, upload_image
 from ferry.domain.errors import BadRequest
 from ferry.domain.volumes import VolumeStatus
 from ferry.services.compute import ComputeService
@@ -50,6 +51,7 @@ from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
 from ferry.services.volume_admin import VolumeAdmin
+from ferry.services.volume_images import VolumeUploads
 from ferry.services.volumes import VolumeCreate, VolumeFilter, VolumeService
 
 router = APIRouter(prefix="/volume/v3/{project_id}")
@@ -110,8 +112,8 @@ class VolumeDetails:
         """The `{"volume": …}` body of a single volume. Cinder's create and update answers are the
         plain view: the `os-vol-*` extension attributes are only added to show and list."""
         view = self.shown(request, ctx, [vol], _base(request, project_id))[0]
-        if not extended:
-            view = {k: v for k, v in view.items() if not k.startswith("os-vol-")}
+        if not extended:  # nor the image metadata: Cinder's extension adds it to show and list only
+            view = {k: v for k, v in view.items() if not k.startswith(("os-vol-", "volume_image_metadata"))}
         return {"volume": view}
 
 
@@ -222,7 +224,7 @@ async def create_volume(
     b = await body_part(request, "volume", VolumeCreateBody)
     if at_least(request, "3.47", "volume"):
         refuse_backup_source(await json_body(request))
-    if b.size is None and not (b.snapshot_id or b.source_volid):
+    if b.size is None and not (b.snapshot_id or b.source_volid or b.imageRef):
         raise BadRequest("Invalid input: 'size' is required.")
     vol = await volumes.create(
         ctx,
@@ -235,6 +237,7 @@ async def create_volume(
             snapshot_id=b.snapshot_id,
             source_volid=b.source_volid,
             availability_zone=b.availability_zone,
+            image_ref=b.imageRef,
         ),
     )
     return details.one(ctx, vol, request, project_id, extended=False)
@@ -281,6 +284,7 @@ ARGUMENTS = {
     "os-retype": RetypeBody,
     "revert": RevertBody,
     **VOLUME_ARGUMENTS,
+    "os-volume_upload_image": UploadImageBody,
 }
 
 
@@ -301,6 +305,7 @@ async def volume_action(
     admin: VolumeAdmin = Depends(deps.volume_admin),
     metadata: MetadataService = Depends(deps.metadata),
     compute: ComputeService = Depends(deps.compute),
+    uploads: VolumeUploads = Depends(deps.volume_uploads),
 ) -> Response:
     actors = VolumeActors(
         volumes,
@@ -309,6 +314,7 @@ async def volume_action(
         metadata,
         compute,
         snapshots,
+        uploads,
         in_use_extend=at_least(request, "3.42", "volume"),
         clusters=at_least(request, "3.16", "volume"),
     )
@@ -361,6 +367,7 @@ ACTIONS: dict[str, Handler[VolumeActors]] = dict(
             "os-migrate_volume_completion": _completion,
             "os-retype": _retype,
             "revert": _revert,
+            "os-volume_upload_image": upload_image,
             **VOLUME_ACTIONS,
         }.items()
     )

@@ -34,8 +34,8 @@ REMOTE_METHODS: dict[Target, frozenset[str]] = {
     Target.STORAGE: frozenset(
         {
             "create_volume", "delete_volume", "retire_volume", "reclaim", "snapshot", "drop_layer",
-            "merge_layer", "extend", "copy_flat", "copy_layer", "create_overlay", "same_content",
-            "virtual_size", "backing_chain", "usage", "scan_layers", "scan_partials",
+            "merge_layer", "extend", "copy_flat", "create_from_image", "copy_layer", "create_overlay",
+            "same_content", "virtual_size", "backing_chain", "usage", "scan_layers", "scan_partials",
             "scan_locations", "remove_partial", "check_layer",
         }
     ),

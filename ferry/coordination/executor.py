@@ -70,6 +70,7 @@ REPLAY: dict[Target, dict[str, str]] = {
         "merge_layer": "checks first: a child no longer backed by the layer is not rebased again",
         "extend": "checks first: grows only a smaller file",
         "copy_flat": "checks first: a published copy is kept (its size checked)",
+        "create_from_image": "checks first: a published copy is kept (its size checked)",
         "copy_layer": "rewritten through its .part file, published by an atomic rename",
         "create_overlay": "recreated empty; sent only before the mirror that writes into it",
         "same_content": _READ,

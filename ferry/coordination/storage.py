@@ -19,7 +19,7 @@ from typing import Any
 from ferry.coordination.calls import DriverCall, Target
 from ferry.coordination.queue import HostQueue
 from ferry.domain.errors import DriverError
-from ferry.domain.model import BackendConfig, VolumeLocation
+from ferry.domain.model import BackendConfig, DiskFormat, VolumeLocation
 from ferry.drivers.storage import layout
 from ferry.drivers.storage.base import BackendUsage, LayerCheck, ProgressCallback, StorageDriver, StoredLayer
 
@@ -91,6 +91,11 @@ class RemoteStorage(StorageDriver):
     # -- copies ------------------------------------------------------------------------------
     async def copy_flat(self, source: Path, dest: VolumeLocation, size_bytes: int) -> None:
         await self._call("copy_flat", source, dest, size_bytes, slow=True)
+
+    async def create_from_image(
+        self, source: Path, source_format: DiskFormat, dest: VolumeLocation, size_bytes: int
+    ) -> None:
+        await self._call("create_from_image", source, source_format, dest, size_bytes, slow=True)
 
     async def copy_layer(
         self,

@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mappe
 
 from ferry.db.columns import NAMING, enum_type
 from ferry.domain.actions import ActionState
+from ferry.domain.images import ImageStatus, Visibility
 from ferry.domain.instance_actions import EventResult, InstanceAction
 from ferry.domain.messages import Level, Resource
 from ferry.domain.migration import CopyMode, EventKind, RunStatus, Step
@@ -209,13 +210,34 @@ class Message(Base):
 class Image(Base):
     __tablename__ = "images"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255), unique=True)
     kernel: Mapped[str | None] = mapped_column(Text)
     initrd: Mapped[str | None] = mapped_column(Text)
     cmdline: Mapped[str] = mapped_column(Text, default="")
     disk: Mapped[str | None] = mapped_column(Text)
     disk_format: Mapped[DiskFormat | None] = mapped_column(enum_type(DiskFormat, 16))
+    """The format QEMU opens `disk` in (a bootable disk image)."""
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # Glance's fields (`services/glance.py`): `owner` None is an image the operator registered.
+    owner: Mapped[str | None] = mapped_column(ID, index=True)
+    status: Mapped[ImageStatus] = mapped_column(enum_type(ImageStatus, 16), default=ImageStatus.ACTIVE)
+    visibility: Mapped[Visibility] = mapped_column(enum_type(Visibility, 16), default=Visibility.PUBLIC)
+    declared_format: Mapped[str | None] = mapped_column(String(16))
+    """Glance's `disk_format` (any of `DISK_FORMATS`)."""
+    container_format: Mapped[str | None] = mapped_column(String(16))
+    data: Mapped[str | None] = mapped_column(Text)
+    """The file holding the image's bytes (what a download or a volume from the image reads)."""
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger)
+    checksum: Mapped[str | None] = mapped_column(String(32))
+    os_hash_algo: Mapped[str | None] = mapped_column(String(64))
+    os_hash_value: Mapped[str | None] = mapped_column(String(128))
+    min_disk: Mapped[int] = mapped_column(Integer, default=0)
+    min_ram: Mapped[int] = mapped_column(Integer, default=0)
+    protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    tags: Mapped[list[Any] | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Flavor(Base):

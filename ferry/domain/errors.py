@@ -79,3 +79,10 @@ class TooManyRequests(FerryError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class UnsupportedMediaType(FerryError):
+    """The body's Content-Type is not one the resource takes (Glance's JSON-patch, image data)."""
+
+    code = 415
+    kind = "unsupportedMediaType"

@@ -13,8 +13,10 @@ from ferry.db.engine import make_engine, session_factory, upgrade
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services.compute import ComputeService
 from ferry.services.doctor import Doctor
+from ferry.services.glance import GlanceService
 from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.identity import IdentityService
+from ferry.services.image_data import ImageData
 from ferry.services.images import ImageService
 from ferry.services.instance_actions import InstanceActions
 from ferry.services.messages import MessageBook, MessageService
@@ -40,6 +42,7 @@ from ferry.services.tier import (
 from ferry.services.type_access import TypeAccess
 from ferry.services.types import TypeService
 from ferry.services.volume_admin import VolumeAdmin
+from ferry.services.volume_images import VolumeUploads
 from ferry.services.volume_services import VolumeServices
 from ferry.services.volumes import VolumeService
 
@@ -110,6 +113,9 @@ class Ferry:
         self.volume_summary = VolumeSummary(self.db)
         self.images = ImageService(self.db)
         self.instance_actions = InstanceActions(self.db)
+        self.glance = GlanceService(self.db, config.images_dir)
+        self.image_data = ImageData(self.db, config.images_dir)
+        self.volume_uploads = VolumeUploads(self.db, self.backends, self.image_data)
         self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
         self.volume_admin = VolumeAdmin(self.db, self.volumes, self.compute.detaching)
         self.snapshots.live = self.compute
@@ -155,6 +161,7 @@ class Ferry:
         await self.servers.reconcile()  # servers first: volume settling asks QEMU what is plugged
         self.messages.purge_expired()
         await self.recovery.start()
+        self.image_data.settle()  # uploads a crash interrupted: their images back to queued
         await self.snapshots.recover()  # before migrations plan from the layer chains
         await self.migrations.resume_all()
         await self.live.resume_all()

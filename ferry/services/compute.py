@@ -32,7 +32,7 @@ from ferry.services.context import RequestContext
 from ferry.services.detaching import GuestDetach, Unplug
 from ferry.services.extending import extending_volume_of
 from ferry.services.hosts import HostRegistry
-from ferry.services.images import find_image
+from ferry.services.images import bootable, find_image
 from ferry.services.qos import disk_limits_of, volume_disk_limits
 from ferry.services.queries import attachment_of, get_owned, get_volume
 from ferry.services.records import ServerRecord
@@ -118,9 +118,12 @@ class ComputeService:
         policy.enforce(ctx, "server:create_on_host" if host else "server:create")
         with self.db.begin() as s:
             try:
-                image = find_image(s, image_ref)
+                image = find_image(s, image_ref, ctx)
             except NotFound:
                 raise BadRequest(f"Image {image_ref} could not be found.") from None
+            why = bootable(image)
+            if why is not None:
+                raise BadRequest(why)
             flavor = s.get(Flavor, flavor_ref) or s.scalar(select(Flavor).where(Flavor.name == flavor_ref))
             if flavor is None:
                 raise BadRequest(f"Flavor {flavor_ref} could not be found.")

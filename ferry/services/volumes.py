@@ -23,7 +23,7 @@ from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
 from ferry.domain.ids import new_id
 from ferry.domain.messages import CREATE_FAILED, EXTEND_FAILED, NO_VALID_BACKEND
-from ferry.domain.model import GiB, VolumeLocation
+from ferry.domain.model import DiskFormat, GiB, VolumeLocation
 from ferry.domain.scheduling import UNPLACED, NoValidBackend, PoolStats, check_zones, choose_backend
 from ferry.domain.volumes import (
     DELETABLE,
@@ -54,6 +54,13 @@ from ferry.services.queries import (
 from ferry.services.quotas import QuotaService
 from ferry.services.records import LayerFileInfo, VolumeLayout
 from ferry.services.storage import Backends
+from ferry.services.volume_images import (
+    ImageSource,
+    check_fits,
+    image_source,
+    keep_metadata,
+    metadata_of,
+)
 
 log = logging.getLogger(__name__)
 _STATUS_VALUES = frozenset(VolumeStatus)
@@ -69,6 +76,7 @@ class VolumeCreate:
     snapshot_id: str | None = None
     source_volid: str | None = None
     availability_zone: str | None = None
+    image_ref: str | None = None
 
 
 @dataclass
@@ -162,8 +170,14 @@ class VolumeService:
     async def create(self, ctx: RequestContext, req: VolumeCreate) -> Volume:
         policy.enforce(ctx, "volume:create")
         check_metadata(req.metadata)
-        source_path, source_size, source_type = self._source(ctx, req)
+        image = self._image(ctx, req)
+        if image is not None:
+            source_path, source_size, source_type = image.path, image.min_gib, None
+        else:
+            source_path, source_size, source_type = self._source(ctx, req)
         size = check_size(req.size if req.size is not None else source_size)
+        if image is not None:
+            check_fits(size, image)
         if size < source_size:
             raise BadRequest(f"Size {size} GiB is smaller than the source's {source_size} GiB.")
         vol_id, name_id, layer = new_id(), new_id(), new_id()
@@ -206,6 +220,8 @@ class VolumeService:
                 updated_at=now,
             )
             s.add(vol)
+            s.flush()  # the volume's row before its image metadata
+            keep_metadata(s, vol_id, image.metadata if image is not None else self._inherited(s, req))
             if pool is None:
                 log.warning("volume %s: %s", vol_id, unplaced)
                 self.book.leave(s, Origin.of(ctx), NO_VALID_BACKEND, vol_id)
@@ -217,8 +233,25 @@ class VolumeService:
             await self._finish_create(vol_id, loc, size, None, Origin.of(ctx))
             with self.db() as s:
                 return get_volume(s, ctx, vol_id)
-        self.spawn(self._finish_create(vol_id, loc, size, source_path, Origin.of(ctx)))
+        image_format = image.format if image else None
+        self.spawn(self._finish_create(vol_id, loc, size, source_path, Origin.of(ctx), image_format))
         return vol
+
+    def _image(self, ctx: RequestContext, req: VolumeCreate) -> ImageSource | None:
+        if req.image_ref is None:
+            return None
+        if req.snapshot_id or req.source_volid:
+            raise BadRequest("Give one source: imageRef, snapshot_id or source_volid.")
+        with self.db() as s:
+            return image_source(s, ctx, req.image_ref)
+
+    @staticmethod
+    def _inherited(s: Session, req: VolumeCreate) -> dict[str, str] | None:
+        """A clone, or a volume from a snapshot, keeps its source's image metadata (Cinder's)."""
+        if req.source_volid:
+            return metadata_of(s, req.source_volid)
+        snap = s.get(Snapshot, req.snapshot_id) if req.snapshot_id else None
+        return metadata_of(s, snap.volume_id) if snap is not None else None
 
     def _source(self, ctx: RequestContext, req: VolumeCreate) -> tuple[Any, int, str | None]:
         """Resolve snapshot_id/source_volid into (image path to copy, its size, its type id)."""
@@ -245,8 +278,17 @@ class VolumeService:
         return None, 1, None
 
     async def _finish_create(
-        self, vol_id: str, loc: VolumeLocation, size: int, source: Any, origin: Origin
+        self,
+        vol_id: str,
+        loc: VolumeLocation,
+        size: int,
+        source: Any,
+        origin: Origin,
+        image_format: DiskFormat | None = None,
     ) -> None:
+        """Write the new volume's file (empty, a copy, or an image's data converted) and settle its
+        status. Crash-safe as every create: the file is published whole by a rename, and start-up
+        recovery settles a `creating` volume from whether it is there."""
         driver = self.backends.driver(loc.backend)
         reason: str | None = None
         self._creating.add(vol_id)
@@ -254,6 +296,8 @@ class VolumeService:
             failpoints.hit("volume-create.before_file")
             if source is None:
                 await driver.create_volume(loc, size * GiB)
+            elif image_format is not None:
+                await driver.create_from_image(source, image_format, loc, size * GiB)
             else:
                 await driver.copy_flat(source, loc, size * GiB)
             failpoints.hit("volume-create.after_file")

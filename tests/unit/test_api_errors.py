@@ -73,6 +73,7 @@ class Endpoint:
 
 V = "/volume/v3/{project_id}"
 C = "/compute/v2.1"
+G = "/image/v2"
 ENDPOINTS = [
     Endpoint("GET", f"{V}/volumes"),
     Endpoint("GET", f"{V}/volumes/detail"),
@@ -247,6 +248,20 @@ ENDPOINTS = [
     Endpoint("HEAD", "/identity/v3/auth/tokens"),
     Endpoint("DELETE", "/identity/v3/auth/tokens"),
     Endpoint("POST", "/identity/v3/auth/tokens", {"auth": {}}, unknown=400),
+    # Glance (flat bodies; PATCH and PUT …/file check their Content-Type before any lookup: 415)
+    Endpoint("GET", f"{G}/images"),
+    Endpoint("POST", f"{G}/images", {"visibility": "private", "name": "x"}),
+    Endpoint("GET", f"{G}/images/{{image_id}}"),
+    Endpoint("PATCH", f"{G}/images/{{image_id}}", unknown=415),
+    Endpoint("DELETE", f"{G}/images/{{image_id}}"),
+    Endpoint("PUT", f"{G}/images/{{image_id}}/file", unknown=415),
+    Endpoint("GET", f"{G}/images/{{image_id}}/file"),
+    Endpoint("POST", f"{G}/images/{{image_id}}/actions/deactivate"),
+    Endpoint("POST", f"{G}/images/{{image_id}}/actions/reactivate"),
+    Endpoint("PUT", f"{G}/images/{{image_id}}/tags/{{tag}}"),
+    Endpoint("DELETE", f"{G}/images/{{image_id}}/tags/{{tag}}"),
+    Endpoint("GET", f"{G}/schemas/image"),
+    Endpoint("GET", f"{G}/schemas/images"),
 ]
 AUTHENTICATED = [e for e in ENDPOINTS if str(e) != "POST /identity/v3/auth/tokens"]
 WITH_BODY = [e for e in ENDPOINTS if e.body is not None]
@@ -279,6 +294,7 @@ def error(resp: httpx.Response, code: int, what: object = "") -> str:
         405: "badMethod",
         409: "conflictingRequest",
         413: "overLimit",
+        415: "unsupportedMediaType",
     }
     assert resp.status_code == code, (
         f"{what}: {resp.request.method} {resp.request.url} → {resp.status_code} {resp.text[:500]}"
@@ -342,6 +358,9 @@ def test_malformed_body_is_400(server: FerryServer, admin: Api, endpoint: Endpoi
         content=raw,
         headers={"Content-Type": "application/json"},
     )
+    if raw == b"{}" and str(endpoint) == f"POST {G}/images":  # Glance: every image field is optional
+        assert resp.status_code == 201 and resp.json()["status"] == "queued", resp.text
+        return
     error(resp, 400, endpoint)
 
 

@@ -140,11 +140,12 @@ def test_password_token_with_catalog(server: FerryServer) -> None:
     assert (parse_time(t["expires_at"]) - parse_time(t["issued_at"])).total_seconds() == LIFETIME_S
     pid = t["project"]["id"]
     urls = {s["type"]: {e["interface"]: e["url"] for e in s["endpoints"]} for s in t["catalog"]}
-    assert set(urls) == {"identity", "block-storage", "volumev3", "compute"}
+    assert set(urls) == {"identity", "block-storage", "volumev3", "compute", "image"}
     assert urls["block-storage"]["public"] == f"{server.base}/volume/v3/{pid}"
     assert urls["volumev3"]["internal"] == f"{server.base}/volume/v3/{pid}"
     assert urls["compute"]["public"] == f"{server.base}/compute/v2.1"
     assert urls["identity"]["admin"] == f"{server.base}/identity"
+    assert urls["image"]["public"] == f"{server.base}/image"
     ids = [e["id"] for s in t["catalog"] for e in s["endpoints"]]
     assert len(set(ids)) == len(ids)
 
@@ -261,7 +262,9 @@ def test_check_token_and_catalog(server: FerryServer, admin: Api) -> None:
     assert http.head(f"{server.base}/identity/v3/auth/tokens", headers=hdrs).status_code == 200
     cat = http.get(f"{server.base}/identity/v3/auth/catalog", headers={"X-Auth-Token": subject})
     assert cat.status_code == 200
-    assert {s["type"] for s in cat.json()["catalog"]} == {"identity", "block-storage", "volumev3", "compute"}
+    assert {s["type"] for s in cat.json()["catalog"]} == {
+        "identity", "block-storage", "volumev3", "compute", "image"
+    }  # fmt: skip
 
 
 def test_check_token_refused(server: FerryServer, admin: Api) -> None:

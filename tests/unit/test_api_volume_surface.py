@@ -375,7 +375,7 @@ def test_list_links_filters_and_markers(admin: Api, demo: Api, other: Api) -> No
     for key in ("id", "created_at", "display_name"):
         listed = demo.ok(demo.volume("GET", "/snapshots", params={"sort_key": key, "sort_dir": "asc"}))
         assert sid in [s["id"] for s in listed["snapshots"]]
-    by_name = at(demo, "3.30", "GET", "/snapshots", params={"sort_key": "name", "sort_dir": "asc"})  # from 3.30
+    by_name = at(demo, "3.30", "GET", "/snapshots", params={"sort_key": "name", "sort_dir": "asc"})
     assert sid in [s["id"] for s in demo.ok(by_name)["snapshots"]]
     named = demo.ok(demo.volume("GET", "/snapshots/detail", params={"status": "available", "limit": 1}))
     assert len(named["snapshots"]) == 1 and named["snapshots_links"][0]["rel"] == "next"

@@ -213,9 +213,14 @@ def test_init_registers_the_test_guest(tmp_path: Path) -> None:
         )
     engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'ferry.db'}")
     with engine.connect() as c:
-        rows = c.execute(select(Image.name, Image.kernel, Image.initrd, Image.cmdline)).all()
+        rows = c.execute(
+            select(Image.name, Image.kernel, Image.initrd, Image.cmdline).where(Image.kernel.is_not(None))
+        ).all()
+        parts = set(c.execute(select(Image.name, Image.declared_format).where(Image.kernel.is_(None))).all())
     engine.dispose()
     assert len(rows) == 1
+    # Its kernel and initrd are Glance images of their own (aki, ari), which it names.
+    assert parts == {("ferry-test-guest-kernel", "aki"), ("ferry-test-guest-ramdisk", "ari")}
     name, kernel, initrd, cmdline = rows[0]
     assert (name, kernel, initrd) == ("ferry-test-guest", str(guest / "vmlinuz"), str(guest / "initrd.img"))
     assert cmdline.startswith("console=ttyS0 ") and "ferry.rate=200" in cmdline

@@ -113,6 +113,13 @@ class StorageDriver(abc.ABC):
         (create-from-snapshot, clone). `source` may be on another backend and in use (-U)."""
 
     @abc.abstractmethod
+    async def create_from_image(
+        self, source: Path, source_format: DiskFormat, dest: VolumeLocation, size_bytes: int
+    ) -> None:
+        """Create `dest` (one layer) holding the image file `source` (a Glance image's data, of
+        the format it was verified to be), grown to `size_bytes`."""
+
+    @abc.abstractmethod
     async def copy_layer(
         self,
         source: Path,

@@ -230,6 +230,18 @@ class FileStorageDriver(StorageDriver):
     # -- copies --------------------------------------------------------------------------------
 
     async def copy_flat(self, source: Path, dest: VolumeLocation, size_bytes: int) -> None:
+        await self._convert_into(source, format_of(source), dest, size_bytes)
+
+    async def create_from_image(
+        self, source: Path, source_format: DiskFormat, dest: VolumeLocation, size_bytes: int
+    ) -> None:
+        await self._convert_into(source, source_format, dest, size_bytes)
+
+    async def _convert_into(
+        self, source: Path, source_format: DiskFormat, dest: VolumeLocation, size_bytes: int
+    ) -> None:
+        """A flattened copy of `source` published as `dest`'s one layer: through its .part file
+        and an atomic rename, so a published file is always whole (a replay keeps it)."""
         self._check_location(dest)
         if len(dest.layers) != 1:
             raise BadRequest("A flattened copy has exactly one layer.")
@@ -238,12 +250,12 @@ class FileStorageDriver(StorageDriver):
         if final.exists():
             await self._require_size(final, size_bytes)
             return
-        source_size = await self.virtual_size(source)
+        source_size = (await self.img.info(source, source_format)).virtual_size
         if source_size > size_bytes:
             raise BadRequest(f"Cannot copy {source_size} bytes into a volume of {size_bytes} bytes.")
         self._make_volume_dir(dest.name_id)
         part = self.part_path(dest.name_id, dest.active_layer)
-        await self.img.convert(source, format_of(source), part, self.format, options=self._create_options())
+        await self.img.convert(source, source_format, part, self.format, options=self._create_options())
         if source_size < size_bytes:
             await self.img.resize(part, self.format, size_bytes)
         await self._publish(part, final)

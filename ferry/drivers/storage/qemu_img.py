@@ -106,6 +106,12 @@ class QemuImg:
         out = await self._run_json(["info", "--output=json", "-U", "-f", fmt, _file_arg(path)])
         return ImageInfo.from_json(out)
 
+    async def probe(self, path: Path) -> ImageInfo:
+        """`qemu-img info -U` without a format: what qemu-img finds the file to be (never trusted
+        to open a guest's disk, only to check that data is what it claims)."""
+        out = await self._run_json(["info", "--output=json", "-U", _file_arg(path)])
+        return ImageInfo.from_json(out)
+
     async def info_chain(self, path: Path, fmt: DiskFormat) -> list[ImageInfo]:
         """`qemu-img info -U --backing-chain`: the image and its backing files, top first."""
         argv = ["info", "--output=json", "-U", "--backing-chain", "-f", fmt, _file_arg(path)]
