@@ -1,12 +1,13 @@
 # Ferry: `make demo` installs everything and runs the live-migration tour; `make test` installs
-# everything and runs lint + the whole test suite (SQLite, then the database tests on PostgreSQL).
+# everything and runs lint + the whole test suite (SQLite, then the database tests on PostgreSQL,
+# then OpenStack's tempest volume suite against a real `ferry serve`).
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 GUEST   := build/guest
 STAMP   := build/.stamps
 
-.PHONY: all deps venv guest demo test lint unit e2e pg-test bench clean
+.PHONY: all deps venv guest demo test lint unit e2e pg-test tempest bench clean
 
 all: test
 
@@ -45,9 +46,13 @@ e2e: venv guest
 pg-test: venv
 	bash scripts/pg-test.sh
 
+tempest: venv guest
+	bash scripts/tempest.sh
+
 test: lint guest
 	$(BIN)/pytest -q --durations=15 tests
 	bash scripts/pg-test.sh
+	bash scripts/tempest.sh
 
 bench: venv guest
 	$(BIN)/python bench/run.py --guest-dir $(GUEST)

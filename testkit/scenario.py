@@ -70,7 +70,9 @@ def other_backend(backend: str) -> str:
 
 
 def snapshot(api: Api, vid: str, name: str) -> str:
-    snap = api.ok(api.volume("POST", "/snapshots", json={"snapshot": {"volume_id": vid, "name": name}}))
+    snap = api.ok(
+        api.volume("POST", "/snapshots", json={"snapshot": {"volume_id": vid, "name": name, "force": True}})
+    )
     return str(snap["snapshot"]["id"])
 
 

@@ -16,7 +16,7 @@ from pydantic import Field, StrictInt, field_validator
 from ferry.api import deps
 from ferry.api.errors import body_part
 from ferry.api.openapi import body
-from ferry.api.schemas import Body, Count, Name, Pairs, Text, string_pairs
+from ferry.api.schemas import Body, Count, Name, Pairs, Text, strict_flag, string_pairs
 from ferry.api.versions import at_least
 from ferry.api.views import stored
 from ferry.domain.clock import iso
@@ -212,7 +212,8 @@ async def create_snapshot(
 ) -> dict[str, Any]:
     _proxied(request)
     b = await body_part(request, "snapshot", NovaSnapshotBody)
-    snap = await snapshots.create(ctx, b.volume_id, b.display_name, b.display_description, {})
+    force = b.force is not None and strict_flag(b.force, "snapshot.force")  # Nova passes it to Cinder
+    snap = await snapshots.create(ctx, b.volume_id, b.display_name, b.display_description, {}, force=force)
     return {"snapshot": _snapshot_view(snap)}
 
 

@@ -20,7 +20,7 @@ from ferry.api.errors import body_part
 from ferry.api.list_filters import asked_filters, snapshot_matching
 from ferry.api.openapi import body
 from ferry.api.paging import next_links
-from ferry.api.schemas import Count, QueryText, SnapshotCreateBody, SnapshotUpdateBody, flag
+from ferry.api.schemas import Count, QueryText, SnapshotCreateBody, SnapshotUpdateBody, flag, strict_flag
 from ferry.api.versions import at_least
 from ferry.api.view_versions import SNAPSHOT_GATES, gated
 from ferry.api.views import listing, snapshot_view
@@ -146,7 +146,11 @@ async def create_snapshot(
     b = await body_part(request, "snapshot", SnapshotCreateBody)
     if b.volume_id is None:  # Cinder looks the volume up, and finds none
         raise NotFound("Volume None could not be found.")
-    snap = await snapshots.create(ctx, b.volume_id, b.name, b.description, b.metadata)
+    # Below 3.66 Cinder snapshots an attached volume only when asked with force=true.
+    force = (b.force is not None and strict_flag(b.force, "snapshot.force")) or at_least(
+        request, "3.66", "volume"
+    )
+    snap = await snapshots.create(ctx, b.volume_id, b.name, b.description, b.metadata, force=force)
     return _one(request, ctx, snapshots, snap, extended=False)
 
 

@@ -32,7 +32,7 @@ def stored(pairs: dict[str, Any] | None) -> dict[str, Any]:
 
 def attachment_view(a: AttachmentRecord, host: str) -> dict[str, Any]:
     return {
-        "id": a.id,
+        "id": a.volume_id,  # Cinder's: the attachment's `id` names the volume, `attachment_id` itself
         "attachment_id": a.id,
         "volume_id": a.volume_id,
         "server_id": a.server_id,

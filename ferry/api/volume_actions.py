@@ -175,6 +175,8 @@ async def _detach(on: VolumeActors, ctx: RequestContext, volume_id: str, args: A
     b = _object(args if args is not None else {}, "os-detach", ("attachment_id",))
     wanted = b.get("attachment_id")
     att = on.volumes.attachments([on.volumes.get(ctx, volume_id).id]).get(volume_id)
+    if att is None and wanted is None:
+        return  # Cinder: "detach called, but volume not attached" is a no-op (a force detach did it)
     if att is None or (wanted is not None and att.id != wanted):
         raise BadRequest(f"Error detaching volume {volume_id}: it has no such attachment.")
     await on.compute.detach(ctx, att.server_id, volume_id)

@@ -119,11 +119,15 @@ class SnapshotService:
         name: str | None,
         description: str | None,
         metadata: dict[str, str],
+        *,
+        force: bool = True,
     ) -> Snapshot:
+        """`force`: a volume that is not available (attached) may be snapshotted live. Cinder's API
+        asks for it below microversion 3.66 (`force=True` in the request)."""
         policy.enforce(ctx, "snapshot:create")
         check_metadata(metadata)
         async with self.volumes.chain_lock(volume_id):  # reads the active layer, then replaces it
-            return await self._create_locked(ctx, volume_id, name, description, metadata)
+            return await self._create_locked(ctx, volume_id, name, description, metadata, force)
 
     async def _create_locked(
         self,
@@ -132,11 +136,12 @@ class SnapshotService:
         name: str | None,
         description: str | None,
         metadata: dict[str, str],
+        force: bool = True,
     ) -> Snapshot:
         new_layer = new_id()
         with self.db.begin() as s:
             vol = get_volume(s, ctx, volume_id)
-            self._check_can_snapshot(vol)
+            self._check_can_snapshot(vol, force)
             self.volumes.quotas.claim_volume(
                 s, vol.project_id, vol.volume_type_id, snapshots=1, gigabytes=vol.size_gib
             )
@@ -279,9 +284,14 @@ class SnapshotService:
                 return layer.layer_id
         return None
 
-    def _check_can_snapshot(self, vol: Volume) -> None:
+    def _check_can_snapshot(self, vol: Volume, force: bool = True) -> None:
         if vol.status not in SNAPSHOTTABLE:  # first: a volume no backend took has no backend
             raise BadRequest(f"Volume {vol.id} is {vol.status}: snapshots need available or in-use.")
+        if vol.status is not VolumeStatus.AVAILABLE and not force:
+            raise BadRequest(
+                f"Invalid volume: Volume {vol.id} status must be available, but current status is: "
+                f"{vol.status} (snapshot an attached volume with force=true)."
+            )
         backend = self.backends.config.backend(vol.backend)
         if not backend.supports_snapshots:
             raise BadRequest(

@@ -221,8 +221,10 @@ class TypeService:
         otherwise leave every volume of the type in error."""
         for key in ("volume_backend_name", "capabilities:volume_backend_name"):
             name = specs.get(key)
+            if name is None or " " in name.strip():
+                continue
             known = self.backends.backend_names()
-            if name is not None and " " not in name.strip() and name not in known:
+            if name not in known:
                 raise BadRequest(
                     f"No backend reports volume_backend_name {name!r}; known: {', '.join(sorted(known))}."
                 )

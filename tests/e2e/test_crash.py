@@ -160,7 +160,7 @@ def test_live_snapshot_cut_by_a_crash_is_completed_at_restart(crashy: FerryServe
     crashy.start(env={"FERRY_FAILPOINTS": "snapshot.after_switch:crash"})
     api = crashy.api("ferry-admin")
     with pytest.raises(httpx.TransportError):  # the process dies inside the request
-        api.volume("POST", "/snapshots", json={"snapshot": {"volume_id": vid, "name": "cut"}})
+        api.volume("POST", "/snapshots", json={"snapshot": {"volume_id": vid, "name": "cut", "force": True}})
     assert crashy.wait_exit(120) == 137, crashy.log_tail()
     crashy.start()
     api = crashy.api("ferry-admin")

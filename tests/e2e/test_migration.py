@@ -264,7 +264,7 @@ def test_raw_round_trip(cloud: FerryServer) -> None:
     assert loc["format"] == "raw" and loc["layers"][0]["path"].endswith(".raw")
     assert disks(admin, sid)[vid]["files"] == [loc["layers"][0]["path"]]
     assert wait_writing(cloud, sid, vid, writes=60).healthy
-    r = admin.volume("POST", "/snapshots", json={"snapshot": {"volume_id": vid}})
+    r = admin.volume("POST", "/snapshots", json={"snapshot": {"volume_id": vid, "force": True}})
     assert r.status_code == 400 and "raw" in r.text
     migrate(admin, vid, src)
     assert wait_migration(admin, vid)["status"] == "success"

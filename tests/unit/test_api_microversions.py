@@ -385,10 +385,12 @@ def test_features_not_offered(demo: Api, method: str, path: str, code: int) -> N
     refused(at(demo, "3.42", method, path, json={}), code)
 
 
-def test_unknown_actions_of_not_offered_features(demo: Api) -> None:
+def test_a_public_upload_is_for_admins(demo: Api) -> None:
+    # 3.1: the upload's image may be made public, by admins only (Cinder's volume:upload_public)
     vid = volume(demo)["id"]
-    upload = {"os-volume_upload_image": {"image_name": "i", "visibility": "public"}}  # 3.1
-    assert "Unknown volume action" in refused(at(demo, "3.42", "POST", f"/volumes/{vid}/action", json=upload))
+    upload = {"os-volume_upload_image": {"image_name": "i", "visibility": "public"}}
+    resp = at(demo, "3.42", "POST", f"/volumes/{vid}/action", json=upload)
+    assert resp.status_code == 403 and "upload_public" in resp.text
 
 
 # -- pages -------------------------------------------------------------------------------------
