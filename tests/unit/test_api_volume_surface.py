@@ -272,12 +272,24 @@ def test_attach_detach_and_force_detach(admin: Api, demo: Api, other: Api, image
     error(
         action(other, "volumes", vid, "os-attach", {"instance_uuid": server, "mountpoint": "/dev/vdb"}), 404
     )
-    error(action(demo, "volumes", vid, "os-detach", {}), 400)  # not attached
+    # not attached: a no-op as in Cinder ("detach called, but volume not attached"); an attachment
+    # named that the volume does not have is refused
+    assert action(demo, "volumes", vid, "os-detach", {}).status_code == 202
+    assert show(demo, vid)["status"] == "available"
+    error(action(demo, "volumes", vid, "os-detach", {"attachment_id": "f" * 32}), 400)
     # os-attach plugs the disk in (Ferry is the hypervisor), os-detach unplugs it
     attach = {"instance_uuid": server, "mountpoint": "/dev/vdb"}
     assert action(demo, "volumes", vid, "os-attach", attach).status_code == 202
     vol = show(demo, vid)
     assert vol["status"] == "in-use" and vol["attachments"][0]["server_id"] == server
+    assert vol["attachments"][0]["id"] == vid  # Cinder's: `id` names the volume, `attachment_id` itself
+    # Below 3.66 an attached volume is snapshotted only with force=true (then live)
+    for force in ({}, {"force": False}, {"force": "no"}):
+        body = {"snapshot": {"volume_id": vid, **force}}
+        assert "must be available" in error(demo.volume("POST", "/snapshots", json=body), 400)
+    error(demo.volume("POST", "/snapshots", json={"snapshot": {"volume_id": vid, "force": "maybe"}}), 400)
+    live = demo.volume("POST", "/snapshots", json={"snapshot": {"volume_id": vid, "force": "true"}})
+    assert live.status_code == 202, live.text
     assert action(demo, "volumes", vid, "os-begin_detaching", {}).status_code == 202
     assert show(demo, vid)["status"] == "detaching"
     assert action(demo, "volumes", vid, "os-roll_detaching", {}).status_code == 202
