@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ferry.config import load
+from ferry.db.engine import make_engine, session_factory
+from ferry.services.images import register_image
 from testkit.server import Api, FerryServer, reset_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +28,29 @@ def make_server(tmp: Path, quotas: str = UNLIMITED_QUOTAS, **kw: object) -> Ferr
         reset_database(url)
     kw["extra_config"] = quotas + "\n" + str(kw.get("extra_config", ""))
     return FerryServer(tmp, database_url=url, **kw)  # type: ignore[arg-type]
+
+
+def fake_hypervisor_server(tmp: Path) -> Iterator[FerryServer]:
+    """A real `ferry serve` with the fake hypervisor (servers to attach to, no guests to boot), for
+    a module's `server` fixture; it must have logged no problem when it stops."""
+    srv = make_server(tmp)
+    cfg = srv.config_path.read_text()
+    srv.config_path.write_text(cfg.replace('driver = "qemu"', 'driver = "fake"', 1))
+    srv.start()
+    yield srv
+    srv.shutdown()
+    assert srv.log_problems() == []
+
+
+def kernel_image(srv: FerryServer, tmp: Path, name: str) -> str:
+    """The id of an image `name` whose kernel is a stand-in file (for the fake hypervisor)."""
+    kernel = tmp / "vmlinuz"
+    kernel.write_bytes(b"k")
+    engine = make_engine(load(srv.config_path).database_url)
+    try:
+        return register_image(session_factory(engine), name, kernel=str(kernel)).id
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")

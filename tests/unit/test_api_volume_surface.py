@@ -14,13 +14,10 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from ferry.config import load
-from ferry.db.engine import make_engine, session_factory
 from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
-from ferry.services.images import register_image
 from ferry.services.volumes import VolumeCreate
 from testkit.server import Api, FerryServer
-from tests.conftest import make_server
+from tests.conftest import fake_hypervisor_server, kernel_image
 from tests.unit.test_api_microversions import at
 from tests.unit.test_migration_service import ADMIN, make_ferry, run
 
@@ -30,25 +27,12 @@ UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryServer]:
-    """A real `ferry serve` with the fake hypervisor: servers to attach to, no guests to boot."""
-    srv = make_server(tmp_path_factory.mktemp("ferry"))
-    cfg = srv.config_path.read_text()
-    srv.config_path.write_text(cfg.replace('driver = "qemu"', 'driver = "fake"', 1))
-    srv.start()
-    yield srv
-    srv.shutdown()
-    assert srv.log_problems() == []
+    yield from fake_hypervisor_server(tmp_path_factory.mktemp("ferry"))
 
 
 @pytest.fixture(scope="module")
 def image(server: FerryServer, tmp_path_factory: pytest.TempPathFactory) -> str:
-    kernel = tmp_path_factory.mktemp("image") / "vmlinuz"
-    kernel.write_bytes(b"k")
-    engine = make_engine(load(server.config_path).database_url)
-    try:
-        return register_image(session_factory(engine), "surface-img", kernel=str(kernel)).id
-    finally:
-        engine.dispose()
+    return kernel_image(server, tmp_path_factory.mktemp("image"), "surface-img")
 
 
 @pytest.fixture(scope="module")
