@@ -102,10 +102,6 @@ class GuestDetach:
             )
             instance_actions.finish(s, job.event_id, why)
 
-    def busy(self) -> int:
-        """How many detaches are still being carried out."""
-        return len(self._tasks)
-
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
