@@ -40,7 +40,8 @@ bash guest/build.sh build/guest > /dev/null  # cached by a hash of the guest sou
 mkdir -p "$out"
 if [[ ! -f $ws/.stestr.conf ]]; then
     rm -rf "$ws"
-    "$venv/bin/tempest" init "$ws" > /dev/null
+    # Its own workspace registry: ~/.tempest's may name another checkout's "workspace" already.
+    "$venv/bin/tempest" init --workspace-path "$out/workspaces.yaml" "$ws" > /dev/null
 fi
 
 rm -rf "$ws/.stestr" "$out/run.log" "$out/last-run.subunit"  # "last" is then this run, or nothing
