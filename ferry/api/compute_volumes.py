@@ -116,10 +116,6 @@ def _snapshot_view(s: SnapshotRecord) -> dict[str, Any]:
     }
 
 
-def _page(items: list[Any], offset: int | None) -> list[Any]:
-    return items[offset or 0 :]
-
-
 # -- os-volumes ------------------------------------------------------------------------------
 @router.get("/os-volumes")
 @router.get("/os-volumes/detail")
@@ -132,8 +128,7 @@ def list_volumes(
     offset: Count | None = None,
 ) -> dict[str, Any]:
     _proxied(request)
-    wanted = None if limit is None else limit + (offset or 0)
-    vols = _page(volumes.list_volumes(ctx, VolumeFilter(limit=wanted)), offset)
+    vols = volumes.list_volumes(ctx, VolumeFilter(limit=limit, offset=offset))
     return {"volumes": _volume_views(vols, volumes, _type_names(ctx, types) if vols else {})}
 
 
@@ -193,8 +188,7 @@ def list_snapshots(
     offset: Count | None = None,
 ) -> dict[str, Any]:
     _proxied(request)
-    wanted = None if limit is None else limit + (offset or 0)
-    snaps = _page(snapshots.list_snapshots(ctx, limit=wanted), offset)
+    snaps = snapshots.list_snapshots(ctx, limit=limit, offset=offset)
     return {"snapshots": [_snapshot_view(s) for s in snaps]}
 
 
