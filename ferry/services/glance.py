@@ -249,6 +249,8 @@ def _matches(ctx: RequestContext, img: Image, params: dict[str, str]) -> bool:
             return False
     if "visibility" not in params and img.visibility is Visibility.COMMUNITY and img.owner != ctx.project_id:
         return False  # as Glance: community images are listed when asked for, or by their owner
+    if params.get("os_hidden", "false").lower() == "true":
+        return False  # Ferry hides no image (`os_hidden` is always false)
     tag = params.get("tag")
     if tag is not None and tag not in (img.tags or []):
         return False

@@ -168,6 +168,8 @@ def test_list_filters_and_pages(demo: Api) -> None:
     assert {i["id"] for i in listed} == ids
     ovf = demo.ok(demo.image("GET", "/v2/images", params={"tag": tag, "container_format": "ovf"}))["images"]
     assert [i["container_format"] for i in ovf] == ["ovf"]
+    hidden = demo.ok(demo.image("GET", "/v2/images", params={"tag": tag, "os_hidden": "true"}))["images"]
+    assert hidden == []  # what `openstack image delete NAME` also asks for: Ferry hides none
     seen: list[str] = []
     params: dict[str, str] = {"tag": tag, "limit": "2", "sort_key": "name", "sort_dir": "asc"}
     page = demo.ok(demo.image("GET", "/v2/images", params=params))
