@@ -26,7 +26,8 @@ from ferry.services.context import RequestContext
 from ferry.services.records import SnapshotRecord, VolumeRecord
 from ferry.services.snapshots import SnapshotService
 from ferry.services.types import TypeService
-from ferry.services.volumes import VolumeCreate, VolumeFilter, VolumeService
+from ferry.services.volume_create import VolumeCreate
+from ferry.services.volumes import VolumeFilter, VolumeService
 
 router = APIRouter(prefix="/compute/v2.1")
 Ctx = Depends(deps.context)

@@ -51,8 +51,9 @@ from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
 from ferry.services.types import TypeService
 from ferry.services.volume_admin import VolumeAdmin
+from ferry.services.volume_create import VolumeCreate
 from ferry.services.volume_images import VolumeUploads
-from ferry.services.volumes import VolumeCreate, VolumeFilter, VolumeService
+from ferry.services.volumes import VolumeFilter, VolumeService
 
 router = APIRouter(prefix="/volume/v3/{project_id}")
 Ctx = Depends(deps.project_context)

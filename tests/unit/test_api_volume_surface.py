@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
-from ferry.services.volumes import VolumeCreate
+from ferry.services.volume_create import VolumeCreate
 from testkit.server import Api, FerryServer
 from tests.conftest import fake_hypervisor_server, kernel_image
 from tests.unit.test_api_microversions import at

@@ -38,7 +38,7 @@ from ferry.services.app import Ferry
 from ferry.services.context import RequestContext
 from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.images import register_image
-from ferry.services.volumes import VolumeCreate
+from ferry.services.volume_create import VolumeCreate
 from testkit.server import reset_database
 from tests.unit.test_migration_service import ADMIN, run
 from tests.unit.test_refusals import rows, server_row

@@ -19,7 +19,7 @@ from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.services.app import Ferry
 from ferry.services.images import register_image
 from ferry.services.instance_actions import ActionQuery
-from ferry.services.volumes import VolumeCreate
+from ferry.services.volume_create import VolumeCreate
 from testkit.server import Api, FerryServer
 from tests.conftest import fake_hypervisor_server, kernel_image
 from tests.unit.test_api_hosts import openstack

@@ -26,7 +26,7 @@ from ferry.services import bootstrap
 from ferry.services.app import Ferry
 from ferry.services.identity import IdentityService
 from ferry.services.images import register_image
-from ferry.services.volumes import VolumeCreate
+from ferry.services.volume_create import VolumeCreate
 from testkit.server import Api
 from tests.unit import test_migration_service as migration_tests
 from tests.unit.test_console import token

@@ -24,7 +24,7 @@ from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.services.app import Ferry
 from ferry.services.context import RequestContext
 from ferry.services.messages import MessageBook, MessageFilter, MessageService, Origin
-from ferry.services.volumes import VolumeCreate
+from ferry.services.volume_create import VolumeCreate
 from testkit.scenario import other_backend
 from tests.unit.test_migration_service import ADMIN, attached_volume, make_ferry, until
 

@@ -19,7 +19,7 @@ from ferry.services import bootstrap, failpoints
 from ferry.services.app import Ferry
 from ferry.services.context import RequestContext
 from ferry.services.images import register_image
-from ferry.services.volumes import VolumeCreate
+from ferry.services.volume_create import VolumeCreate
 from testkit.scenario import other_backend
 
 ADMIN = RequestContext("u-admin", "p-admin", frozenset({"admin", "member", "reader"}))

@@ -14,7 +14,7 @@ from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.drivers.hypervisor.qemu.devices import throttle_args
 from ferry.services.hosts import HostSpec
 from ferry.services.images import register_image
-from ferry.services.volumes import VolumeCreate
+from ferry.services.volume_create import VolumeCreate
 from tests.unit.test_live_migration import control_plane
 from tests.unit.test_migration_service import ADMIN, make_ferry
 

@@ -27,7 +27,7 @@ from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.services import failpoints
 from ferry.services.app import Ferry
 from ferry.services.images import register_image
-from ferry.services.volumes import VolumeCreate
+from ferry.services.volume_create import VolumeCreate
 from tests.unit.test_migration_service import ADMIN, make_ferry, run
 
 

@@ -16,7 +16,8 @@ from ferry.domain.ids import new_id
 from ferry.domain.model import LayerFile
 from ferry.drivers.hypervisor.fake import FakeHypervisorDriver
 from ferry.services.app import Ferry
-from ferry.services.volumes import VolumeCreate, VolumeFilter
+from ferry.services.volume_create import VolumeCreate
+from ferry.services.volumes import VolumeFilter
 from testkit.scenario import other_backend
 from tests.unit.test_migration_service import ADMIN, AutoReadyDriver, attached_volume, make_ferry, run, until
 
@@ -186,7 +187,7 @@ def test_a_type_deleted_while_a_volume_of_it_is_created_is_a_conflict(
     """The other side of the type-delete race: the type goes between the create's lookup and its
     insert (the foreign key then fails): a 409 that says so, and no volume row."""
     from ferry.db.models import VolumeType
-    from ferry.services import volumes as volumes_module
+    from ferry.services import volume_create as volumes_module
 
     async def go() -> None:
         app = make_ferry(tmp_path, FakeHypervisorDriver())
