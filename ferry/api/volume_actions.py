@@ -176,7 +176,8 @@ async def _detach(on: VolumeActors, ctx: RequestContext, volume_id: str, args: A
     wanted = b.get("attachment_id")
     att = on.volumes.attachments([on.volumes.get(ctx, volume_id).id]).get(volume_id)
     if att is None and wanted is None:
-        return  # Cinder: "detach called, but volume not attached" is a no-op (a force detach did it)
+        on.admin.settle_unattached(ctx, volume_id)  # Cinder: "detach called, but volume not attached"
+        return
     if att is None or (wanted is not None and att.id != wanted):
         raise BadRequest(f"Error detaching volume {volume_id}: it has no such attachment.")
     await on.compute.detach(ctx, att.server_id, volume_id)

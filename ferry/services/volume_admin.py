@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import exists, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Server, Snapshot, Volume
+from ferry.db.models import Attachment, Server, Snapshot, Volume
 from ferry.db.statements import active_migration, not_migrating, updated_one
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict
@@ -105,6 +105,21 @@ class VolumeAdmin:
             if attachment_of(s, vol.id) is None:
                 raise BadRequest(f"Volume {vol.id} is not attached.")
             self._move(s, vol, new, expect, "begin detaching" if begin else "roll back detaching")
+
+    def settle_unattached(self, ctx: RequestContext, volume_id: str) -> None:
+        """`os-detach` of a volume with no attachment (a force detach or a lost detach took it):
+        as Cinder ("detach called, but volume not attached"), the volume becomes available if it
+        was left in-use or detaching; otherwise nothing changes."""
+        policy.enforce(ctx, "volume:update")
+        unattached = ~exists().where(Attachment.volume_id == volume_id)
+        stuck = (VolumeStatus.IN_USE, VolumeStatus.DETACHING)
+        with self.db.begin() as s:
+            get_volume(s, ctx, volume_id)
+            s.execute(
+                update(Volume)
+                .where(Volume.id == volume_id, Volume.status.in_(stuck), unattached, not_migrating())
+                .values(status=VolumeStatus.AVAILABLE, updated_at=utcnow())
+            )
 
     def _move(self, s: Session, vol: Volume, new: VolumeStatus, expect: VolumeStatus, what: str) -> None:
         stmt = (

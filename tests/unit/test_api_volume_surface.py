@@ -261,6 +261,10 @@ def test_attach_detach_and_force_detach(admin: Api, demo: Api, other: Api, image
     assert action(demo, "volumes", vid, "os-detach", {}).status_code == 202
     assert show(demo, vid)["status"] == "available"
     error(action(demo, "volumes", vid, "os-detach", {"attachment_id": "f" * 32}), 400)
+    # a volume a lost detach left `detaching` with no attachment: os-detach settles it, as Cinder
+    assert action(admin, "volumes", vid, "os-reset_status", {"status": "detaching"}).status_code == 202
+    assert action(demo, "volumes", vid, "os-detach", {}).status_code == 202
+    assert show(demo, vid)["status"] == "available"
     # os-attach plugs the disk in (Ferry is the hypervisor), os-detach unplugs it
     attach = {"instance_uuid": server, "mountpoint": "/dev/vdb"}
     assert action(demo, "volumes", vid, "os-attach", attach).status_code == 202
