@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,17 +83,29 @@ def failed(event_id: int, why: str) -> tuple[Update, Update]:
 
 def task_ended(s: Session, server_id: str, error: str | None = None) -> None:
     """The server's life-cycle task slot was released: end its open life-cycle event."""
-    open_events = s.scalars(
-        select(InstanceActionEvent.id)
-        .join(InstanceActionRow, InstanceActionRow.id == InstanceActionEvent.action_id)
-        .where(
-            InstanceActionRow.server_id == server_id,
-            InstanceActionRow.action.in_(LIFE_CYCLE),
-            InstanceActionEvent.finish_time.is_(None),
+    for event_id in _open_events(s, server_id, LIFE_CYCLE):
+        finish(s, event_id, error)
+
+
+def settled(s: Session, server_id: str, action: InstanceAction, error: str | None = None) -> None:
+    """A restart settled what the server's `action` (an attach or a detach) was doing: end its
+    open event with that outcome, so that no event stays started forever."""
+    for event_id in _open_events(s, server_id, (action,)):
+        finish(s, event_id, error)
+
+
+def _open_events(s: Session, server_id: str, actions: Iterable[InstanceAction]) -> list[int]:
+    return list(
+        s.scalars(
+            select(InstanceActionEvent.id)
+            .join(InstanceActionRow, InstanceActionRow.id == InstanceActionEvent.action_id)
+            .where(
+                InstanceActionRow.server_id == server_id,
+                InstanceActionRow.action.in_(tuple(actions)),
+                InstanceActionEvent.finish_time.is_(None),
+            )
         )
     )
-    for event_id in list(open_events):
-        finish(s, event_id, error)
 
 
 @asynccontextmanager

@@ -19,17 +19,24 @@ from sqlalchemy.orm import Session, sessionmaker
 from ferry.db.models import Attachment, Server, Volume
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import FerryError
+from ferry.domain.instance_actions import InstanceAction
 from ferry.domain.messages import CREATE_FAILED, EXTEND_FAILED
 from ferry.domain.servers import ServerStatus
 from ferry.domain.settling import UNSETTLED_VOLUME, Outcome, VolumeFacts, VolumeSettlement, settle_volume
 from ferry.domain.volumes import MIGRATION_BUSY, AttachmentStatus, VolumeStatus
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.drivers.storage.base import LayerCheck, StoredLayer
+from ferry.services import instance_actions
 from ferry.services.messages import Origin
 from ferry.services.storage import Backends
 from ferry.services.volumes import VolumeService
 
 log = logging.getLogger(__name__)
+PLUGGING = {
+    VolumeStatus.ATTACHING: InstanceAction.ATTACH_VOLUME,
+    VolumeStatus.DETACHING: InstanceAction.DETACH_VOLUME,
+}
+"""The statuses of a volume being plugged in or out, and the server action each is."""
 
 
 @dataclass(frozen=True)
@@ -182,8 +189,20 @@ class VolumeRecovery:
                     .where(Attachment.volume_id == volume_id)
                     .values(status=AttachmentStatus.ATTACHED)
                 )
-            elif f.status in (VolumeStatus.ATTACHING, VolumeStatus.DETACHING):
-                s.execute(delete(Attachment).where(Attachment.volume_id == volume_id))
+            if f.status in PLUGGING:
+                self._end_event(s, volume_id, f.status, d)
+                if d.status is not VolumeStatus.IN_USE:
+                    s.execute(delete(Attachment).where(Attachment.volume_id == volume_id))
+
+    @staticmethod
+    def _end_event(s: Session, volume_id: str, status: VolumeStatus, d: VolumeSettlement) -> None:
+        """The server's attach or detach event ends as the volume was settled: a success if
+        completed, an error saying why if rolled back."""
+        server_id = s.scalar(select(Attachment.server_id).where(Attachment.volume_id == volume_id))
+        if server_id is None:
+            return
+        action = PLUGGING[status]
+        instance_actions.settled(s, server_id, action, None if d.outcome is Outcome.COMPLETE else d.why)
 
 
 def stuck_since(threshold_s: float) -> datetime:

@@ -257,6 +257,46 @@ def test_a_guest_that_never_lets_go_ends_the_detach_event_in_error(tmp_path: Pat
     run(go)
 
 
+class StuckGuest(FakeHypervisorDriver):
+    """A guest whose detach never returns: the control plane "dies" with the event open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def detach_disk(self, server_id: str, volume_id: str) -> None:
+        await self.release.wait()
+        raise Conflict("the old control plane is gone")
+
+
+@pytest.mark.parametrize("guest_kept_the_disk", [True, False])
+def test_a_restart_mid_detach_ends_the_detach_event(tmp_path: Path, guest_kept_the_disk: bool) -> None:
+    """Recovery settles a `detaching` volume from what QEMU has, and ends the open detach event
+    with that outcome: an error saying why when the guest kept the disk, a success otherwise."""
+
+    async def go() -> None:
+        hv = StuckGuest()
+        app = make_ferry(tmp_path, hv)
+        sid, vid = await attached_volume(app, tmp_path)
+        await app.compute.detach(ADMIN, sid, vid)
+        assert _detail(app, sid, "detach_volume")[1][0].finish_time is None
+        # The next control plane: the same QEMU processes, or processes that lost the disk.
+        after = make_ferry(tmp_path, hv if guest_kept_the_disk else FakeHypervisorDriver())
+        decision = await after.recovery.settle(vid)
+        assert decision is not None
+        event = _detail(after, sid, "detach_volume")[1][0]
+        assert event.finish_time is not None
+        if guest_kept_the_disk:
+            assert (event.result, event.traceback) == ("Error", "the guest still has the disk: detach again")
+            assert after.volumes.get(ADMIN, vid).status == "in-use"
+        else:
+            assert (event.result, event.traceback) == ("Success", None)
+            assert after.volumes.get(ADMIN, vid).status == "available"
+        hv.release.set()
+
+    run(go)
+
+
 def test_a_failed_boot_ends_the_start_event_in_error(tmp_path: Path) -> None:
     class NoSpawn(FakeHypervisorDriver):
         fail = False
