@@ -7,6 +7,7 @@ the server (ACTIVE or SHUTOFF, no task) and the claim that keeps a task from sta
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import select, update
@@ -22,9 +23,18 @@ from ferry.services.context import RequestContext
 from ferry.services.queries import attachment_of
 
 
-def claim_server(s: Session, volume_id: str) -> str | None:
-    """For an attached volume's extend: the server whose running QEMU must grow the disk, or None
-    when it is shut off (no process has the image open). Refused while the server is busy with a
+@dataclass(frozen=True)
+class ServerClaim:
+    """The server an attached volume's extend is recorded on, and whether its QEMU runs (then
+    that process must grow the disk: it has the image open)."""
+
+    server_id: str
+    running: bool
+
+
+def claim_server(s: Session, volume_id: str) -> ServerClaim:
+    """For an attached volume's extend: its server, running (its QEMU must grow the disk) or shut
+    off (no process has the image open). Refused while the server is busy with a
     life-cycle task or in a status with no settled process (Nova grows a disk only under an
     ACTIVE or SHUTOFF guest). The no-op write on the server's row orders this claim with a
     concurrent task claim (`ComputeService._claim` refuses while a volume is `extending`)."""
@@ -44,7 +54,7 @@ def claim_server(s: Session, volume_id: str) -> str | None:
     )
     if not updated_one(s, idle.values(task_state=None)):
         raise refused
-    return server.id if server.status is ServerStatus.ACTIVE else None
+    return ServerClaim(server.id, server.status is ServerStatus.ACTIVE)
 
 
 class LiveExtend(Protocol):

@@ -19,6 +19,7 @@ from ferry.db.models import VOLUME_COLUMNS, Attachment, Migration, Snapshot, Vol
 from ferry.db.statements import compare_and_set, compensate, not_migrating, updated_one
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, FerryError, NotFound
+from ferry.domain.instance_actions import InstanceAction
 from ferry.domain.messages import EXTEND_FAILED
 from ferry.domain.model import GiB, VolumeLocation
 from ferry.domain.scheduling import UNPLACED
@@ -33,9 +34,9 @@ from ferry.domain.volumes import (
     check_metadata,
     check_size,
 )
-from ferry.services import failpoints, policy
+from ferry.services import failpoints, instance_actions, policy
 from ferry.services.context import RequestContext
-from ferry.services.extending import LiveExtend, claim_server
+from ferry.services.extending import LiveExtend, ServerClaim, claim_server
 from ferry.services.matching import Matching, narrow
 from ferry.services.messages import MessageBook, Origin
 from ferry.services.queries import (
@@ -238,7 +239,7 @@ class VolumeService:
                 raise BadRequest(f"No capacity to extend volume {vol.id} to {size} GiB on {vol.backend}.")
             back = VolumeStatus.IN_USE if attached else VolumeStatus.AVAILABLE
             set_status(s, vol.id, VolumeStatus.EXTENDING, expect=(back,))
-            live_server = claim_server(s, vol.id) if attached else None
+            claim = claim_server(s, vol.id) if attached else None
             # Durable intent, in the same transaction as the claim: a restart settles the extend
             # from the image's real size against this, so the database never disagrees with it.
             s.execute(update(Volume).where(Volume.id == vol.id).values(target_size_gib=size))
@@ -247,7 +248,7 @@ class VolumeService:
         failed = update(Volume).where(Volume.id == volume_id).values(status=VolumeStatus.ERROR_EXTENDING)
         try:
             with compensate(self.db, failed):
-                await self._grow(ctx, loc, volume_id, size, live_server)
+                await self._grow(ctx, loc, volume_id, size, claim)
         except FerryError:
             with self.db.begin() as s:
                 self.book.leave(s, Origin.of(ctx), EXTEND_FAILED, volume_id)
@@ -261,17 +262,21 @@ class VolumeService:
             )
 
     async def _grow(
-        self, ctx: RequestContext, loc: VolumeLocation, volume_id: str, size: int, live_server: str | None
+        self, ctx: RequestContext, loc: VolumeLocation, volume_id: str, size: int, claim: ServerClaim | None
     ) -> None:
-        if live_server is None:
+        if claim is None:
             await self.backends.driver(loc.backend).extend(loc, size * GiB)
+            return
+        if not claim.running:  # grown offline, recorded on its server as Nova records any extend
+            async with instance_actions.recorded(self.db, ctx, claim.server_id, InstanceAction.EXTEND_VOLUME):
+                await self.backends.driver(loc.backend).extend(loc, size * GiB)
             return
         # QEMU has the image open: it must grow the file itself (never qemu-img behind it).
         assert self.live is not None
         try:
-            await self.live.live_extend(ctx, live_server, volume_id, size * GiB)
+            await self.live.live_extend(ctx, claim.server_id, volume_id, size * GiB)
         except NotFound as e:  # the volume exists: its server's process lost the disk
-            raise Conflict(f"Server {live_server} cannot grow volume {volume_id}: {e.message}") from e
+            raise Conflict(f"Server {claim.server_id} cannot grow volume {volume_id}: {e.message}") from e
 
     async def delete(
         self, ctx: RequestContext, volume_id: str, cascade: bool = False, *, force: bool = False

@@ -219,11 +219,17 @@ def _detail(app: Ferry, sid: str, name: str) -> tuple[str, list[Any]]:
     return found[0].request_id, detail.events
 
 
-def test_an_in_use_extend_records_extend_volume_on_the_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("running", [True, False])
+def test_an_in_use_extend_records_extend_volume_on_the_server(tmp_path: Path, running: bool) -> None:
+    """Live under a running guest, or offline by the storage driver under a shut-off server."""
+
     async def go() -> None:
         app = make_ferry(tmp_path, FakeHypervisorDriver())
         sid, vid = await attached_volume(app, tmp_path)
+        if not running:
+            await app.compute.stop(ADMIN, sid)
         await app.volumes.extend(ADMIN, vid, 2, allow_in_use=True)
+        assert app.volumes.get(ADMIN, vid).size_gib == 2
         rid, events = _detail(app, sid, "extend_volume")
         assert rid.startswith("req-")  # no HTTP request: one is made up
         assert [(e.event, e.result, e.traceback) for e in events] == [
