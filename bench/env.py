@@ -161,6 +161,10 @@ def layer_files(api: Api, vid: str) -> list[Path]:
 
 
 # -- the server ------------------------------------------------------------------------------
+NO_QUOTAS = "[quotas]\nvolumes = -1\nsnapshots = -1\ngigabytes = -1\n"
+"""The benchmarks measure copies and requests, not quotas: more than Cinder's default 10 volumes."""
+
+
 @dataclass
 class Cloud:
     """A `ferry serve` of the benchmark's own, with its guests."""
@@ -173,7 +177,8 @@ class Cloud:
     servers: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.srv = FerryServer(self.root, guest_dir=self.guest_dir, extra_config=self.extra_config)
+        config = NO_QUOTAS + self.extra_config
+        self.srv = FerryServer(self.root, guest_dir=self.guest_dir, extra_config=config)
 
     def start(self) -> None:
         self.srv.start()
