@@ -52,7 +52,7 @@ def test_a_live_conductors_migration_is_never_taken_and_a_dead_ones_is_adopted(t
         assert lease(a, mig.id) == a.migrations.conductor.id
         # Several lease lengths pass while A lives: B never takes the migration over.
         await asyncio.sleep(LEASE_S * 3)  # a window of lease renewals, not a synchronisation
-        assert lease(a, mig.id) == a.migrations.conductor.id and mig.id not in b.migrations._tasks
+        assert lease(a, mig.id) == a.migrations.conductor.id and mig.id not in b.migrations.runs.tasks
         # A dies (its tasks end where they are; its leases are no longer renewed).
         await a.migrations.stop()
         await until("adopted", lambda: lease(b, mig.id) == b.migrations.conductor.id, timeout=10)
@@ -140,7 +140,7 @@ def test_a_migration_whose_host_is_down_waits_with_its_lease_and_finishes_when_i
         mig = await a.migrations.migrate(ADMIN, vid, other_backend(a.volumes.get(ADMIN, vid).backend))
         job = await until("mirror", lambda: next(iter(hv.servers[sid].jobs), None))
         hv.go_down()
-        await until("waiting", lambda: mig.id not in a.migrations._tasks, timeout=10)
+        await until("waiting", lambda: mig.id not in a.migrations.runs.tasks, timeout=10)
         await asyncio.sleep(LEASE_S * 3)  # several keeper ticks ask the host again, and wait again
         assert a.migrations.report(ADMIN, vid).migration.status == "running"  # no rollback blind
         assert lease(a, mig.id) == a.migrations.conductor.id and job in hv.servers[sid].jobs

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.config import Config
@@ -22,7 +20,7 @@ from ferry.db.statements import active_migration, active_migrations, compare_and
 from ferry.domain import migration as dm
 from ferry.domain import scheduling as sched
 from ferry.domain.clock import utcnow
-from ferry.domain.errors import BadRequest, Conflict, NotFound, Unavailable
+from ferry.domain.errors import BadRequest, Conflict, NotFound
 from ferry.domain.ids import new_id
 from ferry.domain.migration import NO_RETURN, EventKind, RunStatus, Step
 from ferry.domain.migration.lease import LeaseTerms
@@ -32,6 +30,7 @@ from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services import policy
 from ferry.services.context import RequestContext
 from ferry.services.hosts import check_destination_reach
+from ferry.services.migration.conducting import ConductedRuns
 from ferry.services.migration.conductor import Conductor
 from ferry.services.migration.runner import MigrationRun, Perform
 from ferry.services.migration.settling import SETTLING
@@ -71,13 +70,18 @@ class MigrationService:
         self.config = config
         self.backends = backends
         self.hv = hypervisor
-        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancels: dict[str, asyncio.Event] = {}
         self._slots: dict[str, asyncio.Semaphore] = {
             b.name: asyncio.Semaphore(b.max_migrations) for b in config.backends
         }
         self.conductor = Conductor(db, LeaseTerms(config.migration.lease_s))
-        self._keeper: asyncio.Task[None] | None = None
+        self.runs = ConductedRuns(
+            self.conductor,
+            "migration",
+            self._recover,
+            cancel_asked=lambda mid: self.cancel_event(mid).set(),  # its run sees it here
+            forget=self._forget,
+        )
 
     # -- requests ----------------------------------------------------------------------
     async def migrate(
@@ -94,7 +98,7 @@ class MigrationService:
         dest = self.backends.resolve(host)
         async with self.volumes.chain_lock(volume_id):  # no snapshot change while the plan is made
             mig = self._reserve(ctx, volume_id, dest, new_type_id, speed)
-        self._launch(mig.id)
+        self.runs.launch(mig.id, self._run(mig.id))
         return mig
 
     def _reserve(
@@ -282,43 +286,14 @@ class MigrationService:
         return mig
 
     # -- engine ----------------------------------------------------------------------------
-    def _launch(self, migration_id: str, work: Coroutine[Any, Any, None] | None = None) -> None:
-        if migration_id in self._tasks:  # already driven here (the keeper may have been first)
-            if work is not None:
-                work.close()
-            return
-        task = asyncio.get_running_loop().create_task(self._unless_away(migration_id, work))
-        self._tasks[migration_id] = task
-        task.add_done_callback(lambda _t: self._forget(migration_id))
-
-    async def _unless_away(self, migration_id: str, work: Coroutine[Any, Any, None] | None) -> None:
-        """Drive the migration. When a host it needs, or the database, is away, stop where it
-        is: the lease stays, so no other conductor takes it, and the keeper settles it afresh
-        (from facts read again) at its next tick."""
-        try:
-            await (work or self._run(migration_id))
-        except Unavailable as e:
-            log.warning("migration %s waits: %s", migration_id, e.message)
-        except (OperationalError, InterfaceError) as e:
-            log.warning(
-                "migration %s waits: the database is unavailable (%s)", migration_id, type(e).__name__
-            )
-
     def _forget(self, migration_id: str) -> None:
-        self._tasks.pop(migration_id, None)
         self._cancels.pop(migration_id, None)
 
     async def wait(self, migration_id: str) -> None:
-        task = self._tasks.get(migration_id)
-        if task is not None:
-            await asyncio.shield(task)
+        await self.runs.wait(migration_id)
 
     async def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-        for task in list(self._tasks.values()):
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self.runs.stop()
 
     def _new_run(self, migration_id: str) -> MigrationRun:
         with self.db() as s:
@@ -350,32 +325,8 @@ class MigrationService:
                 s.scalars(active_migrations().with_only_columns(Migration.id).order_by(Migration.created_at))
             )
         for mid in ids:
-            self._launch(mid, self._recover(mid, force=exclusive))
-        self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
-
-    async def _keep_leases(self) -> None:
-        """Renew what this conductor drives, let go of what another took, adopt what lapsed."""
-        while True:
-            await asyncio.sleep(self.conductor.terms.renew_every_s)  # a lease timer, not a sync
-            try:
-                self._keep()
-            except (OperationalError, InterfaceError) as e:  # PostgreSQL away: the next tick retries
-                log.warning("conductor %s: cannot renew its leases: %s", self.conductor.id, type(e).__name__)
-
-    def _keep(self) -> None:
-        held, cancelled = self.conductor.renew()
-        for mid in cancelled:
-            self.cancel_event(mid).set()  # asked of another worker: its run sees it here
-        for mid, task in list(self._tasks.items()):
-            if mid not in held and not task.done():
-                log.warning("migration %s: lease lost to another conductor; it settles it", mid)
-                task.cancel()
-        for mid in held - set(self._tasks):  # ours, yet nothing drives it: it waited, or crashed
-            self._launch(mid, self._recover(mid))
-        for mid in self.conductor.lapsed():
-            if mid not in self._tasks:
-                log.info("migration %s: its conductor's lease lapsed; adopting it", mid)
-                self._launch(mid, self._recover(mid))
+            self.runs.launch(mid, self._recover(mid, force=exclusive))
+        self.runs.keep_leases()
 
     async def _recover(self, migration_id: str, *, force: bool = False) -> None:
         if not self.conductor.take(migration_id, force=force):

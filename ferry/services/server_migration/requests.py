@@ -11,22 +11,19 @@ transaction that records the migration.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.config import Config
 from ferry.db.models import Attachment, Flavor, Server, ServerLiveMigration, ServerLiveMigrationEvent, Volume
 from ferry.db.statements import compare_and_set, migrating_volume_of
 from ferry.domain.clock import utcnow
-from ferry.domain.errors import BadRequest, Conflict, NotFound, Unavailable
+from ferry.domain.errors import BadRequest, Conflict, NotFound
 from ferry.domain.hosts import Need, Placed, check_migration, place
 from ferry.domain.ids import new_id
 from ferry.domain.instance_actions import InstanceAction
@@ -39,6 +36,7 @@ from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
 from ferry.services.extending import extending_volume_of
 from ferry.services.hosts import HostRegistry
+from ferry.services.migration.conducting import ConductedRuns
 from ferry.services.migration.conductor import Conductor
 from ferry.services.queries import get_owned
 from ferry.services.server_migration.runner import LiveRun
@@ -74,8 +72,7 @@ class LiveMigrationService:
         self.db, self.config, self.backends, self.hv = db, config, backends, hypervisor
         self.hosts, self.compute = hosts, compute
         self.conductor = Conductor(db, LeaseTerms(config.migration.lease_s), ServerLiveMigration)
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._keeper: asyncio.Task[None] | None = None
+        self.runs = ConductedRuns(self.conductor, "live migration", self._adopt)
 
     # -- requests -----------------------------------------------------------------------------
     async def migrate(
@@ -104,7 +101,7 @@ class LiveMigrationService:
                     f"Server {server.id}: volume {extending} is being extended; "
                     "live-migrate it when the extend is done."
                 )
-        self._launch(row.id)
+        self.runs.launch(row.id, self._run(row.id, restart=False))
         return row
 
     def _check_server(self, s: Session, server: Server) -> None:
@@ -218,24 +215,8 @@ class LiveMigrationService:
         await self.hv.on_host(row.source_host).force_live(server_id)
 
     # -- conducting ---------------------------------------------------------------------------
-    def _launch(self, migration_id: str, work: Coroutine[Any, Any, None] | None = None) -> None:
-        if migration_id in self._tasks:
-            if work is not None:
-                work.close()
-            return
-        task = asyncio.get_running_loop().create_task(self._unless_away(migration_id, work))
-        self._tasks[migration_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(migration_id, None))
-
-    async def _unless_away(self, migration_id: str, work: Coroutine[Any, Any, None] | None) -> None:
-        try:
-            await (work or self._run(migration_id, restart=False))
-        except Unavailable as e:
-            log.warning("live migration %s waits: %s", migration_id, e.message)
-        except (OperationalError, InterfaceError) as e:
-            log.warning(
-                "live migration %s waits: the database is unavailable (%s)", migration_id, type(e).__name__
-            )
+    def _adopt(self, migration_id: str) -> Coroutine[Any, Any, None]:
+        return self._run(migration_id, restart=True)
 
     async def _run(self, migration_id: str, *, restart: bool, force: bool = False) -> None:
         if not self.conductor.take(migration_id, force=force):
@@ -249,9 +230,7 @@ class LiveMigrationService:
         await run.drive(first)
 
     async def wait(self, migration_id: str) -> None:
-        task = self._tasks.get(migration_id)
-        if task is not None:
-            await asyncio.shield(task)
+        await self.runs.wait(migration_id)
 
     async def resume_all(self, *, exclusive: bool = True) -> None:
         with self.db() as s:
@@ -259,34 +238,11 @@ class LiveMigrationService:
                 s.scalars(select(ServerLiveMigration.id).where(ServerLiveMigration.status.in_(IN_PROGRESS)))
             )
         for mid in ids:
-            self._launch(mid, self._run(mid, restart=True, force=exclusive))
-        self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
-
-    async def _keep_leases(self) -> None:
-        while True:
-            await asyncio.sleep(self.conductor.terms.renew_every_s)  # a lease timer, not a sync
-            try:
-                held, _ = self.conductor.renew()
-                for mid in held - set(self._tasks):  # ours, yet nothing drives it: it waited
-                    self._launch(mid, self._run(mid, restart=True))
-                for mid in self.conductor.lapsed():
-                    if mid not in self._tasks:
-                        log.info("live migration %s: its conductor's lease lapsed; adopting it", mid)
-                        self._launch(mid, self._run(mid, restart=True))
-            except (OperationalError, InterfaceError) as e:
-                log.warning(
-                    "conductor %s: cannot renew live-migration leases: %s",
-                    self.conductor.id,
-                    type(e).__name__,
-                )
+            self.runs.launch(mid, self._run(mid, restart=True, force=exclusive))
+        self.runs.keep_leases()
 
     async def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-        for task in list(self._tasks.values()):
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self.runs.stop()
 
 
 def _find(s: Session, ident: str) -> ServerLiveMigration | None:
