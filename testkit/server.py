@@ -46,11 +46,13 @@ class Api:
     project_id: str
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=120))
 
-    def volume(self, method: str, path: str, **kw: Any) -> httpx.Response:
+    def volume(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kw: Any
+    ) -> httpx.Response:
         return self.client.request(
             method,
             f"{self.base}/volume/v3/{self.project_id}{path}",
-            headers={"X-Auth-Token": self.token},
+            headers={"X-Auth-Token": self.token, **(headers or {})},
             **kw,
         )
 

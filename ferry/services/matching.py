@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, String, cast, false, select
+from sqlalchemy import Select, String, cast, false
 from sqlalchemy.orm import Session
 
 
@@ -36,10 +36,17 @@ def narrow(s: Session, stmt: Select[Any], model: Any, m: Matching) -> Select[Any
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = stmt.where(cast(getattr(model, key), String).like(f"%{escaped}%", escape="\\"))
     for column, pairs in (("meta", m.metadata), ("image_meta", m.image_meta)):
-        if pairs:
-            # JSON containment differs between SQLite and PostgreSQL: match the pairs here, then
-            # keep the query (and its keyset pagination) on the ids that hold them.
-            want = pairs.items()
-            rows = s.execute(select(model.id, getattr(model, column)))
-            stmt = stmt.where(model.id.in_([ident for ident, held in rows if want <= (held or {}).items()]))
+        for key, value in (pairs or {}).items():
+            stmt = _holding(s, stmt, model, column, key, value)
     return stmt
+
+
+def _holding(s: Session, stmt: Select[Any], model: Any, column: str, key: str, value: str) -> Select[Any]:
+    """`stmt` narrowed to rows whose JSON `column` holds `key`: `value`. In SQL (`->>` on
+    PostgreSQL, `json_extract` on SQLite) for the keys a JSON path can name; a key with a quote
+    or a backslash in it is matched here, among the rows the query already narrowed to."""
+    col = getattr(model, column)
+    if '"' not in key and "\\" not in key:
+        return stmt.where(col[key].as_string() == value)
+    rows = s.execute(stmt.with_only_columns(model.id, col))
+    return stmt.where(model.id.in_([ident for ident, held in rows if (held or {}).get(key) == value]))

@@ -5,6 +5,7 @@ volumes created from images (their bytes) and volumes uploaded to images."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -322,6 +323,11 @@ def test_a_volume_from_an_image_holds_its_bytes_and_metadata(
     plain = demo.ok(demo.volume("POST", "/volumes", json={"volume": {"size": 1}}), 202)["volume"]
     assert _volume(demo, plain["id"])["bootable"] == "false"
     assert "volume_image_metadata" not in _volume(demo, plain["id"])
+    # Cinder's `glance_metadata` list filter (3.4): the volumes made from this image
+    v34 = {"OpenStack-API-Version": "volume 3.4"}
+    wanted = {"glance_metadata": json.dumps({"image_id": img["id"], "os_distro": "ferry-os"})}
+    listed = demo.ok(demo.volume("GET", "/volumes", params=wanted, headers=v34))["volumes"]
+    assert sorted(v["id"] for v in listed) == sorted((vol["id"], clone["id"]))
     for v in (clone["id"], vol["id"], plain["id"]):
         wait_until("volume deletable", lambda v=v: _volume(demo, v)["status"] == "available")
         assert demo.volume("DELETE", f"/volumes/{v}").status_code == 202

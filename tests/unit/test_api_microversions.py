@@ -176,6 +176,13 @@ def test_volume_metadata_size_and_like_filters(demo: Api) -> None:
     b = volume(demo, name="beta-two", metadata={"tier": "silver"})["id"]
     gold = ids(demo.volume("GET", "/volumes", params={"metadata": "{'tier': 'gold'}"}), "volumes")
     assert a in gold and b not in gold
+    both = ids(
+        demo.volume("GET", "/volumes", params={"metadata": json.dumps({"tier": "gold", "k": "v"})}), "volumes"
+    )
+    assert a in both and b not in both
+    assert a not in ids(
+        demo.volume("GET", "/volumes", params={"metadata": '{"tier": "gold", "k": "w"}'}), "volumes"
+    )
     refused(demo.volume("GET", "/volumes", params={"metadata": "[1, 2]"}))
     assert b not in ids(demo.volume("GET", "/volumes", params={"size": "2"}), "volumes")
     assert b in ids(demo.volume("GET", "/volumes", params={"size": "1"}), "volumes")
