@@ -1,6 +1,6 @@
 # Ferry: `make demo` installs everything and runs the live-migration tour; `make test` installs
-# everything and runs lint + the whole test suite (SQLite, then the database tests on PostgreSQL,
-# then OpenStack's tempest volume suite against a real `ferry serve`).
+# everything and runs lint + the whole test suite (SQLite, then the database tests on PostgreSQL
+# beside OpenStack's tempest against a real `ferry serve`).
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -51,8 +51,7 @@ tempest: venv guest
 
 test: lint guest
 	$(BIN)/pytest -q --durations=15 tests
-	bash scripts/pg-test.sh
-	bash scripts/tempest.sh
+	bash scripts/pg-and-tempest.sh
 
 bench: venv guest
 	$(BIN)/python bench/run.py --guest-dir $(GUEST)
