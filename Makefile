@@ -50,7 +50,7 @@ tempest: venv guest
 	bash scripts/tempest.sh
 
 test: lint guest
-	$(BIN)/pytest -q --durations=15 tests
+	$(BIN)/pytest -q --durations=15 -m "not fuzz" tests  # the fuzz suite runs once, on PostgreSQL
 	bash scripts/pg-and-tempest.sh
 
 bench: venv guest
