@@ -19,6 +19,7 @@ from ferry.api import (
     capabilities,
     compute,
     compute_images,
+    compute_quotas,
     compute_volumes,
     consoles,
     errors,
@@ -120,6 +121,7 @@ def create_app(ferry: Ferry) -> FastAPI:
         volume_hosts,
         server_migrations,
         quotas,
+        compute_quotas,
         list_filters,
         instance_actions,
     )

@@ -31,6 +31,7 @@ from ferry.services.migration import MigrationService
 from ferry.services.pools import PoolService
 from ferry.services.projects import ProjectService
 from ferry.services.qos import QosService
+from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.quotas import QuotaService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
@@ -95,6 +96,10 @@ async def projects(request: Request) -> ProjectService:
 
 async def quotas(request: Request) -> QuotaService:
     return _ferry(request).quotas
+
+
+async def compute_quotas(request: Request) -> ComputeQuotas:
+    return _ferry(request).compute_quotas
 
 
 async def type_access(request: Request) -> TypeAccess:

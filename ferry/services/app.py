@@ -25,6 +25,7 @@ from ferry.services.migration import MigrationService
 from ferry.services.pools import PoolService
 from ferry.services.projects import ProjectService
 from ferry.services.qos import QosService
+from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.quotas import QuotaService
 from ferry.services.recovery import VolumeRecovery
 from ferry.services.server_migration import LiveMigrationService
@@ -98,6 +99,7 @@ class Ferry:
         self.qos = QosService(self.db)
         self.projects = ProjectService(self.db)
         self.quotas = QuotaService(self.db, config.quotas)
+        self.compute_quotas = ComputeQuotas(self.db, config.quotas)
         self.volumes = VolumeService(
             self.db,
             self.backends,
@@ -116,7 +118,9 @@ class Ferry:
         self.glance = GlanceService(self.db, config.images_dir)
         self.image_data = ImageData(self.db, config.images_dir)
         self.volume_uploads = VolumeUploads(self.db, self.backends, self.image_data)
-        self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
+        self.compute = ComputeService(
+            self.db, config, self.backends, self.hypervisor, self.hosts, self.compute_quotas
+        )
         self.volume_admin = VolumeAdmin(self.db, self.volumes, self.compute.detaching)
         self.snapshots.live = self.compute
         self.volumes.live = self.compute

@@ -28,6 +28,7 @@ from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, ServerSpec
 from ferry.drivers.hypervisor.console import complete_utf8
 from ferry.drivers.storage.qemu_img import QemuImg
 from ferry.services import failpoints, instance_actions, policy
+from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.context import RequestContext
 from ferry.services.detaching import GuestDetach, Unplug
 from ferry.services.extending import extending_volume_of
@@ -50,8 +51,10 @@ class ComputeService:
         backends: Backends,
         hypervisor: HypervisorDriver,
         hosts: HostRegistry,
+        quotas: ComputeQuotas,
     ) -> None:
         self.db = db
+        self.quotas = quotas
         self.config = config
         self.backends = backends
         self.hv = hypervisor
@@ -127,6 +130,7 @@ class ComputeService:
             flavor = s.get(Flavor, flavor_ref) or s.scalar(select(Flavor).where(Flavor.name == flavor_ref))
             if flavor is None:
                 raise BadRequest(f"Flavor {flavor_ref} could not be found.")
+            self.quotas.claim_servers(s, ctx.project_id, flavor)  # held until this transaction ends
             chosen = self.hosts.choose_host(s, flavor, host)
             now = utcnow()
             server = Server(
