@@ -98,6 +98,8 @@ async def update_quota_class_set(
 
 
 @router.get("/limits")
-def show_limits(request: Request, ctx: RequestContext = Ctx, quotas: ComputeQuotas = Quotas) -> dict[str, Any]:
+def show_limits(
+    request: Request, ctx: RequestContext = Ctx, quotas: ComputeQuotas = Quotas
+) -> dict[str, Any]:
     tenant = request.query_params.get("tenant_id")
     return {"limits": {"rate": [], "absolute": quotas.absolute(ctx, shown(request), tenant)}}

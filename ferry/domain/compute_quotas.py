@@ -77,10 +77,14 @@ def check_key_pairs(limit: int, owned: int) -> None:
 def check_metadata_items(limit: int, count: int) -> None:
     """Nova's MetadataLimitExceeded (403): a server's metadata has at most `limit` items."""
     if exceeds(limit, 0, count):
-        raise Forbidden(f"Quota exceeded for metadata_items: Maximum number of metadata items exceeds {limit}")
+        raise Forbidden(
+            f"Quota exceeded for metadata_items: Maximum number of metadata items exceeds {limit}"
+        )
 
 
-def parse_compute_quota_set(body: Mapping[str, object], resources: ResourceSet) -> tuple[dict[str, int], bool]:
+def parse_compute_quota_set(
+    body: Mapping[str, object], resources: ResourceSet
+) -> tuple[dict[str, int], bool]:
     """A Nova quota-set (or class-set) update: the limits it asks for and its `force` flag. Nova's
     schema refuses unknown keys (400) and takes integers or strings of one, -1..2^31-1."""
     bad = sorted(k for k in body if k not in resources and k != "force")

@@ -32,11 +32,13 @@ from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.context import RequestContext
 from ferry.services.detaching import GuestDetach, Unplug
 from ferry.services.extending import extending_volume_of
+from ferry.services.flavors import find_flavor
 from ferry.services.hosts import HostRegistry
 from ferry.services.images import bootable, find_image
 from ferry.services.qos import disk_limits_of, volume_disk_limits
 from ferry.services.queries import attachment_of, get_owned, get_volume
 from ferry.services.records import ServerRecord
+from ferry.services.server_details import NO_DETAILS, ServerDetails, check_for_create
 from ferry.services.storage import Backends
 from ferry.services.volumes import set_status
 
@@ -116,7 +118,13 @@ class ComputeService:
 
     # -- life cycle --------------------------------------------------------------------
     async def create(
-        self, ctx: RequestContext, name: str, image_ref: str, flavor_ref: str, host: str | None = None
+        self,
+        ctx: RequestContext,
+        name: str,
+        image_ref: str,
+        flavor_ref: str,
+        host: str | None = None,
+        details: ServerDetails = NO_DETAILS,
     ) -> Server:
         policy.enforce(ctx, "server:create_on_host" if host else "server:create")
         with self.db.begin() as s:
@@ -127,11 +135,13 @@ class ComputeService:
             why = bootable(image)
             if why is not None:
                 raise BadRequest(why)
-            flavor = s.get(Flavor, flavor_ref) or s.scalar(select(Flavor).where(Flavor.name == flavor_ref))
-            if flavor is None:
-                raise BadRequest(f"Flavor {flavor_ref} could not be found.")
+            try:
+                flavor = find_flavor(s, ctx, flavor_ref)
+            except NotFound:
+                raise BadRequest(f"Flavor {flavor_ref} could not be found.") from None
+            check_for_create(s, ctx, self.quotas, details)
+            chosen = self.hosts.choose_host(s, flavor, host)  # first: it may beat in its own transaction
             self.quotas.claim_servers(s, ctx.project_id, flavor)  # held until this transaction ends
-            chosen = self.hosts.choose_host(s, flavor, host)
             now = utcnow()
             server = Server(
                 id=new_id(),
@@ -145,6 +155,12 @@ class ComputeService:
                 host=chosen,
                 created_at=now,
                 updated_at=now,
+                key_name=details.key_name,
+                description=details.description,
+                access_ipv4=details.access_ipv4,
+                access_ipv6=details.access_ipv6,
+                meta=dict(details.metadata),
+                tags=list(details.tags),
             )
             s.add(server)
             instance_actions.begin(s, ctx, server, InstanceAction.CREATE)

@@ -65,7 +65,9 @@ class ComputeQuotas:
         self.config = config
 
     def resources(self, shown: Shown = ALL) -> ResourceSet:
-        return compute_resources(self.config.compute_defaults(), networks=shown.networks, injected=shown.injected)
+        return compute_resources(
+            self.config.compute_defaults(), networks=shown.networks, injected=shown.injected
+        )
 
     def limits(self, s: Session, project_id: str, shown: Shown = ALL) -> dict[str, int]:
         return effective_limits(
@@ -97,7 +99,9 @@ class ComputeQuotas:
     def _target(self, s: Session, ctx: RequestContext, target: str, action: str) -> None:
         policy.enforce(ctx, action)
         if target != ctx.project_id and not ctx.is_admin:
-            raise Forbidden(f"Policy doesn't allow os_compute_api:os-quota-sets:{action[6:]} to be performed.")
+            raise Forbidden(
+                f"Policy doesn't allow os_compute_api:os-quota-sets:{action[6:]} to be performed."
+            )
         if s.get(Project, target) is None:
             raise NotFound(f"Project {target} could not be found.")
 
@@ -115,7 +119,9 @@ class ComputeQuotas:
             self._target(s, ctx, target, "quota:show")
             return effective_limits(self.resources(shown), overrides(s, True, DEFAULT_CLASS), {})
 
-    def update(self, ctx: RequestContext, target: str, body: Mapping[str, object], shown: Shown) -> dict[str, int]:
+    def update(
+        self, ctx: RequestContext, target: str, body: Mapping[str, object], shown: Shown
+    ) -> dict[str, int]:
         with self.db.begin() as s:
             self._target(s, ctx, target, "quota:update")
             wanted, force = parse_compute_quota_set(body, self.resources(shown))

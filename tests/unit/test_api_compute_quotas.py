@@ -43,7 +43,9 @@ def fresh(admin: Api, demo: Api) -> Iterator[None]:
 
 
 def create(api: Api, image: str, flavor: str = "1") -> httpx.Response:
-    return api.compute("POST", "/servers", json={"server": {"name": "q", "imageRef": image, "flavorRef": flavor}})
+    return api.compute(
+        "POST", "/servers", json={"server": {"name": "q", "imageRef": image, "flavorRef": flavor}}
+    )
 
 
 def quota_set(api: Api, project: str, suffix: str = "", **kw: Any) -> dict[str, Any]:
@@ -101,8 +103,13 @@ def test_cores_and_ram_refuse_as_nova(admin: Api, demo: Api, image: str) -> None
     shown = admin.ok(admin.compute("PUT", f"/os-quota-sets/{demo.project_id}", json=body))["quota_set"]
     assert (shown["cores"], shown["ram"], "id" in shown) == (3, 1024, False)
     demo.ok(create(demo, image, "3"))
-    assert error(create(demo, image, "3"), 403) == "Quota exceeded for cores: Requested 2, but already used 2 of 3 cores"
-    assert error(create(demo, image, "1"), 403).startswith("Quota exceeded for ram: Requested 256, but already used 1024")
+    assert (
+        error(create(demo, image, "3"), 403)
+        == "Quota exceeded for cores: Requested 2, but already used 2 of 3 cores"
+    )
+    assert error(create(demo, image, "1"), 403).startswith(
+        "Quota exceeded for ram: Requested 256, but already used 1024"
+    )
 
 
 def test_a_limit_below_usage_needs_force(admin: Api, demo: Api, image: str) -> None:
@@ -110,7 +117,9 @@ def test_a_limit_below_usage_needs_force(admin: Api, demo: Api, image: str) -> N
     demo.ok(create(demo, image))
     path = f"/os-quota-sets/{demo.project_id}"
     message = error(admin.compute("PUT", path, json={"quota_set": {"instances": 1}}), 400)
-    assert message == "Quota limit 1 for instances must be greater than or equal to already used and reserved 2."
+    assert (
+        message == "Quota limit 1 for instances must be greater than or equal to already used and reserved 2."
+    )
     forced = admin.ok(admin.compute("PUT", path, json={"quota_set": {"instances": 1, "force": True}}))
     assert forced["quota_set"]["instances"] == 1
 
@@ -136,7 +145,9 @@ def test_network_keys_are_refused_from_2_36(admin: Api, demo: Api) -> None:
     path = f"/os-quota-sets/{demo.project_id}"
     admin.ok(admin.compute("PUT", path, json={"quota_set": {"floating_ips": 3}}))
     v236 = {"OpenStack-API-Version": "compute 2.36"}
-    assert "floating_ips" in error(admin.compute("PUT", path, json={"quota_set": {"floating_ips": 3}}, headers=v236), 400)
+    assert "floating_ips" in error(
+        admin.compute("PUT", path, json={"quota_set": {"floating_ips": 3}}, headers=v236), 400
+    )
 
 
 def test_members_read_their_own_and_only_admins_set(admin: Api, demo: Api) -> None:
@@ -175,7 +186,9 @@ def test_the_default_class_moves_every_projects_default(admin: Api, demo: Api) -
 
 def test_parallel_creates_never_exceed_the_instances_quota(admin: Api, demo: Api, image: str) -> None:
     limit, tries = 3, 10
-    admin.ok(admin.compute("PUT", f"/os-quota-sets/{demo.project_id}", json={"quota_set": {"instances": limit}}))
+    admin.ok(
+        admin.compute("PUT", f"/os-quota-sets/{demo.project_id}", json={"quota_set": {"instances": limit}})
+    )
     codes: list[int] = []
     start = threading.Barrier(tries)
 

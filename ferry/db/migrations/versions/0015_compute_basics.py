@@ -31,17 +31,21 @@ def upgrade() -> None:
         batch.add_column(sa.Column("extra_specs", sa.JSON(), nullable=False, server_default="{}"))
     op.create_table(
         "flavor_projects",
-        sa.Column("flavor_id", sa.String(64), sa.ForeignKey("flavors.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "flavor_id", sa.String(64), sa.ForeignKey("flavors.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("project_id", sa.String(255), primary_key=True),
     )
     op.create_table(
         "key_pairs",
-        sa.Column("user_id", sa.String(36), primary_key=True),
-        sa.Column("name", sa.String(255), primary_key=True),
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("user_id", sa.String(36), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
         sa.Column("key_type", sa.String(8), nullable=False),
         sa.Column("public_key", sa.Text(), nullable=False),
         sa.Column("fingerprint", sa.String(128), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.UniqueConstraint("user_id", "name"),
     )
     with op.batch_alter_table("servers") as batch:
         batch.add_column(sa.Column("key_name", sa.String(255), nullable=True))
