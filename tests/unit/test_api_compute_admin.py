@@ -297,3 +297,11 @@ def test_server_tags_from_2_26(demo: Api, image: str) -> None:
         assert demo.ok(demo.compute("GET", path, headers=V226)) == {"tags": []}
     finally:
         demo.ok(demo.compute("DELETE", f"/servers/{sid}"), 204)
+
+
+def test_the_compute_zone_is_listed_and_its_hosts_shown_to_admins(admin: Api, demo: Api) -> None:
+    (zone,) = demo.ok(demo.compute("GET", "/os-availability-zone"))["availabilityZoneInfo"]
+    assert zone == {"zoneName": "nova", "zoneState": {"available": True}, "hosts": None}
+    (detail,) = admin.ok(admin.compute("GET", "/os-availability-zone/detail"))["availabilityZoneInfo"]
+    assert detail["hosts"]["ferry"]["nova-compute"]["available"] is True
+    error(demo.compute("GET", "/os-availability-zone/detail"), 403)
