@@ -123,6 +123,16 @@ def _server_flavor(request: Request, s: ServerRecord, flavor: FlavorRecord | Non
     }  # fmt: skip
 
 
+UPDATE_HIDES = ("OS-EXT-", "OS-SRV-USG:", "os-extended-volumes:")
+UPDATE_HIDDEN = frozenset({"config_drive", "key_name", "security_groups"})
+
+
+def updated_server_view(full: dict[str, Any]) -> dict[str, Any]:
+    """A server as Nova's update answers it: without the extension attributes of a show (the
+    availability zone, states, usage, host, key name, security groups, attached volumes)."""
+    return {k: v for k, v in full.items() if not k.startswith(UPDATE_HIDES) and k not in UPDATE_HIDDEN}
+
+
 def server_summary(request: Request, s: ServerRecord) -> dict[str, Any]:
     return {"id": s.id, "name": s.name, "links": bookmark(request, "servers", s.id)}
 

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ferry.api import deps
 from ferry.api.compute import render_servers
+from ferry.api.compute_views import updated_server_view
 from ferry.api.errors import json_body
 from ferry.api.openapi import body
 from ferry.api.schemas import Key, Tag, Value
@@ -88,7 +89,7 @@ async def update_server(
     v4 = _address(b["accessIPv4"], IPv4Address, "accessIPv4") if "accessIPv4" in b else UNSET
     v6 = _address(b["accessIPv6"], IPv6Address, "accessIPv6") if "accessIPv6" in b else UNSET
     server = details.update(ctx, server_id, name, description, v4, v6)
-    return {"server": render_servers(request, ctx, compute, [server])[0]}
+    return {"server": updated_server_view(render_servers(request, ctx, compute, [server])[0])}
 
 
 # -- metadata --------------------------------------------------------------------------------------
