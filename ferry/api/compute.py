@@ -6,6 +6,7 @@ HTTP only: parse, call `ComputeService` (and `MigrationService` for the swap), r
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -47,6 +48,8 @@ class ServerCreateBody(Body):
     accessIPv6: IPv6Address | None = None
     metadata: dict[Key, Value] = Field(default_factory=dict)
     tags: list[Tag] = Field(default_factory=list)
+    adminPass: str | None = Field(default=None, max_length=255)
+    """Echoed in the answer as Nova does (else a random one); the test guest takes no password."""
 
 
 class AttachBody(Body):
@@ -125,7 +128,7 @@ async def create_server(
             "links": view["links"],
             "OS-DCF:diskConfig": "MANUAL",
             "security_groups": [{"name": "default"}],
-            "adminPass": "",
+            "adminPass": b.adminPass or secrets.token_urlsafe(9),
         }
     }
 

@@ -147,9 +147,9 @@ def show_flavor(
 async def update_flavor(
     request: Request, flavor_id: str, ctx: RequestContext = Ctx, flavors: FlavorService = Flavors
 ) -> dict[str, Any]:
+    b = await _object(request, "flavor")
     if not at_least(request, "2.55"):
         raise BadRequest("Updating a flavor needs microversion 2.55 or later.")  # Nova: 405
-    b = await _object(request, "flavor")
     if set(b) != {"description"}:
         raise _field("flavor", "'description' is the one property an update takes")
     return {"flavor": flavor_view(request, flavors.describe(ctx, flavor_id, _description(request, b)))}

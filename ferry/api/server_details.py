@@ -169,8 +169,8 @@ def list_tags(
 async def replace_tags(
     request: Request, server_id: str, ctx: RequestContext = Ctx, details: ServerDetailService = Details
 ) -> dict[str, Any]:
+    tags = _valid(TAGS, await _part(request, "tags"), "tags")  # a malformed body is a 400 first
     _tags_served(request)
-    tags = _valid(TAGS, await _part(request, "tags"), "tags")
     return {"tags": details.set_tags(ctx, server_id, tags)}
 
 
