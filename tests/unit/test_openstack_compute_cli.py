@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from testkit.server import FerryServer
-from tests.conftest import fake_hypervisor_server
+from tests.conftest import fake_hypervisor_server, kernel_image
 
 OPENSTACK = str(Path(sys.executable).with_name("openstack"))
 
@@ -69,3 +69,30 @@ def test_keypair_create_list_show_and_delete(server: FerryServer, tmp_path: Path
     assert shown["name"] == "cli-key" and shown["fingerprint"]
     openstack(server, "keypair", "delete", "cli-key", cloud="ferry-demo")
     assert openstack(server, "keypair", "list", "-f", "json", cloud="ferry-demo") == []
+
+
+def test_server_create_with_a_key_then_set_and_show(server: FerryServer, tmp_path: Path) -> None:
+    image = kernel_image(server, tmp_path, "cli-img")
+    openstack(server, "keypair", "create", "boot-key", cloud="ferry-demo")
+    made = openstack(
+        server, "server", "create", "--image", image, "--flavor", "tiny", "--key-name", "boot-key",
+        "--property", "role=db", "--nic", "none", "--wait", "cli-server", "-f", "json", cloud="ferry-demo",
+    )  # fmt: skip
+    try:
+        openstack(
+            server,
+            "server",
+            "set",
+            "--name",
+            "renamed",
+            "--property",
+            "tier=1",
+            made["id"],
+            cloud="ferry-demo",
+        )
+        shown = openstack(server, "server", "show", made["id"], "-f", "json", cloud="ferry-demo")
+        assert (shown["name"], shown["key_name"]) == ("renamed", "boot-key")
+        assert shown["properties"] == {"role": "db", "tier": "1"}
+    finally:
+        openstack(server, "server", "delete", "--wait", made["id"], cloud="ferry-demo")
+        openstack(server, "keypair", "delete", "boot-key", cloud="ferry-demo")
