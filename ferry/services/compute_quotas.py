@@ -97,11 +97,11 @@ class ComputeQuotas:
 
     # -- os-quota-sets -----------------------------------------------------------------------------
     def _target(self, s: Session, ctx: RequestContext, target: str, action: str) -> None:
+        """`action` is a `quota:*` rule; another project's quotas are an admin's."""
         policy.enforce(ctx, action)
         if target != ctx.project_id and not ctx.is_admin:
-            raise Forbidden(
-                f"Policy doesn't allow os_compute_api:os-quota-sets:{action[6:]} to be performed."
-            )
+            verb = action.removeprefix("quota:")
+            raise Forbidden(f"Policy doesn't allow os_compute_api:os-quota-sets:{verb} to be performed.")
         if s.get(Project, target) is None:
             raise NotFound(f"Project {target} could not be found.")
 

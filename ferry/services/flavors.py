@@ -135,18 +135,19 @@ class FlavorService:
 
     def grant(self, ctx: RequestContext, flavor_id: str, project_id: str) -> list[str]:
         policy.enforce(ctx, "flavor:manage")
+        exists_already = Conflict(
+            f"Flavor access already exists for flavor {flavor_id} and project {project_id} combination."
+        )
         try:
             with self.db.begin() as s:
                 flavor = self._by_id(s, flavor_id)
                 if flavor.is_public:
                     raise Conflict("Can not add access to a public flavor.")
                 if s.get(FlavorProject, (flavor_id, project_id)) is not None:
-                    raise IntegrityError(None, None, ValueError("duplicate"))
+                    raise exists_already
                 s.add(FlavorProject(flavor_id=flavor_id, project_id=project_id))
-        except IntegrityError:
-            raise Conflict(
-                f"Flavor access already exists for flavor {flavor_id} and project {project_id} combination."
-            ) from None
+        except IntegrityError:  # a racing grant of the same pair
+            raise exists_already from None
         with self.db() as s:
             return self._projects(s, flavor_id)
 
