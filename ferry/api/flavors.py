@@ -22,7 +22,7 @@ from ferry.api.openapi import ANY, actions, body, flat
 from ferry.api.versions import at_least
 from ferry.domain.errors import BadRequest, NotFound
 from ferry.services.context import RequestContext
-from ferry.services.flavors import FlavorService, FlavorSpec
+from ferry.services.flavors import FlavorFilter, FlavorPage, FlavorService, FlavorSpec
 
 router = APIRouter(prefix="/compute/v2.1")
 Ctx = Depends(deps.context)
@@ -68,11 +68,24 @@ def _description(request: Request, b: dict[str, Any]) -> str | None:
     return value
 
 
+TRUE = ("true", "1", "on", "yes")
+FALSE = ("false", "0", "off", "no")
+
+
+def _boolean(value: object, where: str) -> bool:
+    """Nova's `parameter_types.boolean`: a JSON boolean or one of its strings."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in TRUE + FALSE:
+        return value.lower() in TRUE
+    raise _field(where, f"Value: {value!r}. Must be a boolean.")
+
+
 def _spec(request: Request, b: dict[str, Any]) -> FlavorSpec:
     fid = b.get("id")
-    is_public = b.get("os-flavor-access:is_public", True)
-    if not isinstance(is_public, bool):
-        raise _field("os-flavor-access:is_public", f"Value: {is_public!r}. Must be a boolean.")
+    if isinstance(fid, int) and not isinstance(fid, bool):
+        fid = str(fid)  # Nova takes a number as its text
+    is_public = _boolean(b.get("os-flavor-access:is_public", True), "os-flavor-access:is_public")
     rxtx = b.get("rxtx_factor", 1.0)
     if isinstance(rxtx, bool) or not isinstance(rxtx, int | float) or not 0 < rxtx <= 3.4e38:
         raise _field("rxtx_factor", f"Value: {rxtx!r}. Must be a number above 0.")
@@ -110,22 +123,50 @@ def _is_public(value: str | None) -> bool | None:
     raise BadRequest(f"Invalid is_public filter [{value[:40]}]")
 
 
+def _count(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 10:
+        raise BadRequest(f"Invalid {name} filter [{value[:40]}]")
+    return int(value)
+
+
+def _listed(request: Request, ctx: RequestContext, flavors: FlavorService) -> FlavorPage:
+    q = request.query_params
+    where = FlavorFilter(
+        min_ram=_count(request, "minRam"),
+        min_disk=_count(request, "minDisk"),
+        limit=_count(request, "limit"),
+        marker=q.get("marker"),
+    )
+    return flavors.list_flavors(ctx, _is_public(q.get("is_public")), where)
+
+
+def _links(request: Request, page: FlavorPage) -> dict[str, Any]:
+    if not page.more:
+        return {}
+    url = request.url.include_query_params(marker=page.flavors[-1].id)
+    return {"flavors_links": [{"rel": "next", "href": str(url)}]}
+
+
 @router.get("/flavors")
 def list_flavors(
     request: Request, ctx: RequestContext = Ctx, flavors: FlavorService = Flavors
 ) -> dict[str, Any]:
-    found = flavors.list_flavors(ctx, _is_public(request.query_params.get("is_public")))
-    return {
-        "flavors": [{"id": f.id, "name": f.name, "links": flavor_view(request, f)["links"]} for f in found]
-    }
+    page = _listed(request, ctx, flavors)
+    summaries = [
+        {"id": f.id, "name": f.name, "links": flavor_view(request, f)["links"]} for f in page.flavors
+    ]
+    return {"flavors": summaries, **_links(request, page)}
 
 
 @router.get("/flavors/detail")
 def list_flavors_detail(
     request: Request, ctx: RequestContext = Ctx, flavors: FlavorService = Flavors
 ) -> dict[str, Any]:
-    found = flavors.list_flavors(ctx, _is_public(request.query_params.get("is_public")))
-    return {"flavors": [flavor_view(request, f) for f in found]}
+    page = _listed(request, ctx, flavors)
+    return {"flavors": [flavor_view(request, f) for f in page.flavors], **_links(request, page)}
 
 
 @router.post("/flavors", openapi_extra=body("flavor", FLAVOR_BODY))

@@ -32,7 +32,7 @@ from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.context import RequestContext
 from ferry.services.detaching import GuestDetach, Unplug
 from ferry.services.extending import extending_volume_of
-from ferry.services.flavors import find_flavor
+from ferry.services.flavors import check_fits, find_flavor
 from ferry.services.hosts import HostRegistry
 from ferry.services.images import bootable, find_image
 from ferry.services.qos import disk_limits_of, volume_disk_limits
@@ -139,6 +139,7 @@ class ComputeService:
                 flavor = find_flavor(s, ctx, flavor_ref)
             except NotFound:
                 raise BadRequest(f"Flavor {flavor_ref} could not be found.") from None
+            check_fits(flavor, image.min_ram or 0, image.min_disk or 0)
             check_for_create(s, ctx, self.quotas, details)
             chosen = self.hosts.choose_host(s, flavor, host)  # first: it may beat in its own transaction
             self.quotas.claim_servers(s, ctx.project_id, flavor)  # held until this transaction ends

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from ferry.db.models import Flavor, FlavorProject, Server
-from ferry.domain.errors import Conflict, NotFound
+from ferry.domain.errors import BadRequest, Conflict, NotFound
 from ferry.domain.ids import new_id
 from ferry.services import policy
 from ferry.services.context import RequestContext
@@ -39,6 +39,34 @@ class FlavorSpec:
     description: str | None = None
 
 
+@dataclass(frozen=True)
+class FlavorFilter:
+    min_ram: int | None = None
+    min_disk: int | None = None
+    limit: int | None = None
+    marker: str | None = None
+
+
+NO_FILTER = FlavorFilter()
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class FlavorPage:
+    flavors: list[Flavor]
+    more: bool
+    """Whether flavors follow the page (Nova's `flavors_links`)."""
+
+
+def check_fits(flavor: Flavor, min_ram: int, min_disk: int) -> None:
+    """Nova's create checks of a flavor against its image's minimums (400); a flavor of disk 0
+    takes the image's size, so only its memory is checked."""
+    if flavor.ram_mb < min_ram:
+        raise BadRequest("Flavor's memory is too small for requested image.")
+    if flavor.disk_gib and flavor.disk_gib < min_disk:
+        raise BadRequest("Flavor's disk is too small for requested image.")
+
+
 def _visible(ctx: RequestContext) -> ColumnElement[bool]:
     granted = exists().where(FlavorProject.flavor_id == Flavor.id, FlavorProject.project_id == ctx.project_id)
     return or_(Flavor.is_public.is_(True), granted)
@@ -57,17 +85,31 @@ class FlavorService:
         self.db = db
 
     # -- reading -----------------------------------------------------------------------------------
-    def list_flavors(self, ctx: RequestContext, is_public: bool | None = True) -> list[Flavor]:
+    def list_flavors(
+        self, ctx: RequestContext, is_public: bool | None = True, where: FlavorFilter = NO_FILTER
+    ) -> FlavorPage:
         """As Nova: members see public flavors and those granted to their project; an admin by
-        default the same, with `is_public=false` only private ones, with `None` all."""
+        default the same, with `is_public=false` only private ones, with `None` all. Then
+        Nova's `minRam`/`minDisk` filters and a page after `marker` (a flavor id)."""
         policy.enforce(ctx, "flavor:get")
         stmt = select(Flavor).order_by(Flavor.ram_mb, Flavor.id)
         if not ctx.is_admin or is_public is True:
             stmt = stmt.where(_visible(ctx))
         elif is_public is False:
             stmt = stmt.where(Flavor.is_public.is_(False))
+        if where.min_ram is not None:
+            stmt = stmt.where(Flavor.ram_mb >= where.min_ram)
+        if where.min_disk is not None:
+            stmt = stmt.where(Flavor.disk_gib >= where.min_disk)
         with self.db() as s:
-            return list(s.scalars(stmt))
+            found = list(s.scalars(stmt))
+        if where.marker is not None:
+            ids = [f.id for f in found]
+            if where.marker not in ids:
+                raise BadRequest(f"marker [{where.marker}] not found")
+            found = found[ids.index(where.marker) + 1 :]
+        limit = min(where.limit, MAX_PAGE) if where.limit is not None else MAX_PAGE
+        return FlavorPage(found[:limit], more=len(found) > limit)
 
     def get(self, ctx: RequestContext, ref: str) -> Flavor:
         policy.enforce(ctx, "flavor:get")

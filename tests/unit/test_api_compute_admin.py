@@ -173,7 +173,7 @@ def test_an_admin_creates_describes_and_deletes_a_flavor(admin: Api, demo: Api) 
         {"name": " n", "ram": 1, "vcpus": 1, "disk": 0},
         {"name": "n", "ram": 1, "vcpus": 1},
         {"name": "n", "ram": 1, "vcpus": 1, "disk": 0, "id": "a/b"},
-        {"name": "n", "ram": 1, "vcpus": 1, "disk": 0, "os-flavor-access:is_public": "yes"},
+        {"name": "n", "ram": 1, "vcpus": 1, "disk": 0, "os-flavor-access:is_public": "maybe"},
         {"name": "n", "ram": 1, "vcpus": 1, "disk": 0, "description": "needs 2.55"},
     ],
 )
@@ -306,3 +306,41 @@ def test_the_compute_zone_is_listed_and_its_hosts_shown_to_admins(admin: Api, de
     (detail,) = admin.ok(admin.compute("GET", "/os-availability-zone/detail"))["availabilityZoneInfo"]
     assert detail["hosts"]["ferry"]["nova-compute"]["available"] is True
     error(demo.compute("GET", "/os-availability-zone/detail"), 403)
+
+
+def test_flavor_lists_filter_and_page_as_nova(admin: Api, demo: Api) -> None:
+    ids = [f["id"] for f in demo.ok(demo.compute("GET", "/flavors/detail"))["flavors"]]
+    assert ids[:3] == ["1", "2", "3"]
+    assert [f["id"] for f in demo.ok(demo.compute("GET", "/flavors?minRam=512"))["flavors"]] == ["2", "3"]
+    assert demo.ok(demo.compute("GET", "/flavors/detail?minDisk=1"))["flavors"] == []
+    page = demo.ok(demo.compute("GET", "/flavors?limit=1"))
+    assert [f["id"] for f in page["flavors"]] == ["1"] and "marker=1" in page["flavors_links"][0]["href"]
+    assert [f["id"] for f in demo.ok(demo.compute("GET", "/flavors?marker=2"))["flavors"]] == ["3"]
+    error(demo.compute("GET", "/flavors?marker=nope"), 400)
+    error(demo.compute("GET", "/flavors?minRam=lots"), 400)
+
+
+def test_a_numeric_id_and_a_string_is_public_are_taken(admin: Api) -> None:
+    body = {
+        "flavor": {
+            "name": "num",
+            "ram": 64,
+            "vcpus": 1,
+            "disk": 0,
+            "id": 4242,
+            "os-flavor-access:is_public": "False",
+        }
+    }
+    made = admin.ok(admin.compute("POST", "/flavors", json=body))["flavor"]
+    assert (made["id"], made["os-flavor-access:is_public"]) == ("4242", False)
+    admin.ok(admin.compute("DELETE", "/flavors/4242"), 202)
+
+
+def test_a_flavor_below_the_images_min_ram_is_400(admin: Api, image: str) -> None:
+    admin.ok(admin.image("PATCH", f"/v2/images/{image}", json=[{"op": "replace", "path": "/min_ram", "value": 512}],
+                         headers={"Content-Type": "application/openstack-images-v2.1-json-patch"}))  # fmt: skip
+    try:
+        assert error(create_server(admin, image), 400) == "Flavor's memory is too small for requested image."
+    finally:
+        admin.ok(admin.image("PATCH", f"/v2/images/{image}", json=[{"op": "replace", "path": "/min_ram", "value": 0}],
+                             headers={"Content-Type": "application/openstack-images-v2.1-json-patch"}))  # fmt: skip
