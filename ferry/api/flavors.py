@@ -155,8 +155,11 @@ def list_flavors(
     request: Request, ctx: RequestContext = Ctx, flavors: FlavorService = Flavors
 ) -> dict[str, Any]:
     page = _listed(request, ctx, flavors)
+    described = at_least(request, "2.55")  # Nova's list shows the description from 2.55 too
     summaries = [
-        {"id": f.id, "name": f.name, "links": flavor_view(request, f)["links"]} for f in page.flavors
+        {"id": f.id, "name": f.name, "links": flavor_view(request, f)["links"]}
+        | ({"description": f.description} if described else {})
+        for f in page.flavors
     ]
     return {"flavors": summaries, **_links(request, page)}
 

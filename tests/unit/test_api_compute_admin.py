@@ -160,6 +160,8 @@ def test_an_admin_creates_describes_and_deletes_a_flavor(admin: Api, demo: Api) 
     )
     assert updated["flavor"]["description"] == "new"
     assert demo.ok(demo.compute("GET", "/flavors/big-1"))["flavor"]["name"] == "big"
+    listed = demo.ok(demo.compute("GET", "/flavors", headers=V255))["flavors"]
+    assert {f["id"]: f["description"] for f in listed}["big-1"] == "new"
     assert admin.compute("DELETE", "/flavors/big-1").status_code == 202
     error(demo.compute("GET", "/flavors/big-1"), 404)
 
@@ -336,11 +338,17 @@ def test_a_numeric_id_and_a_string_is_public_are_taken(admin: Api) -> None:
     admin.ok(admin.compute("DELETE", "/flavors/4242"), 202)
 
 
+PATCH = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
+
+
+def set_min_ram(api: Api, image: str, mb: int) -> None:
+    change = [{"op": "replace", "path": "/min_ram", "value": mb}]
+    api.ok(api.image("PATCH", f"/v2/images/{image}", json=change, headers=PATCH))
+
+
 def test_a_flavor_below_the_images_min_ram_is_400(admin: Api, image: str) -> None:
-    admin.ok(admin.image("PATCH", f"/v2/images/{image}", json=[{"op": "replace", "path": "/min_ram", "value": 512}],
-                         headers={"Content-Type": "application/openstack-images-v2.1-json-patch"}))  # fmt: skip
+    set_min_ram(admin, image, 512)
     try:
         assert error(create_server(admin, image), 400) == "Flavor's memory is too small for requested image."
     finally:
-        admin.ok(admin.image("PATCH", f"/v2/images/{image}", json=[{"op": "replace", "path": "/min_ram", "value": 0}],
-                             headers={"Content-Type": "application/openstack-images-v2.1-json-patch"}))  # fmt: skip
+        set_min_ram(admin, image, 0)
