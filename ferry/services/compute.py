@@ -32,13 +32,11 @@ from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.context import RequestContext
 from ferry.services.detaching import GuestDetach, Unplug
 from ferry.services.extending import extending_volume_of
-from ferry.services.flavors import check_fits, find_flavor
 from ferry.services.hosts import HostRegistry
-from ferry.services.images import bootable, find_image
 from ferry.services.qos import disk_limits_of, volume_disk_limits
 from ferry.services.queries import attachment_of, get_owned, get_volume
 from ferry.services.records import ServerRecord
-from ferry.services.server_details import NO_DETAILS, ServerDetails, check_for_create
+from ferry.services.server_details import NO_DETAILS, ServerDetails, admit
 from ferry.services.storage import Backends
 from ferry.services.volumes import set_status
 
@@ -128,19 +126,7 @@ class ComputeService:
     ) -> Server:
         policy.enforce(ctx, "server:create_on_host" if host else "server:create")
         with self.db.begin() as s:
-            try:
-                image = find_image(s, image_ref, ctx)
-            except NotFound:
-                raise BadRequest(f"Image {image_ref} could not be found.") from None
-            why = bootable(image)
-            if why is not None:
-                raise BadRequest(why)
-            try:
-                flavor = find_flavor(s, ctx, flavor_ref)
-            except NotFound:
-                raise BadRequest(f"Flavor {flavor_ref} could not be found.") from None
-            check_fits(flavor, image.min_ram or 0, image.min_disk or 0)
-            check_for_create(s, ctx, self.quotas, details)
+            image, flavor = admit(s, ctx, self.quotas, image_ref, flavor_ref, details)
             chosen = self.hosts.choose_host(s, flavor, host)  # first: it may beat in its own transaction
             self.quotas.claim_servers(s, ctx.project_id, flavor)  # held until this transaction ends
             now = utcnow()
@@ -156,12 +142,7 @@ class ComputeService:
                 host=chosen,
                 created_at=now,
                 updated_at=now,
-                key_name=details.key_name,
-                description=details.description,
-                access_ipv4=details.access_ipv4,
-                access_ipv6=details.access_ipv6,
-                meta=dict(details.metadata),
-                tags=list(details.tags),
+                **details.columns(),
             )
             s.add(server)
             instance_actions.begin(s, ctx, server, InstanceAction.CREATE)

@@ -2,8 +2,8 @@
 tags a create or an update names (Nova's server update, /servers/{id}/metadata, /tags). None of it
 reaches the guest: Ferry's guests have no metadata service or config drive.
 
-`ServerDetails` is checked in the create's own transaction (`details_for_create`): the key pair
-must be the user's, the metadata within the `metadata_items` limit.
+A create is admitted in its own transaction (`admit`): a bootable image, a flavor the caller sees
+and that fits the image, a key pair of the user's, metadata within `metadata_items`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Server
+from ferry.db.models import Flavor, Image, Server
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, NotFound
 from ferry.services import policy
 from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.context import RequestContext
+from ferry.services.flavors import check_fits, find_flavor
+from ferry.services.images import bootable, find_image
 from ferry.services.keypairs import find_key_pair
 from ferry.services.queries import get_owned
 
@@ -38,8 +40,41 @@ class ServerDetails:
     metadata: Mapping[str, str] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
 
+    def columns(self) -> dict[str, Any]:
+        """The server row's columns for these fields."""
+        return {
+            "key_name": self.key_name,
+            "description": self.description,
+            "access_ipv4": self.access_ipv4,
+            "access_ipv6": self.access_ipv6,
+            "meta": dict(self.metadata),
+            "tags": list(self.tags),
+        }
+
 
 NO_DETAILS = ServerDetails()
+
+
+def admit(
+    s: Session, ctx: RequestContext, quotas: ComputeQuotas, image_ref: str, flavor_ref: str, d: ServerDetails
+) -> tuple[Image, Flavor]:
+    """What a create boots, checked as Nova checks it (400s) in the create's transaction: a
+    bootable image and a flavor the caller sees, the flavor within the image's minimums, then
+    the fields (`check_for_create`)."""
+    try:
+        image = find_image(s, image_ref, ctx)
+    except NotFound:
+        raise BadRequest(f"Image {image_ref} could not be found.") from None
+    why = bootable(image)
+    if why is not None:
+        raise BadRequest(why)
+    try:
+        flavor = find_flavor(s, ctx, flavor_ref)
+    except NotFound:
+        raise BadRequest(f"Flavor {flavor_ref} could not be found.") from None
+    check_fits(flavor, image.min_ram or 0, image.min_disk or 0)
+    check_for_create(s, ctx, quotas, d)
+    return image, flavor
 
 
 def check_for_create(s: Session, ctx: RequestContext, quotas: ComputeQuotas, d: ServerDetails) -> None:
