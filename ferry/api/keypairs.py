@@ -47,7 +47,11 @@ def _user(request: Request, user_id: str | None) -> str | None:
     return user_id if at_least(request, "2.10") else None
 
 
-@router.post("/os-keypairs", openapi_extra=body("keypair", KeyPairBody))
+@router.post(
+    "/os-keypairs",
+    responses={201: {"description": "Created (from microversion 2.2)"}},
+    openapi_extra=body("keypair", KeyPairBody),
+)
 async def create_keypair(request: Request, ctx: RequestContext = Ctx, pairs: KeyPairs = Pairs) -> Response:
     b = await body_part(request, "keypair", KeyPairBody)
     if b.type is not None and not at_least(request, "2.2"):
@@ -98,7 +102,11 @@ def show_keypair(
     }
 
 
-@router.delete("/os-keypairs/{name}")
+@router.delete(
+    "/os-keypairs/{name}",
+    status_code=204,
+    responses={202: {"description": "Deleted (below microversion 2.2)"}},
+)
 def delete_keypair(
     request: Request, name: str, ctx: RequestContext = Ctx, pairs: KeyPairs = Pairs, user_id: QueryText = None
 ) -> Response:

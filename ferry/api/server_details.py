@@ -197,7 +197,9 @@ def check_tag(
     return Response(status_code=204)
 
 
-@router.put("/servers/{server_id}/tags/{tag}", status_code=201)
+@router.put(
+    "/servers/{server_id}/tags/{tag}", status_code=201, responses={204: {"description": "The tag was there"}}
+)
 def add_tag(
     request: Request,
     server_id: str,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
@@ -61,7 +62,7 @@ def fingerprint(key_type: KeyType, public_key: str) -> str:
             return _colons(hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).digest())
         serialization.load_ssh_public_key(public_key.strip().encode())
         blob = base64.b64decode(public_key.split()[1], validate=True)
-    except (ValueError, IndexError, binascii.Error, TypeError, UnicodeError):
+    except (ValueError, IndexError, binascii.Error, TypeError, UnicodeError, UnsupportedAlgorithm):
         raise BadRequest("Keypair data is invalid: failed to generate fingerprint") from None
     return _colons(hashlib.md5(blob).digest())
 

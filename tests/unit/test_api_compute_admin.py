@@ -93,6 +93,9 @@ def test_a_generated_pair_returns_its_private_key_once(demo: Api) -> None:
     "pair",
     [
         {"name": "bad", "public_key": "ssh-rsa not-base64"},
+        {"name": "bad", "public_key": "ssh-foo AAAA"},
+        {"name": "bad", "public_key": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"},
+        {"name": "bad", "type": "x509", "public_key": "ssh-rsa AAAA"},
         {"name": " edge", "public_key": SSH_KEY},
         {"name": "bad/char"},
         {"name": ""},
