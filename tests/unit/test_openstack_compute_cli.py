@@ -39,6 +39,8 @@ def test_quota_set_show_and_limits(server: FerryServer) -> None:
     shown = {row["Resource"]: row["Limit"] for row in rows}
     assert (shown["instances"], shown["cores"], shown["ram"], shown["volumes"]) == (2, 4, 1024, 5)
     assert (shown["key-pairs"], shown["properties"], shown["server-groups"]) == (100, 128, 10)
+    usage = openstack(server, "quota", "show", "--usage", "demo", "-f", "json")
+    assert {row["Resource"]: row["In Use"] for row in usage}["instances"] == 0
     limits = openstack(server, "limits", "show", "--absolute", "-f", "json", cloud="ferry-demo")
     by = {row["Name"]: row["Value"] for row in limits}  # the SDK's names for Nova's and Cinder's
     assert (by["max_total_instances"], by["max_total_cores"], by["max_total_ram_size"]) == (2, 4, 1024)
