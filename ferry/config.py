@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ferry.domain.compute_quotas import COMPUTE_DEFAULTS
 from ferry.domain.errors import BadRequest
 from ferry.domain.model import BackendConfig, DiskFormat
 from ferry.domain.throttle import ThrottleLimits
@@ -174,13 +175,32 @@ class QuotasConfig:
     backups: int = 10
     backup_gigabytes: int = 1000
     groups: int = 10
+    # Nova's (`[quota]` in nova.conf), for the compute API's quotas.
+    instances: int = 10
+    cores: int = 20
+    ram: int = 51200
+    key_pairs: int = 100
+    metadata_items: int = 128
+    server_groups: int = 10
+    server_group_members: int = 10
+    injected_files: int = 5
+    injected_file_content_bytes: int = 10240
+    injected_file_path_bytes: int = 255
 
     def __post_init__(self) -> None:
-        if any(not isinstance(v, int) or isinstance(v, bool) or v < -1 for v in self.defaults().values()):
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < -1 for v in self.all().values()):
             raise BadRequest("Invalid [quotas]: every limit must be an integer, -1 (unlimited) or more.")
 
-    def defaults(self) -> dict[str, int]:
+    def all(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def defaults(self) -> dict[str, int]:
+        """The volume (Cinder) defaults."""
+        return {k: v for k, v in self.all().items() if k not in COMPUTE_DEFAULTS}
+
+    def compute_defaults(self) -> dict[str, int]:
+        """The compute (Nova) defaults."""
+        return {k: v for k, v in self.all().items() if k in COMPUTE_DEFAULTS}
 
 
 PASSWORD_HASHING = {
@@ -443,7 +463,7 @@ def dump(cfg: Config) -> str:
     ]
     lines += [f"{k} = {v}" for k, v in (("vcpus", hs.vcpus), ("ram_mb", hs.ram_mb)) if v is not None]
     if cfg.quotas != QuotasConfig():  # Cinder's defaults need no section (docs/quotas.md)
-        lines += ["", "[quotas]", *(f"{k} = {v}" for k, v in cfg.quotas.defaults().items())]
+        lines += ["", "[quotas]", *(f"{k} = {v}" for k, v in cfg.quotas.all().items())]
     for b in cfg.backends:
         lines += [
             "",

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 GUEST_DIR = ROOT / "build" / "guest"
 
 
-UNLIMITED_QUOTAS = "[quotas]\nvolumes = -1\nsnapshots = -1\ngigabytes = -1\n"
+UNLIMITED_QUOTAS = (
+    "[quotas]\nvolumes = -1\nsnapshots = -1\ngigabytes = -1\ninstances = -1\ncores = -1\nram = -1\n"
+)
 """Tests of other features create more than Cinder's default 10 volumes in one project; the quota
 tests (`test_api_quotas.py`) run with the defaults (`quotas=""`)."""
 

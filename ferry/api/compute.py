@@ -6,8 +6,10 @@ HTTP only: parse, call `ComputeService` (and `MigrationService` for the swap), r
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -19,13 +21,14 @@ from ferry.api.actions import ACTION_ANSWERS, Handler, perform
 from ferry.api.compute_views import server_summary, server_view, volume_attachment_view
 from ferry.api.errors import body_part, json_body, parse
 from ferry.api.openapi import ANY, actions, body
-from ferry.api.schemas import MAX_TEXT, Body, QueryText
+from ferry.api.schemas import MAX_TEXT, Body, Key, QueryText, Tag, Value
 from ferry.api.versions import at_least
 from ferry.domain.errors import BadRequest, NotFound
 from ferry.services.compute import ComputeService
 from ferry.services.context import RequestContext
 from ferry.services.migration import MigrationService
 from ferry.services.records import ServerRecord
+from ferry.services.server_details import ServerDetails
 from ferry.services.server_migration import LiveMigrationService
 
 router = APIRouter(prefix="/compute/v2.1")
@@ -39,6 +42,14 @@ class ServerCreateBody(Body):
     flavorRef: str = Field(min_length=1, max_length=255)
     host: str | None = Field(default=None, min_length=1, max_length=255)
     """The host to run on (admins; Nova's microversion 2.74 field)."""
+    key_name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=255)
+    accessIPv4: IPv4Address | None = None
+    accessIPv6: IPv6Address | None = None
+    metadata: dict[Key, Value] = Field(default_factory=dict)
+    tags: list[Tag] = Field(default_factory=list)
+    adminPass: str | None = Field(default=None, max_length=255)
+    """Echoed in the answer as Nova does (else a random one); the test guest takes no password."""
 
 
 class AttachBody(Body):
@@ -60,7 +71,7 @@ ARGUMENTS = {
 }
 
 
-def _servers(
+def render_servers(
     request: Request, ctx: RequestContext, compute: ComputeService, servers: Sequence[ServerRecord]
 ) -> list[dict[str, Any]]:
     vols = compute.volumes_attached([s.id for s in servers])
@@ -88,7 +99,7 @@ def list_servers_detail(
     all_tenants: QueryText = None,
 ) -> dict[str, Any]:
     servers = compute.list_servers(ctx, all_tenants in ("1", "true", "True"))
-    return {"servers": _servers(request, ctx, compute, servers)}
+    return {"servers": render_servers(request, ctx, compute, servers)}
 
 
 @router.post("/servers", status_code=202, openapi_extra=body("server", ServerCreateBody))
@@ -96,16 +107,28 @@ async def create_server(
     request: Request, ctx: RequestContext = Ctx, compute: ComputeService = Compute
 ) -> dict[str, Any]:
     b = await body_part(request, "server", ServerCreateBody)
-    server = await compute.create(ctx, b.name, b.imageRef, b.flavorRef, b.host)
+    if b.description is not None and not at_least(request, "2.19"):
+        raise BadRequest("Invalid input for field/attribute server: 'description' needs microversion 2.19.")
+    if b.tags and not at_least(request, "2.52"):
+        raise BadRequest("Invalid input for field/attribute server: 'tags' needs microversion 2.52.")
+    details = ServerDetails(
+        key_name=b.key_name,
+        description=b.description,
+        access_ipv4=str(b.accessIPv4) if b.accessIPv4 else None,
+        access_ipv6=str(b.accessIPv6) if b.accessIPv6 else None,
+        metadata=b.metadata,
+        tags=tuple(b.tags),
+    )
+    server = await compute.create(ctx, b.name, b.imageRef, b.flavorRef, b.host, details)
     # Nova's create answer is the reservation, not the server: clients show it with a GET.
-    view = _servers(request, ctx, compute, [server])[0]
+    view = render_servers(request, ctx, compute, [server])[0]
     return {
         "server": {
             "id": view["id"],
             "links": view["links"],
             "OS-DCF:diskConfig": "MANUAL",
             "security_groups": [{"name": "default"}],
-            "adminPass": "",
+            "adminPass": b.adminPass or secrets.token_urlsafe(9),
         }
     }
 
@@ -114,7 +137,7 @@ async def create_server(
 def show_server(
     request: Request, server_id: str, ctx: RequestContext = Ctx, compute: ComputeService = Compute
 ) -> dict[str, Any]:
-    return {"server": _servers(request, ctx, compute, [compute.get(ctx, server_id)])[0]}
+    return {"server": render_servers(request, ctx, compute, [compute.get(ctx, server_id)])[0]}
 
 
 @router.get("/servers/{server_id}/ips")

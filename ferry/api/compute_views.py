@@ -53,11 +53,11 @@ def server_view(
         "created": iso_z(s.created_at),
         "updated": iso_z(s.updated_at),
         "addresses": {},
-        "metadata": {},
+        "metadata": dict(s.meta),
         "hostId": "",
-        "accessIPv4": "",
-        "accessIPv6": "",
-        "key_name": None,
+        "accessIPv4": s.access_ipv4 or "",
+        "accessIPv6": s.access_ipv6 or "",
+        "key_name": s.key_name,
         "config_drive": "",
         "OS-DCF:diskConfig": "MANUAL",
         "OS-EXT-AZ:availability_zone": "nova",
@@ -98,13 +98,15 @@ def _versioned_server(request: Request, s: ServerRecord, admin: bool) -> dict[st
     for version, key, value in SERVER_ADDITIONS:
         if at_least(request, version):
             out[key] = value
+    if at_least(request, "2.19"):
+        out["description"] = s.description
+    if at_least(request, "2.26"):
+        out["tags"] = list(s.tags)
     return out
 
 
 SERVER_ADDITIONS: tuple[tuple[str, str, Any], ...] = (
     ("2.9", "locked", False),
-    ("2.19", "description", None),
-    ("2.26", "tags", []),
     ("2.63", "trusted_image_certificates", None),
     ("2.71", "server_groups", []),
     ("2.73", "locked_reason", None),
@@ -117,8 +119,18 @@ def _server_flavor(request: Request, s: ServerRecord, flavor: FlavorRecord | Non
         return {"id": s.flavor_id, "links": bookmark(request, "flavors", s.flavor_id)}
     return {
         "original_name": flavor.name, "vcpus": flavor.vcpus, "ram": flavor.ram_mb, "disk": flavor.disk_gib,
-        "ephemeral": 0, "swap": 0, "extra_specs": {},
+        "ephemeral": flavor.ephemeral_gib, "swap": flavor.swap_mb, "extra_specs": dict(flavor.extra_specs),
     }  # fmt: skip
+
+
+UPDATE_HIDES = ("OS-EXT-", "OS-SRV-USG:", "os-extended-volumes:")
+UPDATE_HIDDEN = frozenset({"config_drive", "key_name", "security_groups"})
+
+
+def updated_server_view(full: dict[str, Any]) -> dict[str, Any]:
+    """A server as Nova's update answers it: without the extension attributes of a show (the
+    availability zone, states, usage, host, key name, security groups, attached volumes)."""
+    return {k: v for k, v in full.items() if not k.startswith(UPDATE_HIDES) and k not in UPDATE_HIDDEN}
 
 
 def server_summary(request: Request, s: ServerRecord) -> dict[str, Any]:
@@ -140,18 +152,27 @@ def volume_attachment_view(request: Request, a: AttachmentRecord) -> dict[str, A
 
 
 def flavor_view(request: Request, f: FlavorRecord) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "id": f.id,
         "name": f.name,
         "vcpus": f.vcpus,
         "ram": f.ram_mb,
         "disk": f.disk_gib,
-        "swap": "",
-        "OS-FLV-EXT-DATA:ephemeral": 0,
-        "rxtx_factor": 1.0,
-        "os-flavor-access:is_public": True,
-        "links": bookmark(request, "flavors", f.id),
+        "swap": f.swap_mb or "",  # Nova shows no swap as ""
+        "OS-FLV-EXT-DATA:ephemeral": f.ephemeral_gib,
+        "OS-FLV-DISABLED:disabled": False,
+        "rxtx_factor": f.rxtx_factor,
+        "os-flavor-access:is_public": f.is_public,
+        "links": [
+            {"rel": "self", "href": f"{base_url(request)}/compute/v2.1/flavors/{f.id}"},
+            *bookmark(request, "flavors", f.id),
+        ],
     }
+    if at_least(request, "2.55"):
+        out["description"] = f.description
+    if at_least(request, "2.61"):
+        out["extra_specs"] = dict(f.extra_specs)
+    return out
 
 
 NOVA_IMAGE_STATUS = {"active": "ACTIVE", "queued": "SAVING", "saving": "SAVING", "deactivated": "DELETED"}

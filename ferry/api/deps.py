@@ -17,14 +17,17 @@ from ferry.api.schemas import text_problem
 from ferry.domain.errors import BadRequest, Forbidden, Unauthorized
 from ferry.services.app import Ferry
 from ferry.services.compute import ComputeService
+from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.context import RequestContext
 from ferry.services.doctor import Doctor
+from ferry.services.flavors import FlavorService
 from ferry.services.glance import GlanceService
 from ferry.services.hosts import HostRegistry
 from ferry.services.identity import IdentityService
 from ferry.services.image_data import ImageData
 from ferry.services.images import ImageService
 from ferry.services.instance_actions import InstanceActions
+from ferry.services.keypairs import KeyPairs
 from ferry.services.messages import MessageService
 from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
@@ -32,6 +35,7 @@ from ferry.services.pools import PoolService
 from ferry.services.projects import ProjectService
 from ferry.services.qos import QosService
 from ferry.services.quotas import QuotaService
+from ferry.services.server_details import ServerDetailService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
 from ferry.services.storage import Backends
@@ -95,6 +99,22 @@ async def projects(request: Request) -> ProjectService:
 
 async def quotas(request: Request) -> QuotaService:
     return _ferry(request).quotas
+
+
+async def compute_quotas(request: Request) -> ComputeQuotas:
+    return _ferry(request).compute_quotas
+
+
+async def keypairs(request: Request) -> KeyPairs:
+    return _ferry(request).keypairs
+
+
+async def flavors(request: Request) -> FlavorService:
+    return _ferry(request).flavors
+
+
+async def server_details(request: Request) -> ServerDetailService:
+    return _ferry(request).server_details
 
 
 async def type_access(request: Request) -> TypeAccess:

@@ -2,7 +2,8 @@
 and one QEMU hypervisor per host, with its state (heartbeats), status (an admin's disable) and
 use. A service is updated Nova's 2.53 way (`PUT /os-services/{id}` with `status`) or the legacy
 way the 2.1 clients use (`PUT /os-services/disable`, `disable-log-reason`, `enable`, by host and
-binary: what `openstack compute service set` sends at 2.1).
+binary: what `openstack compute service set` sends at 2.1), and the compute `os-availability-zone`
+(its one zone; `/detail` for admins, with each host's nova-compute).
 
 HTTP only: `HostRegistry` decides who may and knows the hosts; `host_views` renders them.
 """
@@ -16,10 +17,11 @@ from pydantic import Field, StrictBool
 
 from ferry.api import deps
 from ferry.api.errors import json_body, parse
-from ferry.api.host_views import COMPUTE_BINARY, hypervisor_summary, hypervisor_view, service_view
+from ferry.api.host_views import COMPUTE_BINARY, ZONE, hypervisor_summary, hypervisor_view, service_view
 from ferry.api.openapi import flat
 from ferry.api.schemas import MAX_TEXT, Body, QueryText
 from ferry.domain import hosts as ids
+from ferry.domain.clock import iso
 from ferry.domain.errors import BadRequest, NotFound
 from ferry.domain.hosts import HostLoad
 from ferry.services.context import RequestContext
@@ -133,3 +135,24 @@ def show_hypervisor(
     hypervisor_id: str, ctx: RequestContext = Ctx, hosts: HostRegistry = Hosts
 ) -> dict[str, Any]:
     return {"hypervisor": hypervisor_view(hosts.find(ctx, hypervisor_id, ids.hypervisor_id, "Hypervisor"))}
+
+
+# -- Nova's os-availability-zone ---------------------------------------------------------------------
+@router.get("/os-availability-zone")
+def list_compute_zones(ctx: RequestContext = Ctx) -> dict[str, Any]:
+    """Ferry's one zone (`nova`, as every server and service shows), available."""
+    return {"availabilityZoneInfo": [{"zoneName": ZONE, "zoneState": {"available": True}, "hosts": None}]}
+
+
+@router.get("/os-availability-zone/detail")
+def list_compute_zones_detail(ctx: RequestContext = Ctx, hosts: HostRegistry = Hosts) -> dict[str, Any]:
+    """Admins: the zone with each host's nova-compute, as Nova's detail shows it."""
+    found = hosts.list_hosts(ctx)
+    services = {
+        h.name: {
+            COMPUTE_BINARY: {"available": h.enabled and h.state.value == "up", "active": h.enabled,
+                             "updated_at": iso(h.heartbeat_at)}
+        }
+        for h in found
+    }  # fmt: skip
+    return {"availabilityZoneInfo": [{"zoneName": ZONE, "zoneState": {"available": True}, "hosts": services}]}

@@ -28,6 +28,8 @@ Key = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 Value = Annotated[str, Field(max_length=MAX_TEXT)]
 Pairs = dict[Key, Value]
 """Metadata and extra specs (checked by `string_pairs`; the types document it in the OpenAPI)."""
+Tag = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[^,/]*$")]
+"""A server tag (Nova's 2.26): 1 to 60 characters, neither ',' nor '/'."""
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 """A query parameter that counts or offsets (`limit`, `offset`)."""

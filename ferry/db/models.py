@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
 
@@ -247,6 +248,35 @@ class Flavor(Base):
     vcpus: Mapped[int] = mapped_column(Integer)
     ram_mb: Mapped[int] = mapped_column(Integer)
     disk_gib: Mapped[int] = mapped_column(Integer, default=0)
+    ephemeral_gib: Mapped[int] = mapped_column(Integer, default=0)
+    swap_mb: Mapped[int] = mapped_column(Integer, default=0)
+    rxtx_factor: Mapped[float] = mapped_column(Float, default=1.0)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    """A private flavor is seen (and booted) only by the projects in `flavor_projects` and admins."""
+    description: Mapped[str | None] = mapped_column(Text)
+    extra_specs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class FlavorProject(Base):
+    """A project granted a private flavor (Nova's os-flavor-access)."""
+
+    __tablename__ = "flavor_projects"
+    flavor_id: Mapped[str] = mapped_column(ForeignKey("flavors.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class KeyPair(Base):
+    """Nova's key pair: a public key a user registered (or had made) under a name of theirs."""
+
+    __tablename__ = "key_pairs"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    name: Mapped[str] = mapped_column(String(255))
+    key_type: Mapped[str] = mapped_column(String(8))
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Server(Base):
@@ -265,6 +295,13 @@ class Server(Base):
     fault: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    key_name: Mapped[str | None] = mapped_column(String(255))
+    """The key pair named at create (shown; the guest ignores it: it has no metadata service)."""
+    description: Mapped[str | None] = mapped_column(Text)
+    access_ipv4: Mapped[str | None] = mapped_column(String(64))
+    access_ipv6: Mapped[str | None] = mapped_column(String(64))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
 class Host(Base):

@@ -12,13 +12,16 @@ from ferry.config import Config
 from ferry.db.engine import make_engine, session_factory, upgrade
 from ferry.drivers.hypervisor.base import HypervisorDriver
 from ferry.services.compute import ComputeService
+from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.doctor import Doctor
+from ferry.services.flavors import FlavorService
 from ferry.services.glance import GlanceService
 from ferry.services.hosts import HostRegistry, HostSpec
 from ferry.services.identity import IdentityService
 from ferry.services.image_data import ImageData
 from ferry.services.images import ImageService
 from ferry.services.instance_actions import InstanceActions
+from ferry.services.keypairs import KeyPairs
 from ferry.services.messages import MessageBook, MessageService
 from ferry.services.metadata import MetadataService
 from ferry.services.migration import MigrationService
@@ -27,6 +30,7 @@ from ferry.services.projects import ProjectService
 from ferry.services.qos import QosService
 from ferry.services.quotas import QuotaService
 from ferry.services.recovery import VolumeRecovery
+from ferry.services.server_details import ServerDetailService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.server_settling import ServerSettling
 from ferry.services.snapshots import SnapshotService
@@ -98,6 +102,10 @@ class Ferry:
         self.qos = QosService(self.db)
         self.projects = ProjectService(self.db)
         self.quotas = QuotaService(self.db, config.quotas)
+        self.compute_quotas = ComputeQuotas(self.db, config.quotas)
+        self.keypairs = KeyPairs(self.db, self.compute_quotas)
+        self.flavors = FlavorService(self.db)
+        self.server_details = ServerDetailService(self.db, self.compute_quotas)
         self.volumes = VolumeService(
             self.db,
             self.backends,
@@ -116,7 +124,9 @@ class Ferry:
         self.glance = GlanceService(self.db, config.images_dir)
         self.image_data = ImageData(self.db, config.images_dir)
         self.volume_uploads = VolumeUploads(self.db, self.backends, self.image_data)
-        self.compute = ComputeService(self.db, config, self.backends, self.hypervisor, self.hosts)
+        self.compute = ComputeService(
+            self.db, config, self.backends, self.hypervisor, self.hosts, self.compute_quotas
+        )
         self.volume_admin = VolumeAdmin(self.db, self.volumes, self.compute.detaching)
         self.snapshots.live = self.compute
         self.volumes.live = self.compute

@@ -28,14 +28,15 @@ from ferry.drivers.hypervisor.base import DiskInfo, HypervisorDriver, ServerSpec
 from ferry.drivers.hypervisor.console import complete_utf8
 from ferry.drivers.storage.qemu_img import QemuImg
 from ferry.services import failpoints, instance_actions, policy
+from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.context import RequestContext
 from ferry.services.detaching import GuestDetach, Unplug
 from ferry.services.extending import extending_volume_of
 from ferry.services.hosts import HostRegistry
-from ferry.services.images import bootable, find_image
 from ferry.services.qos import disk_limits_of, volume_disk_limits
 from ferry.services.queries import attachment_of, get_owned, get_volume
 from ferry.services.records import ServerRecord
+from ferry.services.server_details import NO_DETAILS, ServerDetails, admit
 from ferry.services.storage import Backends
 from ferry.services.volumes import set_status
 
@@ -50,8 +51,10 @@ class ComputeService:
         backends: Backends,
         hypervisor: HypervisorDriver,
         hosts: HostRegistry,
+        quotas: ComputeQuotas,
     ) -> None:
         self.db = db
+        self.quotas = quotas
         self.config = config
         self.backends = backends
         self.hv = hypervisor
@@ -113,21 +116,19 @@ class ComputeService:
 
     # -- life cycle --------------------------------------------------------------------
     async def create(
-        self, ctx: RequestContext, name: str, image_ref: str, flavor_ref: str, host: str | None = None
+        self,
+        ctx: RequestContext,
+        name: str,
+        image_ref: str,
+        flavor_ref: str,
+        host: str | None = None,
+        details: ServerDetails = NO_DETAILS,
     ) -> Server:
         policy.enforce(ctx, "server:create_on_host" if host else "server:create")
         with self.db.begin() as s:
-            try:
-                image = find_image(s, image_ref, ctx)
-            except NotFound:
-                raise BadRequest(f"Image {image_ref} could not be found.") from None
-            why = bootable(image)
-            if why is not None:
-                raise BadRequest(why)
-            flavor = s.get(Flavor, flavor_ref) or s.scalar(select(Flavor).where(Flavor.name == flavor_ref))
-            if flavor is None:
-                raise BadRequest(f"Flavor {flavor_ref} could not be found.")
-            chosen = self.hosts.choose_host(s, flavor, host)
+            image, flavor = admit(s, ctx, self.quotas, image_ref, flavor_ref, details)
+            chosen = self.hosts.choose_host(s, flavor, host)  # first: it may beat in its own transaction
+            self.quotas.claim_servers(s, ctx.project_id, flavor)  # held until this transaction ends
             now = utcnow()
             server = Server(
                 id=new_id(),
@@ -141,6 +142,7 @@ class ComputeService:
                 host=chosen,
                 created_at=now,
                 updated_at=now,
+                **details.columns(),
             )
             s.add(server)
             instance_actions.begin(s, ctx, server, InstanceAction.CREATE)

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Flavor, Image
+from ferry.db.models import Image
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import BadRequest, Conflict, NotFound
 from ferry.domain.ids import is_uuid, new_id
@@ -72,19 +72,6 @@ class ImageService:
         policy.enforce(ctx, "image:manage")
         with self.db.begin() as s:
             s.delete(find_image(s, ref))
-
-    def flavors(self, ctx: RequestContext) -> list[Flavor]:
-        policy.enforce(ctx, "flavor:get")
-        with self.db() as s:
-            return list(s.scalars(select(Flavor).order_by(Flavor.ram_mb)))
-
-    def flavor(self, ctx: RequestContext, ref: str) -> Flavor:
-        policy.enforce(ctx, "flavor:get")
-        with self.db() as s:
-            f = s.get(Flavor, ref) or s.scalar(select(Flavor).where(Flavor.name == ref))
-            if f is None:
-                raise NotFound(f"Flavor {ref} could not be found.")
-            return f
 
 
 def find_image(s: Session, ref: str, ctx: RequestContext | None = None) -> Image:

@@ -68,6 +68,7 @@ RULES: dict[str, str] = {
     "server:get": "reader",
     "server:create": "member",
     "server:delete": "member",
+    "server:update": "member",
     "server:action": "member",
     "server:console": "member",
     "server:attach_volume": "member",
@@ -94,6 +95,10 @@ RULES: dict[str, str] = {
     "volume:upload_image": "member",
     "volume:upload_public": "admin",
     "flavor:get": "reader",
+    "flavor:manage": "admin",
+    # Nova: a user's own key pairs are theirs to manage, whatever their role; another's, an admin's.
+    "keypair:get": "reader",
+    "keypair:manage": "reader",
     "doctor:run": "admin",
     "doctor:repair": "admin",
     "identity:list_domains": "admin",

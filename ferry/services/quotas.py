@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ferry.config import QuotasConfig
 from ferry.db.models import Migration, Project, QuotaClaimLock, QuotaLimit, Snapshot, Volume, VolumeType
 from ferry.db.statements import updated_one
+from ferry.domain.compute_quotas import COMPUTE_KEYS
 from ferry.domain.errors import BadRequest, Forbidden, NotFound
 from ferry.domain.migration import ACTIVE
 from ferry.domain.quotas import (
@@ -116,14 +117,16 @@ def usage(s: Session, project_id: str, type_names: Mapping[str, str]) -> dict[st
     return used
 
 
-def _overrides(s: Session, is_class: bool, scope: str) -> dict[str, int]:
+def overrides(s: Session, is_class: bool, scope: str) -> dict[str, int]:
+    """The limits an admin set for this project (or class), of every service (volume and compute
+    keys never share a name)."""
     rows = select(QuotaLimit.resource, QuotaLimit.hard_limit).where(
         QuotaLimit.is_class.is_(is_class), QuotaLimit.scope == scope
     )
     return {row.resource: row.hard_limit for row in s.execute(rows)}
 
 
-def _store(s: Session, is_class: bool, scope: str, limits: Mapping[str, int]) -> None:
+def store_limits(s: Session, is_class: bool, scope: str, limits: Mapping[str, int]) -> None:
     if not limits:
         return
     s.execute(
@@ -132,6 +135,18 @@ def _store(s: Session, is_class: bool, scope: str, limits: Mapping[str, int]) ->
         )
     )
     s.add_all(QuotaLimit(is_class=is_class, scope=scope, resource=k, hard_limit=v) for k, v in limits.items())
+
+
+def forget_limits(s: Session, project_id: str, *, compute: bool) -> None:
+    """Drop a project's own limits of one service (Cinder's or Nova's quota-set DELETE)."""
+    of_compute = QuotaLimit.resource.in_(COMPUTE_KEYS)
+    s.execute(
+        delete(QuotaLimit).where(
+            QuotaLimit.is_class.is_(False),
+            QuotaLimit.scope == project_id,
+            of_compute if compute else ~of_compute,
+        )
+    )
 
 
 def rename_type_limits(s: Session, old: str, new: str) -> None:
@@ -160,8 +175,8 @@ class QuotaService:
 
     def limits(self, s: Session, project_id: str) -> dict[str, int]:
         resources = self.resources(s)
-        classes = _overrides(s, True, DEFAULT_CLASS)
-        return effective_limits(resources, classes, _overrides(s, False, project_id))
+        classes = overrides(s, True, DEFAULT_CLASS)
+        return effective_limits(resources, classes, overrides(s, False, project_id))
 
     def claim(self, s: Session, project_id: str, deltas: Counts, *, volume_size: int | None = None) -> None:
         """Refuse (413) a request that would take the project past a limit; else return, holding
@@ -212,7 +227,7 @@ class QuotaService:
     def defaults(self, ctx: RequestContext, target: str) -> dict[str, int]:
         with self.db() as s:
             self._target(s, ctx, target, "quota:show")
-            return effective_limits(self.resources(s), _overrides(s, True, DEFAULT_CLASS), {})
+            return effective_limits(self.resources(s), overrides(s, True, DEFAULT_CLASS), {})
 
     def update(self, ctx: RequestContext, target: str, body: Mapping[str, object]) -> dict[str, int]:
         with self.db.begin() as s:
@@ -221,10 +236,10 @@ class QuotaService:
             lock_project(s, target)  # no claim slips in between the check and the new limit
             # As Cinder: only a limit the project already has of its own is held to its usage
             # (`get_project_quotas(defaults=False)`); one still taken from the class is not.
-            own = _overrides(s, False, target)
+            own = overrides(s, False, target)
             checked = {k: v for k, v in wanted.items() if k in own}
             check_not_below_usage(checked, usage(s, target, _type_names(s)))
-            _store(s, False, target, wanted)
+            store_limits(s, False, target, wanted)
         with self.db() as s:
             return self.limits(s, target)
 
@@ -232,7 +247,7 @@ class QuotaService:
         """Back to the class's limits (Cinder: the project's overrides are removed)."""
         with self.db.begin() as s:
             self._target(s, ctx, target, "quota:delete")
-            s.execute(delete(QuotaLimit).where(QuotaLimit.is_class.is_(False), QuotaLimit.scope == target))
+            forget_limits(s, target, compute=False)
 
     # -- os-quota-class-sets -----------------------------------------------------------------------
     @staticmethod
@@ -244,15 +259,15 @@ class QuotaService:
     def show_class(self, ctx: RequestContext, name: str) -> dict[str, int]:
         policy.enforce(ctx, "quota_class:get")
         with self.db() as s:
-            return effective_limits(self.resources(s), _overrides(s, True, self._class_name(name)), {})
+            return effective_limits(self.resources(s), overrides(s, True, self._class_name(name)), {})
 
     def update_class(self, ctx: RequestContext, name: str, body: Mapping[str, object]) -> dict[str, int]:
         policy.enforce(ctx, "quota_class:update")
         name = self._class_name(name)
         with self.db.begin() as s:
-            _store(s, True, name, parse_quota_set(body, self.resources(s), what="quota class set"))
+            store_limits(s, True, name, parse_quota_set(body, self.resources(s), what="quota class set"))
         with self.db() as s:
-            return effective_limits(self.resources(s), _overrides(s, True, name), {})
+            return effective_limits(self.resources(s), overrides(s, True, name), {})
 
     # -- limits ------------------------------------------------------------------------------------
     def absolute(self, ctx: RequestContext, project_id: str | None = None) -> dict[str, int]:

@@ -130,7 +130,10 @@ def test_quota_config_section() -> None:
     with pytest.raises(BadRequest):
         from_dict({"quotas": {"volumes": -5}})
     with pytest.raises(BadRequest):
-        from_dict({"quotas": {"instances": 5}})
+        from_dict({"quotas": {"floating_ips": 5}})  # not a quota Ferry keeps
+    compute = from_dict({"quotas": {"instances": 5}}).quotas
+    assert compute.compute_defaults()["instances"] == 5 and "instances" not in compute.defaults()
+    assert compute.compute_defaults()["cores"] == 20 and "volumes" not in compute.compute_defaults()
 
 
 # -- the claim lock, with real threads on a real database -------------------------------------------
