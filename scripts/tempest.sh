@@ -6,7 +6,8 @@
 # TEMPEST_REPORT_ONLY=1.
 #
 # Two passes by default, one after the other (each boots TCG guests: never two at once here):
-#   volume  '^tempest\.api\.(volume|compute\.volumes)\.' with Neutron claimed (below), in build/tempest
+#   volume  tempest.api.volume, Nova's volume proxies and the compute classes of key pairs, flavors,
+#           limits, zones, server metadata and tags, with Neutron claimed (below), in build/tempest
 #   cloud   identity and Nova's server create/show tests, `[service_available] neutron = false`
 #           (issue 14: the server tests that need no network), in build/tempest-cloud
 #
@@ -25,7 +26,7 @@ TEMPEST_VERSION=47.0.0
 venv=build/tempest-venv
 workers=${TEMPEST_CONCURRENCY:-2}
 stamp=$venv/.tempest-$TEMPEST_VERSION
-VOLUME_REGEX='^tempest\.api\.(volume|compute\.volumes)\.'
+VOLUME_REGEX='^tempest\.api\.(volume\.|compute\.(volumes\.|keypairs\.|flavors\.|limits\.|test_availability_zone|admin\.(test_flavors|test_availability_zone|test_keypairs_v210)|servers\.(test_server_metadata|test_server_tags|test_availability_zone)))'
 CLOUD_REGEX='^tempest\.api\.(identity|compute\.servers\.(test_create_server|test_servers))\.'
 
 if [[ ! -x .venv/bin/python ]]; then
