@@ -11,6 +11,7 @@ from ferry import config as cfgmod
 from ferry.config import Config
 from ferry.db.engine import make_engine, session_factory, upgrade
 from ferry.drivers.hypervisor.base import HypervisorDriver
+from ferry.services.app_credentials import AppCredentialService
 from ferry.services.compute import ComputeService
 from ferry.services.doctor import Doctor
 from ferry.services.glance import GlanceService
@@ -27,6 +28,7 @@ from ferry.services.projects import ProjectService
 from ferry.services.qos import QosService
 from ferry.services.quotas import QuotaService
 from ferry.services.recovery import VolumeRecovery
+from ferry.services.role_assignments import RoleAssignmentService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.server_settling import ServerSettling
 from ferry.services.snapshots import SnapshotService
@@ -41,6 +43,7 @@ from ferry.services.tier import (
 )
 from ferry.services.type_access import TypeAccess
 from ferry.services.types import TypeService
+from ferry.services.users import UserService
 from ferry.services.volume_admin import VolumeAdmin
 from ferry.services.volume_images import VolumeUploads
 from ferry.services.volume_services import VolumeServices
@@ -97,6 +100,9 @@ class Ferry:
         self.type_access = TypeAccess(self.db)
         self.qos = QosService(self.db)
         self.projects = ProjectService(self.db)
+        self.users = UserService(self.db, self.identity.passwords)
+        self.role_assignments = RoleAssignmentService(self.db)
+        self.app_credentials = AppCredentialService(self.db, self.identity.passwords)
         self.quotas = QuotaService(self.db, config.quotas)
         self.volumes = VolumeService(
             self.db,
