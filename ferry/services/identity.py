@@ -63,8 +63,10 @@ class Login:
 
     @property
     def throttle_key(self) -> str:
-        ref = self.credential if self.method is Method.APP_CREDENTIAL else self.user
-        return f"{self.method}:{ref.value if ref else ''}"
+        """Whom failures count against: the user's name or id, or the credential's."""
+        if self.method is Method.APP_CREDENTIAL:
+            return f"application_credential:{self.credential.value if self.credential else ''}"
+        return self.user.value if self.user else ""
 
 
 @dataclass(frozen=True)
