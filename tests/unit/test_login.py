@@ -25,7 +25,7 @@ from ferry.db.engine import make_engine, session_factory
 from ferry.db.models import User
 from ferry.domain.errors import BadRequest, TooManyRequests, Unauthorized
 from ferry.services import bootstrap
-from ferry.services.identity import Method, Ref, IdentityService, Login
+from ferry.services.identity import IdentityService, Login, Method, Ref
 from ferry.services.passwords import Passwords
 
 LIGHT = replace(cfgmod.password_hashing("light"), refusal_delay_s=0.0)
