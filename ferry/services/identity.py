@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ferry.config import IdentityConfig
 from ferry.db.models import AppCredential, Project, RoleAssignment, Token, User
 from ferry.domain.clock import utcnow
-from ferry.domain.errors import Forbidden, TooManyRequests, Unauthorized
+from ferry.domain.errors import Forbidden, NotFound, TooManyRequests, Unauthorized
 from ferry.domain.ids import new_id
 from ferry.domain.roles import Role, with_implied
 from ferry.domain.throttle import LoginThrottle
@@ -320,8 +320,12 @@ class IdentityService:
 
     def inspect(self, caller: RequestContext, subject: str, action: str) -> IssuedToken:
         """The subject token, for its own user or a caller the policy allows (`token:check`,
-        `token:validate`). An invalid subject is 401 for every caller (it has no user to compare)."""
-        issued = self.validate(subject)
+        `token:validate`). An invalid, revoked or expired subject is 404 for every caller (it has
+        no user to compare), as Keystone answers (the caller's own token was checked before)."""
+        try:
+            issued = self.validate(subject)
+        except Unauthorized:
+            raise NotFound("Could not find token: the subject token is invalid or has expired.") from None
         if issued.context.user_id != caller.user_id:
             policy.enforce(caller, action)
         return issued
