@@ -62,36 +62,36 @@ def create_role(request: Request) -> None:
     raise Forbidden("Ferry's roles are fixed (admin, member, reader, service): roles cannot be created.")
 
 
-@router.put("/projects/{project_id}/users/{user_id}/roles/{role_id}", status_code=204)
+@router.put("/projects/{project}/users/{user_id}/roles/{role_id}", status_code=204)
 def grant(
-    request: Request, project_id: str, user_id: str, role_id: str, roles: RoleAssignmentService = Roles
+    request: Request, project: str, user_id: str, role_id: str, roles: RoleAssignmentService = Roles
 ) -> Response:
-    roles.grant(deps.context(request), project_id, user_id, role_id)
+    roles.grant(deps.context(request), project, user_id, role_id)
     return Response(status_code=204)
 
 
-@router.head("/projects/{project_id}/users/{user_id}/roles/{role_id}", status_code=204)
+@router.head("/projects/{project}/users/{user_id}/roles/{role_id}", status_code=204)
 def check(
-    request: Request, project_id: str, user_id: str, role_id: str, roles: RoleAssignmentService = Roles
+    request: Request, project: str, user_id: str, role_id: str, roles: RoleAssignmentService = Roles
 ) -> Response:
-    roles.check(deps.context(request), project_id, user_id, role_id)
+    roles.check(deps.context(request), project, user_id, role_id)
     return Response(status_code=204)
 
 
-@router.delete("/projects/{project_id}/users/{user_id}/roles/{role_id}", status_code=204)
+@router.delete("/projects/{project}/users/{user_id}/roles/{role_id}", status_code=204)
 def revoke(
-    request: Request, project_id: str, user_id: str, role_id: str, roles: RoleAssignmentService = Roles
+    request: Request, project: str, user_id: str, role_id: str, roles: RoleAssignmentService = Roles
 ) -> Response:
-    roles.revoke(deps.context(request), project_id, user_id, role_id)
+    roles.revoke(deps.context(request), project, user_id, role_id)
     return Response(status_code=204)
 
 
-@router.get("/projects/{project_id}/users/{user_id}/roles")
+@router.get("/projects/{project}/users/{user_id}/roles")
 def user_roles(
-    request: Request, project_id: str, user_id: str, roles: RoleAssignmentService = Roles
+    request: Request, project: str, user_id: str, roles: RoleAssignmentService = Roles
 ) -> dict[str, Any]:
-    found = roles.user_roles(deps.context(request), project_id, user_id)
-    path = f"projects/{project_id}/users/{user_id}/roles"
+    found = roles.user_roles(deps.context(request), project, user_id)
+    path = f"projects/{project}/users/{user_id}/roles"
     return {"roles": [role_view(request, r) for r in found], "links": {"self": _v3(request, path)}}
 
 

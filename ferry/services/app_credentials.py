@@ -147,6 +147,8 @@ class AppCredentialService:
         if name is not None:
             stmt = stmt.where(AppCredential.name == name)
         with self.db() as s:
+            if s.get(User, user_id) is None:
+                raise NotFound(f"Could not find user: {user_id}.")
             return [_record(c) for c in s.scalars(stmt)]
 
     def get(self, ctx: RequestContext, user_id: str, cred_id: str) -> AppCredentialRecord:

@@ -85,7 +85,7 @@ class UserService:
     async def create(self, ctx: RequestContext, domain_id: str | None, c: UserChanges) -> UserRecord:
         policy.enforce(ctx, "identity:create_user")
         if domain_id not in (None, DEFAULT_DOMAIN_ID):
-            raise BadRequest(f"Invalid input: domain {domain_id} does not exist (Ferry has 'default').")
+            raise NotFound(f"Could not find domain: {domain_id} (Ferry has the one domain 'default').")
         assert c.name is not None
         hashed = await self.passwords.hash(c.password) if c.password else NO_PASSWORD
         user = User(

@@ -124,7 +124,9 @@ def test_compute_version_documents(server: FerryServer) -> None:
 
 def test_version_documents_need_no_token(server: FerryServer) -> None:
     for path in ("/identity", "/identity/v3", "/volume", "/volume/v3", "/compute", "/compute/v2.1"):
-        assert http.get(server.base + path).status_code == (300 if path in ("/volume", "/identity") else 200), path
+        assert http.get(server.base + path).status_code == (
+            300 if path in ("/volume", "/identity") else 200
+        ), path
 
 
 # -- tokens ----------------------------------------------------------------------------------

@@ -209,7 +209,6 @@ def test_password_changes_revoke_tokens(server: FerryServer, admin: Api) -> None
         {"user": {"name": 5}},
         {"user": {"name": "ok", "enabled": "yes"}},
         {"user": {"name": "ok", "password": "p" * 4097}},
-        {"user": {"name": "ok", "domain_id": "other"}},
         {"user": {"name": "ok", "default_project_id": "missing"}},
         {"user": {"name": "bad\u0000name"}},
         {"user": []},
@@ -218,6 +217,11 @@ def test_password_changes_revoke_tokens(server: FerryServer, admin: Api) -> None
 )
 def test_user_create_bad_input(server: FerryServer, admin: Api, body: Any) -> None:
     error(call(server, admin.token, "POST", "/users", json=body), 400)
+
+
+def test_user_create_in_another_domain_is_404(server: FerryServer, admin: Api) -> None:
+    body = {"user": {"name": unique("u"), "domain_id": "other"}}
+    assert "domain" in error(call(server, admin.token, "POST", "/users", json=body), 404)
 
 
 # -- roles and assignments ---------------------------------------------------------------------
