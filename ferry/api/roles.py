@@ -95,6 +95,40 @@ def user_roles(
     return {"roles": [role_view(request, r) for r in found], "links": {"self": _v3(request, path)}}
 
 
+@router.put("/system/users/{user_id}/roles/{role_id}", status_code=204)
+def system_grant(
+    request: Request, user_id: str, role_id: str, roles: RoleAssignmentService = Roles
+) -> Response:
+    """Recorded and listed; Ferry issues no system-scoped token, so it grants nothing."""
+    roles.system_grant(deps.context(request), user_id, role_id)
+    return Response(status_code=204)
+
+
+@router.head("/system/users/{user_id}/roles/{role_id}", status_code=204)
+def system_check(
+    request: Request, user_id: str, role_id: str, roles: RoleAssignmentService = Roles
+) -> Response:
+    roles.system_check(deps.context(request), user_id, role_id)
+    return Response(status_code=204)
+
+
+@router.delete("/system/users/{user_id}/roles/{role_id}", status_code=204)
+def system_revoke(
+    request: Request, user_id: str, role_id: str, roles: RoleAssignmentService = Roles
+) -> Response:
+    roles.system_revoke(deps.context(request), user_id, role_id)
+    return Response(status_code=204)
+
+
+@router.get("/system/users/{user_id}/roles")
+def system_roles(request: Request, user_id: str, roles: RoleAssignmentService = Roles) -> dict[str, Any]:
+    found = roles.system_roles(deps.context(request), user_id)
+    return {
+        "roles": [role_view(request, r) for r in found],
+        "links": {"self": _v3(request, f"system/users/{user_id}/roles")},
+    }
+
+
 def _present(request: Request, key: str) -> bool:
     """A Keystone flag parameter: present (`?effective`, `?effective=true`) unless `0`/false."""
     value = request.query_params.get(key)
@@ -110,17 +144,19 @@ def _assignment(request: Request, a: Assignment, names: bool) -> dict[str, Any]:
         user |= {"name": a.user_name, "domain": DOMAIN}
         project |= {"name": a.project_name, "domain": DOMAIN}
     assigned = a.prior_role or a.role
-    links = {"assignment": _v3(request, f"projects/{a.project_id}/users/{a.user_id}/roles/{assigned.value}")}
+    target = "system" if a.on_system else f"projects/{a.project_id}"
+    links = {"assignment": _v3(request, f"{target}/users/{a.user_id}/roles/{assigned.value}")}
     if a.prior_role is not None:
         links["prior_role"] = _v3(request, f"roles/{a.prior_role.value}")
-    return {"role": role, "user": user, "scope": {"project": project}, "links": links}
+    scope: dict[str, Any] = {"system": {"all": True}} if a.on_system else {"project": project}
+    return {"role": role, "user": user, "scope": scope, "links": links}
 
 
 @router.get("/role_assignments")
 def role_assignments(request: Request, roles: RoleAssignmentService = Roles) -> dict[str, Any]:
     ctx = deps.context(request)
     q = request.query_params
-    for key in ("group.id", "scope.domain.id", "scope.system", "scope.OS-INHERIT:inherited_to"):
+    for key in ("group.id", "scope.domain.id", "scope.OS-INHERIT:inherited_to"):
         if key in q:  # Ferry has no groups, domain or system grants, nor inheritance: none match
             return {"role_assignments": [], "links": {"self": str(request.url)}}
     f = AssignmentFilter(
@@ -128,6 +164,7 @@ def role_assignments(request: Request, roles: RoleAssignmentService = Roles) -> 
         project_id=q.get("scope.project.id"),
         role_id=q.get("role.id"),
         effective=_present(request, "effective"),
+        system=True if "scope.system" in q else (False if "scope.project.id" in q else None),
     )
     found = roles.assignments(ctx, f)
     names = _present(request, "include_names")

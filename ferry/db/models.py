@@ -73,6 +73,15 @@ class RoleAssignment(Base):
     role: Mapped[Role] = mapped_column(enum_type(Role, 32), primary_key=True)
 
 
+class SystemRoleAssignment(Base):
+    """A Keystone system grant: recorded and listed, but Ferry issues no system-scoped token, so
+    it grants nothing."""
+
+    __tablename__ = "system_role_assignments"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[Role] = mapped_column(enum_type(Role, 32), primary_key=True)
+
+
 class Token(Base):
     __tablename__ = "tokens"
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -3,7 +3,9 @@
 The roles are Ferry's fixed ones (`domain/roles.py`: admin, member, reader, service); a role's id
 is its name, so it is stable across installations. An admin grants, revokes and checks them;
 `GET /role_assignments` lists them with Keystone's filters, and with `effective` also the roles
-each assignment implies (admin ⇒ member ⇒ reader), as Keystone lists implied roles.
+each assignment implies (admin ⇒ member ⇒ reader), as Keystone lists implied roles. System
+grants (`/system/users/{u}/roles/{r}`) are recorded and listed, but grant nothing: Ferry issues
+no system-scoped token.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Project, RoleAssignment, Token, User
+from ferry.db.models import Project, RoleAssignment, SystemRoleAssignment, Token, User
 from ferry.domain.errors import Forbidden, NotFound
 from ferry.domain.roles import IMPLIED, Role
 from ferry.services import policy
@@ -25,10 +27,15 @@ class Assignment:
     user_id: str
     user_name: str
     project_id: str
+    """"" for a system grant."""
     project_name: str
     role: Role
     prior_role: Role | None = None
     """For an effective listing: the assigned role this one is implied by."""
+
+    @property
+    def on_system(self) -> bool:
+        return not self.project_id
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ class AssignmentFilter:
     project_id: str | None = None
     role_id: str | None = None
     effective: bool = False
+    system: bool | None = None
+    """True: system grants only; False: project grants only; None: both."""
 
 
 def role_named(role_id: str) -> Role:
@@ -116,19 +125,62 @@ class RoleAssignmentService:
             stmt = stmt.where(RoleAssignment.user_id == f.user_id)
         if f.project_id is not None:
             stmt = stmt.where(RoleAssignment.project_id == f.project_id)
-        out: list[Assignment] = []
+        rows: list[tuple[str, str, str, str, Role]] = []
         with self.db() as s:
-            for a, user_name, project_name in s.execute(stmt):
-                direct = Assignment(a.user_id, user_name, a.project_id, project_name, a.role)
-                out.append(direct)
-                if f.effective:
-                    out += [
-                        Assignment(a.user_id, user_name, a.project_id, project_name, implied, a.role)
-                        for implied in sorted(IMPLIED.get(a.role, frozenset()))
-                    ]
+            if f.system is not True:
+                rows += [(a.user_id, un, a.project_id, pn, a.role) for a, un, pn in s.execute(stmt)]
+            if f.system is not False and f.project_id is None:
+                system = select(SystemRoleAssignment, User.name).join(
+                    User, User.id == SystemRoleAssignment.user_id
+                )
+                if f.user_id is not None:
+                    system = system.where(SystemRoleAssignment.user_id == f.user_id)
+                rows += [(a.user_id, un, "", "", a.role) for a, un in s.execute(system)]
+        out: list[Assignment] = []
+        for user_id, user_name, project_id, project_name, role in rows:
+            out.append(Assignment(user_id, user_name, project_id, project_name, role))
+            if f.effective:
+                out += [
+                    Assignment(user_id, user_name, project_id, project_name, implied, role)
+                    for implied in sorted(IMPLIED.get(role, frozenset()))
+                ]
         if f.role_id is not None:
             out = [a for a in out if a.role.value == f.role_id]
         return out
+
+    # -- system grants: recorded and listed; Ferry issues no system-scoped token ---------------
+    def system_grant(self, ctx: RequestContext, user_id: str, role_id: str) -> None:
+        policy.enforce(ctx, "identity:manage_grants")
+        role = role_named(role_id)
+        with self.db.begin() as s:
+            _user(s, user_id)
+            if s.get(SystemRoleAssignment, (user_id, role)) is None:
+                s.add(SystemRoleAssignment(user_id=user_id, role=role))
+
+    def system_revoke(self, ctx: RequestContext, user_id: str, role_id: str) -> None:
+        policy.enforce(ctx, "identity:manage_grants")
+        role = role_named(role_id)
+        with self.db.begin() as s:
+            _user(s, user_id)
+            row = s.get(SystemRoleAssignment, (user_id, role))
+            if row is None:
+                raise NotFound(f"Could not find system role assignment of {role_id} to user {user_id}.")
+            s.delete(row)
+
+    def system_check(self, ctx: RequestContext, user_id: str, role_id: str) -> None:
+        policy.enforce(ctx, "identity:check_grant")
+        role = role_named(role_id)
+        with self.db() as s:
+            _user(s, user_id)
+            if s.get(SystemRoleAssignment, (user_id, role)) is None:
+                raise NotFound(f"Could not find system role assignment of {role_id} to user {user_id}.")
+
+    def system_roles(self, ctx: RequestContext, user_id: str) -> list[Role]:
+        policy.enforce(ctx, "identity:check_grant")
+        with self.db() as s:
+            _user(s, user_id)
+            stmt = select(SystemRoleAssignment.role).where(SystemRoleAssignment.user_id == user_id)
+            return sorted(s.scalars(stmt))
 
     @staticmethod
     def _targets(s: Session, project_id: str, user_id: str) -> None:
@@ -136,6 +188,11 @@ class RoleAssignmentService:
             raise NotFound(f"Could not find project: {project_id}.")
         if s.get(User, user_id) is None:
             raise NotFound(f"Could not find user: {user_id}.")
+
+
+def _user(s: Session, user_id: str) -> None:
+    if s.get(User, user_id) is None:
+        raise NotFound(f"Could not find user: {user_id}.")
 
 
 def _revoke_project_tokens(s: Session, user_id: str, project_id: str) -> None:

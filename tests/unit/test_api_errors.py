@@ -278,6 +278,10 @@ ENDPOINTS = [
     Endpoint("DELETE", f"{K}/projects/{{project}}/users/{{user_id}}/roles/{{role_id}}"),
     Endpoint("GET", f"{K}/projects/{{project}}/users/{{user_id}}/roles"),
     Endpoint("GET", f"{K}/role_assignments"),
+    Endpoint("PUT", f"{K}/system/users/{{user_id}}/roles/{{role_id}}"),
+    Endpoint("HEAD", f"{K}/system/users/{{user_id}}/roles/{{role_id}}"),
+    Endpoint("DELETE", f"{K}/system/users/{{user_id}}/roles/{{role_id}}"),
+    Endpoint("GET", f"{K}/system/users/{{user_id}}/roles"),
     # only a user creates their own credentials: an admin is refused before the lookup
     Endpoint(
         "POST",

@@ -396,3 +396,20 @@ def test_domains_services_and_endpoints(server: FerryServer, admin: Api) -> None
     assert call(server, admin.token, "GET", f"/services/{services[0]['id']}").json()["service"] == services[0]
     error(call(server, admin.token, "GET", "/services/nope"), 404)
     error(call(server, admin.token, "POST", "/services", json={"service": {"type": "x"}}), 403)
+
+
+def test_system_grants_are_recorded_and_listed_but_give_no_token(server: FerryServer, admin: Api) -> None:
+    user = make_user(server, admin)
+    path = f"/system/users/{user['id']}/roles"
+    assert call(server, admin.token, "HEAD", f"{path}/reader").status_code == 404
+    assert call(server, admin.token, "PUT", f"{path}/reader").status_code == 204
+    assert call(server, admin.token, "HEAD", f"{path}/reader").status_code == 204
+    assert [r["id"] for r in call(server, admin.token, "GET", path).json()["roles"]] == ["reader"]
+    listed = call(
+        server, admin.token, "GET", "/role_assignments", params={"user.id": user["id"], "scope.system": "all"}
+    ).json()["role_assignments"]
+    assert [(a["role"]["id"], a["scope"]) for a in listed] == [("reader", {"system": {"all": True}})]
+    refused = password_login(server, {"id": user["id"]}, "s3cret-pw", {"system": {"all": True}})
+    assert "project-scoped or unscoped" in error(refused, 400)
+    assert call(server, admin.token, "DELETE", f"{path}/reader").status_code == 204
+    error(call(server, admin.token, "DELETE", f"{path}/reader"), 404)

@@ -7,7 +7,8 @@ Create Date: 2026-12-02 14:30:00
 Projects gain a description and an enabled flag; users an email, a description and a default
 project; tokens may be unscoped (no project), record the auth methods that made them and the
 application credential they came from. `application_credentials` holds each credential's
-argon2 hash of its secret (never the secret) and the roles it delegates.
+argon2 hash of its secret (never the secret) and the roles it delegates; `system_role_assignments`
+records Keystone's system grants (Ferry issues no system-scoped token: they grant nothing).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ revision = "0014"
 down_revision = "0013"
 branch_labels = None
 depends_on = None
+ROLES = ("reader", "member", "admin", "service")
+"""`domain.roles.Role`, written out (see 0002)."""
 
 
 def upgrade() -> None:
@@ -45,6 +48,18 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.UniqueConstraint("user_id", "name", name="uq_application_credentials_user_id"),
     )
+    op.create_table(
+        "system_role_assignments",
+        sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "role",
+            sa.String(32),
+            sa.CheckConstraint(
+                "role IN (" + ", ".join(f"'{r}'" for r in ROLES) + ")", name="ck_system_role_assignments_role"
+            ),
+            primary_key=True,
+        ),
+    )
     with op.batch_alter_table("tokens") as batch:
         batch.alter_column("project_id", existing_type=sa.String(36), nullable=True)
         batch.add_column(sa.Column("methods", sa.JSON(), nullable=True))
@@ -69,6 +84,7 @@ def downgrade() -> None:
         batch.drop_column("app_credential_id")
         batch.drop_column("methods")
         batch.alter_column("project_id", existing_type=sa.String(36), nullable=False)
+    op.drop_table("system_role_assignments")
     op.drop_table("application_credentials")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("default_project_id")
