@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from ferry.api import deps
-from ferry.api.catalog import catalog_for
+from ferry.api.catalog import PROJECT, catalog_for
 from ferry.api.errors import json_body
 from ferry.api.openapi import body
 from ferry.api.schemas import MAX_TEXT
@@ -41,6 +41,10 @@ def _token_body(request: Request, issued: IssuedToken) -> dict[str, Any]:
         token["project"] = {"id": ctx.project_id, "name": ctx.project_name, "domain": DOMAIN}
         token["roles"] = [{"id": r, "name": r} for r in sorted(ctx.roles)]
         token["catalog"] = catalog_for(request, ctx.project_id)
+    if issued.system_roles is not None:  # shown, but they give no authority in Ferry
+        token["system"] = {"all": True}
+        token["roles"] = [{"id": r, "name": r} for r in issued.system_roles]
+        token["catalog"] = catalog_for(request, PROJECT)
     if issued.app_credential is not None:
         cred_id, cred_name = issued.app_credential
         token["application_credential"] = {"id": cred_id, "name": cred_name, "restricted": True}
@@ -122,13 +126,20 @@ def _user(obj: Any, what: str) -> Ref:
     return ref
 
 
+SYSTEM = Ref("system", True)
+"""What `_scope` returns for `{"system": {"all": true}}`."""
+
+
 def _scope(auth: dict[str, Any]) -> Ref | None:
     scope = auth.get("scope")
     if scope is None or scope == "unscoped":
         return None
+    if isinstance(scope, dict) and scope.get("system") == {"all": True}:
+        return SYSTEM
     if not isinstance(scope, dict) or not isinstance(scope.get("project"), dict):
         raise BadRequest(
-            "Invalid input: Ferry issues project-scoped or unscoped tokens only; give auth.scope.project."
+            "Invalid input: Ferry issues project-scoped, system-scoped or unscoped tokens only; "
+            "give auth.scope.project or auth.scope.system."
         )
     ref = _ref(scope["project"], "project")
     if not ref.by_id:
@@ -151,8 +162,11 @@ def _credentials(body: dict[str, Any], address: str) -> Login:
     if not isinstance(part, dict):
         raise BadRequest(f"Invalid input: missing auth.identity.{method.value}.")
     scope = _scope(auth)
+    system = scope is SYSTEM
+    scope = None if system else scope
     if method is Method.TOKEN:
-        return Login(method, address, token=_str(part.get("id"), "token id", 256), scope=scope)
+        token = _str(part.get("id"), "token id", 256)
+        return Login(method, address, token=token, scope=scope, system=system)
     if method is Method.APP_CREDENTIAL:
         if auth.get("scope") is not None:
             raise Unauthorized("An application credential login may not ask for a scope.")
@@ -162,7 +176,7 @@ def _credentials(body: dict[str, Any], address: str) -> Login:
         return Login(method, address, user=user, secret=secret, credential=cred)
     user = _user(part.get("user"), "user")
     password = _str(part["user"].get("password"), "password", MAX_PASSWORD)
-    return Login(method, address, user=user, secret=password, scope=scope)
+    return Login(method, address, user=user, secret=password, scope=scope, system=system)
 
 
 @router.post(

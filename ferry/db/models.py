@@ -93,6 +93,9 @@ class Token(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     methods: Mapped[list[Any] | None] = mapped_column(JSON)
     """The auth methods that made it (None: before 0014, password)."""
+    system_scope: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A system-scoped token: `roles` are the user's system grants, which give no authority in
+    Ferry (its requests are treated as an unscoped token's)."""
     app_credential_id: Mapped[str | None] = mapped_column(
         ForeignKey("application_credentials.id", ondelete="CASCADE")
     )

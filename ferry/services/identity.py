@@ -22,7 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.config import IdentityConfig
-from ferry.db.models import AppCredential, Project, RoleAssignment, Token, User
+from ferry.db.models import AppCredential, Project, RoleAssignment, SystemRoleAssignment, Token, User
 from ferry.domain.clock import utcnow
 from ferry.domain.errors import Forbidden, NotFound, TooManyRequests, Unauthorized
 from ferry.domain.ids import new_id
@@ -60,6 +60,8 @@ class Login:
     token: str = ""
     credential: Ref | None = None
     scope: Ref | None = None
+    system: bool = False
+    """Asked for a system-scoped token (`scope.system.all`)."""
 
     @property
     def throttle_key(self) -> str:
@@ -86,6 +88,8 @@ class IssuedToken:
     methods: tuple[str, ...] = (Method.PASSWORD,)
     app_credential: tuple[str, str] | None = None
     """(id, name) of the application credential the token came from."""
+    system_roles: tuple[str, ...] | None = None
+    """For a system-scoped token: the system grants it shows (they give no authority)."""
 
     @property
     def scoped(self) -> bool:
@@ -181,6 +185,8 @@ class IdentityService:
         if self.passwords.needs_rehash(account.password_hash):
             await self._rehash(account, login.secret)
         scope, optional = login.scope, False
+        if login.system:
+            return await asyncio.to_thread(self._issue_system, account.id, account.name, (Method.PASSWORD,))
         if scope is None and account.default_project_id:  # Keystone scopes to it if it can
             scope, optional = Ref(account.default_project_id, True), True
         return await asyncio.to_thread(
@@ -223,6 +229,8 @@ class IdentityService:
             raise Forbidden("A token from an application credential cannot be rescoped.")
         methods = tuple(dict.fromkeys((*old.methods, Method.TOKEN)))
         ctx = old.context
+        if login.system:
+            return self._issue_system(ctx.user_id, ctx.user_name, methods, old.expires_at)
         return self._issue(ctx.user_id, ctx.user_name, login.scope, methods, expires_at=old.expires_at)
 
     def _issue_for_credential(self, cred: AppCredential) -> IssuedToken:
@@ -285,6 +293,35 @@ class IdentityService:
             )
             return IssuedToken(token, ctx, now, expires, methods, (cred.id, cred.name) if cred else None)
 
+    def _issue_system(
+        self, user_id: str, user_name: str, methods: tuple[str, ...], expires_at: datetime | None = None
+    ) -> IssuedToken:
+        """A system-scoped token for a user with a system grant. Ferry has no system-level
+        authority: the token carries no role in its requests (as an unscoped token), and shows the
+        grants only in its body."""
+        with self.db.begin() as s:
+            held = with_implied(
+                s.scalars(select(SystemRoleAssignment.role).where(SystemRoleAssignment.user_id == user_id))
+            )
+            if not held:
+                raise Unauthorized(f"User {user_name!r} has no role on the system.")
+            token, now = secrets.token_urlsafe(32), utcnow()
+            expires = min(expires_at or now + self.lifetime, now + self.lifetime)
+            s.add(
+                Token(
+                    id_hash=_digest(token),
+                    user_id=user_id,
+                    project_id=None,
+                    roles=sorted(held),
+                    issued_at=now,
+                    expires_at=expires,
+                    methods=list(methods),
+                    system_scope=True,
+                )
+            )
+        ctx = RequestContext(user_id, "", frozenset(), user_name, "")
+        return IssuedToken(token, ctx, now, expires, methods, None, tuple(sorted(held)))
+
     @staticmethod
     def _roles(s: Session, user_id: str, project_id: str) -> frozenset[Role]:
         """The roles a user holds on a project, with those they imply."""
@@ -309,13 +346,19 @@ class IdentityService:
             ctx = RequestContext(
                 user.id,
                 project.id if project else "",
-                frozenset(map(Role, row.roles)),
+                frozenset() if row.system_scope else frozenset(map(Role, row.roles)),
                 user.name,
                 project.name if project else "",
             )
             methods = tuple(row.methods or (Method.PASSWORD,))
             return IssuedToken(
-                token, ctx, row.issued_at, row.expires_at, methods, (cred.id, cred.name) if cred else None
+                token,
+                ctx,
+                row.issued_at,
+                row.expires_at,
+                methods,
+                (cred.id, cred.name) if cred else None,
+                tuple(row.roles) if row.system_scope else None,
             )
 
     def inspect(self, caller: RequestContext, subject: str, action: str) -> IssuedToken:

@@ -232,7 +232,6 @@ def auth(identity: Any = PW, scope: Any = SCOPE) -> dict[str, Any]:
         auth({"methods": ["password"], "password": {"user": {"name": "admin", "password": 5}}}),
         auth({"methods": ["password"], "password": {"user": {"password": "x"}}}),
         auth(scope="admin"),
-        auth(scope={"system": {"all": True}}),
         auth(scope={"project": "admin"}),
         auth(scope={"project": {}}),
         auth(scope={"project": {"name": 5}}),

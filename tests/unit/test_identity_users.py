@@ -398,7 +398,7 @@ def test_domains_services_and_endpoints(server: FerryServer, admin: Api) -> None
     error(call(server, admin.token, "POST", "/services", json={"service": {"type": "x"}}), 403)
 
 
-def test_system_grants_are_recorded_and_listed_but_give_no_token(server: FerryServer, admin: Api) -> None:
+def test_system_grants_and_tokens_grant_nothing(server: FerryServer, admin: Api) -> None:
     user = make_user(server, admin)
     path = f"/system/users/{user['id']}/roles"
     assert call(server, admin.token, "HEAD", f"{path}/reader").status_code == 404
@@ -409,7 +409,14 @@ def test_system_grants_are_recorded_and_listed_but_give_no_token(server: FerrySe
         server, admin.token, "GET", "/role_assignments", params={"user.id": user["id"], "scope.system": "all"}
     ).json()["role_assignments"]
     assert [(a["role"]["id"], a["scope"]) for a in listed] == [("reader", {"system": {"all": True}})]
-    refused = password_login(server, {"id": user["id"]}, "s3cret-pw", {"system": {"all": True}})
-    assert "project-scoped or unscoped" in error(refused, 400)
+    system = password_login(server, {"id": user["id"]}, "s3cret-pw", {"system": {"all": True}})
+    assert system.status_code == 201, system.text
+    body = system.json()["token"]
+    assert body["system"] == {"all": True} and [r["id"] for r in body["roles"]] == ["reader"]
+    token = system.headers["X-Subject-Token"]  # it shows the grant, but grants nothing in Ferry
+    error(call(server, token, "GET", "/users"), 403)
+    error(call(server, token, "GET", f"/projects/{admin.project_id}"), 403)
+    assert call(server, token, "GET", f"/users/{user['id']}").status_code == 200
     assert call(server, admin.token, "DELETE", f"{path}/reader").status_code == 204
     error(call(server, admin.token, "DELETE", f"{path}/reader"), 404)
+    error(password_login(server, {"id": user["id"]}, "s3cret-pw", {"system": {"all": True}}), 401)

@@ -63,6 +63,7 @@ def upgrade() -> None:
     with op.batch_alter_table("tokens") as batch:
         batch.alter_column("project_id", existing_type=sa.String(36), nullable=True)
         batch.add_column(sa.Column("methods", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("system_scope", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(
             sa.Column(
                 "app_credential_id",
@@ -82,6 +83,7 @@ def downgrade() -> None:
     with op.batch_alter_table("tokens") as batch:
         batch.drop_constraint("fk_tokens_app_credential_id_application_credentials", type_="foreignkey")
         batch.drop_column("app_credential_id")
+        batch.drop_column("system_scope")
         batch.drop_column("methods")
         batch.alter_column("project_id", existing_type=sa.String(36), nullable=False)
     op.drop_table("system_role_assignments")
