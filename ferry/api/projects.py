@@ -87,9 +87,14 @@ async def create_project(request: Request, projects: ProjectService = Projects) 
 
 @router.get("/projects")
 def list_projects(
-    request: Request, name: QueryText = None, domain_id: QueryText = None, projects: ProjectService = Projects
+    request: Request,
+    name: QueryText = None,
+    domain_id: QueryText = None,
+    enabled: QueryText = None,
+    projects: ProjectService = Projects,
 ) -> dict[str, Any]:
-    found = projects.find(deps.context(request), name, domain_id)
+    flag = None if enabled is None else enabled.lower() not in ("0", "false", "no", "off")
+    found = projects.find(deps.context(request), name, domain_id, flag)
     links = {"self": f"{base_url(request)}/identity/v3/projects", "previous": None, "next": None}
     return {"projects": [project_view(request, p) for p in found], "links": links}
 

@@ -129,7 +129,9 @@ class ProjectService:
         except IntegrityError:
             raise Conflict(f"A project named {name!r} already exists.") from None
 
-    def find(self, ctx: RequestContext, name: str | None, domain_id: str | None) -> list[ProjectRecord]:
+    def find(
+        self, ctx: RequestContext, name: str | None, domain_id: str | None, enabled: bool | None = None
+    ) -> list[ProjectRecord]:
         """Projects by name and domain (what clients resolve `--project NAME` with): an admin
         finds any, others only their token's."""
         policy.enforce(ctx, "identity:get_project")
@@ -138,6 +140,8 @@ class ProjectService:
             stmt = stmt.where(Project.name == name)
         if domain_id is not None:
             stmt = stmt.where(Project.domain_id == domain_id)
+        if enabled is not None:
+            stmt = stmt.where(Project.enabled.is_(enabled))
         if not policy.allowed(ctx, "project:get_any"):
             stmt = stmt.where(Project.id == ctx.project_id)
         with self.db() as s:

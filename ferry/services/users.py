@@ -138,8 +138,8 @@ class UserService:
             s.execute(delete(User).where(User.id == user_id))
 
     async def change_password(self, ctx: RequestContext, user_id: str, original: str, new: str) -> None:
-        """A user's own password change: the original must verify (else 401); their tokens are
-        revoked, the one making the call included."""
+        """A password change by the user (or an admin) who knows the original password: it must
+        verify (else 401); the user's tokens are revoked, the one making the call included."""
         policy.enforce_self(ctx, "identity:change_password", user_id)
         with self.db() as s:
             current = self._load(s, user_id).password_hash

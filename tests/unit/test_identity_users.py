@@ -189,6 +189,8 @@ def test_password_changes_revoke_tokens(server: FerryServer, admin: Api) -> None
 
     wrong = {"user": {"original_password": "nope", "password": "new-pw-1"}}
     error(call(server, token, "POST", f"/users/{user['id']}/password", json=wrong), 401)
+    other = f"/users/{admin_user_id(server, admin)}/password"
+    error(call(server, token, "POST", other, json=wrong), 403)  # only oneself (or an admin)
     right = {"user": {"original_password": "s3cret-pw", "password": "new-pw-1"}}
     assert call(server, token, "POST", f"/users/{user['id']}/password", json=right).status_code == 204
     error(call(server, token, "GET", f"/users/{user['id']}"), 401)  # revoked with the change
