@@ -162,7 +162,7 @@ def layer_files(api: Api, vid: str) -> list[Path]:
 
 # -- the server ------------------------------------------------------------------------------
 NO_QUOTAS = "[quotas]\nvolumes = -1\nsnapshots = -1\ngigabytes = -1\ninstances = -1\ncores = -1\nram = -1\n"
-"""The benchmarks measure copies and requests, not quotas: more than Cinder's 10 volumes, Nova's 10 servers."""
+"""The benchmarks measure copies and requests, not quotas (Cinder's 10 volumes, Nova's 10 servers)."""
 
 
 @dataclass

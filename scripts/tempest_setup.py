@@ -109,6 +109,7 @@ def tempest_conf(
     lo, hi = microversions(srv.base, "volume")
     compute_lo, compute_hi = microversions(srv.base, "compute")
     glance = "image" in catalog_types(srv)
+    admin = srv.cloud("ferry-admin")
     flags = {
         # Features Ferry does not offer (docs/conformance.md): their tests skip themselves.
         "backup": False,
@@ -130,8 +131,17 @@ def tempest_conf(
             "test_accounts_file": accounts_file,
             "default_credentials_domain_name": "Default",
             "create_isolated_networks": False,
+            # Tempest's admin identity tests always make throw-away projects and users
+            # (`force_tenant_isolation`): as this admin, through Ferry's Keystone API.
+            "admin_username": admin["username"],
+            "admin_password": admin["password"],
+            "admin_project_name": admin["project_name"],
+            "admin_domain_name": "Default",
         },
         "identity": {"uri_v3": f"{srv.base}/identity/v3", "auth_version": "v3", "region": "RegionOne"},
+        # Ferry's Keystone has no trusts, no access rules and none of Keystone's extensions
+        # (OS-OAUTH1, OS-EC2, OS-EP-FILTER, OS-INHERIT, OS-TRUST): docs/identity.md.
+        "identity-feature-enabled": {"trust": False, "access_rules": False, "api_extensions": ""},
         "service_available": {
             "cinder": True,
             "nova": True,

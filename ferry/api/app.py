@@ -14,9 +14,11 @@ from fastapi import FastAPI
 from ferry import __version__
 from ferry import config as cfgmod
 from ferry.api import (
+    app_credentials,
     attachments,
     availability,
     capabilities,
+    catalog,
     compute,
     compute_images,
     compute_quotas,
@@ -39,10 +41,12 @@ from ferry.api import (
     projects,
     qos_specs,
     quotas,
+    roles,
     server_details,
     server_migrations,
     snapshots,
     type_access,
+    users,
     versions,
     volume_actions,
     volume_hosts,
@@ -97,6 +101,10 @@ def create_app(ferry: Ferry) -> FastAPI:
     app.include_router(versions.router)
     app.include_router(identity.router)
     app.include_router(projects.router)
+    app.include_router(users.router)
+    app.include_router(roles.router)
+    app.include_router(app_credentials.router)
+    app.include_router(catalog.router)
     app.include_router(extensions.router)
     app.include_router(extensions.compute_router)
     resources = (

@@ -16,6 +16,7 @@ from ferry.api.errors import request_id
 from ferry.api.schemas import text_problem
 from ferry.domain.errors import BadRequest, Forbidden, Unauthorized
 from ferry.services.app import Ferry
+from ferry.services.app_credentials import AppCredentialService
 from ferry.services.compute import ComputeService
 from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.context import RequestContext
@@ -35,6 +36,7 @@ from ferry.services.pools import PoolService
 from ferry.services.projects import ProjectService
 from ferry.services.qos import QosService
 from ferry.services.quotas import QuotaService
+from ferry.services.role_assignments import RoleAssignmentService
 from ferry.services.server_details import ServerDetailService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.snapshots import SnapshotService
@@ -42,6 +44,7 @@ from ferry.services.storage import Backends
 from ferry.services.summary import VolumeSummary
 from ferry.services.type_access import TypeAccess
 from ferry.services.types import TypeService
+from ferry.services.users import UserService
 from ferry.services.volume_admin import VolumeAdmin
 from ferry.services.volume_images import VolumeUploads
 from ferry.services.volume_services import VolumeServices
@@ -95,6 +98,18 @@ async def pools(request: Request) -> PoolService:
 
 async def projects(request: Request) -> ProjectService:
     return _ferry(request).projects
+
+
+async def users(request: Request) -> UserService:
+    return _ferry(request).users
+
+
+async def role_assignments(request: Request) -> RoleAssignmentService:
+    return _ferry(request).role_assignments
+
+
+async def app_credentials(request: Request) -> AppCredentialService:
+    return _ferry(request).app_credentials
 
 
 async def quotas(request: Request) -> QuotaService:

@@ -1,4 +1,5 @@
-"""Keystone v3 subset: password tokens with a service catalog.
+"""Keystone v3 tokens: password, token (rescoping) and application-credential methods, project
+scoped (with the service catalog) or unscoped.
 
 HTTP only: the login, its throttling and who may see or revoke a token are the identity service's
 (`services/identity.py`); this router reads the request and renders the token.
@@ -13,60 +14,41 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from ferry.api import deps
+from ferry.api.catalog import PROJECT, catalog_for
 from ferry.api.errors import json_body
 from ferry.api.openapi import body
 from ferry.api.schemas import MAX_TEXT
-from ferry.api.versions import base_url
 from ferry.domain.clock import iso_z
-from ferry.domain.errors import BadRequest, Unauthorized
-from ferry.services.identity import IdentityService, IssuedToken, Login
+from ferry.domain.errors import BadRequest, Forbidden, Unauthorized
+from ferry.services.identity import IdentityService, IssuedToken, Login, Method, Ref
 
 router = APIRouter(prefix="/identity/v3")
 Identity = Depends(deps.identity)
 DOMAIN = {"id": "default", "name": "Default"}
 
 
-def _catalog(request: Request, project_id: str) -> list[dict[str, Any]]:
-    base = base_url(request)
-    services = [
-        ("identity", "keystone", f"{base}/identity"),
-        ("block-storage", "cinder", f"{base}/volume/v3/{project_id}"),
-        ("volumev3", "cinderv3", f"{base}/volume/v3/{project_id}"),
-        ("compute", "nova", f"{base}/compute/v2.1"),
-        ("image", "glance", f"{base}/image"),
-    ]
-    out = []
-    for stype, name, url in services:
-        sid = hashlib.sha1(stype.encode()).hexdigest()[:32]
-        endpoints = [
-            {
-                "id": f"{sid[:24]}{i:08x}",
-                "interface": iface,
-                "region": "RegionOne",
-                "region_id": "RegionOne",
-                "url": url,
-            }
-            for i, iface in enumerate(("public", "internal", "admin"))
-        ]
-        out.append({"id": sid, "type": stype, "name": name, "endpoints": endpoints})
-    return out
-
-
 def _token_body(request: Request, issued: IssuedToken) -> dict[str, Any]:
     ctx = issued.context
-    return {
-        "token": {
-            "methods": ["password"],
-            "user": {"id": ctx.user_id, "name": ctx.user_name, "domain": DOMAIN, "password_expires_at": None},
-            "project": {"id": ctx.project_id, "name": ctx.project_name, "domain": DOMAIN},
-            "roles": [{"id": r, "name": r} for r in sorted(ctx.roles)],
-            "is_domain": False,
-            "audit_ids": [hashlib.sha256(issued.token.encode()).hexdigest()[:22]],
-            "issued_at": iso_z(issued.issued_at),
-            "expires_at": iso_z(issued.expires_at),
-            "catalog": _catalog(request, ctx.project_id),
-        }
+    token: dict[str, Any] = {
+        "methods": list(issued.methods),
+        "user": {"id": ctx.user_id, "name": ctx.user_name, "domain": DOMAIN, "password_expires_at": None},
+        "is_domain": False,
+        "audit_ids": [hashlib.sha256(issued.token.encode()).hexdigest()[:22]],
+        "issued_at": iso_z(issued.issued_at),
+        "expires_at": iso_z(issued.expires_at),
     }
+    if issued.scoped:  # an unscoped token has no project, no roles and no catalog (as Keystone's)
+        token["project"] = {"id": ctx.project_id, "name": ctx.project_name, "domain": DOMAIN}
+        token["roles"] = [{"id": r, "name": r} for r in sorted(ctx.roles)]
+        token["catalog"] = catalog_for(request, ctx.project_id)
+    if issued.system_roles is not None:  # shown, but they give no authority in Ferry
+        token["system"] = {"all": True}
+        token["roles"] = [{"id": r, "name": r} for r in issued.system_roles]
+        token["catalog"] = catalog_for(request, PROJECT)
+    if issued.app_credential is not None:
+        cred_id, cred_name = issued.app_credential
+        token["application_credential"] = {"id": cred_id, "name": cred_name, "restricted": True}
+    return {"token": token}
 
 
 MAX_PASSWORD = 4096
@@ -77,13 +59,21 @@ _NAMED: dict[str, Any] = {
 }
 AUTH_BODY = {
     "type": "object",
-    "required": ["identity", "scope"],
+    "required": ["identity"],
     "properties": {
         "identity": {
             "type": "object",
-            "required": ["methods", "password"],
+            "required": ["methods"],
             "properties": {
-                "methods": {"type": "array", "items": {"enum": ["password"]}},
+                "methods": {
+                    "type": "array",
+                    "items": {"enum": ["password", "token", "application_credential"]},
+                },
+                "token": {"type": "object", "properties": {"id": {"type": "string"}}},
+                "application_credential": {
+                    "type": "object",
+                    "properties": {**_NAMED["properties"], "secret": {"type": "string"}, "user": _NAMED},
+                },
                 "password": {
                     "type": "object",
                     "required": ["user"],
@@ -100,7 +90,7 @@ AUTH_BODY = {
         "scope": {"type": "object", "required": ["project"], "properties": {"project": _NAMED}},
     },
 }
-"""The password-method, project-scoped body of `POST auth/tokens`, for the OpenAPI."""
+"""The body of `POST auth/tokens`, for the OpenAPI."""
 
 
 def _str(value: Any, what: str, limit: int = MAX_TEXT) -> str:
@@ -111,27 +101,82 @@ def _str(value: Any, what: str, limit: int = MAX_TEXT) -> str:
     return value
 
 
+def _ref(obj: Any, what: str) -> Ref:
+    """An `{"id": …}` or `{"name": …}` object (an id wins, as in Keystone)."""
+    if not isinstance(obj, dict):
+        raise BadRequest(f"Invalid input: {what} must be an object.")
+    if obj.get("id") is not None:
+        return Ref(_str(obj["id"], f"{what} id"), True)
+    return Ref(_str(obj.get("name"), f"{what} name"), False)
+
+
+def _domain_ok(obj: dict[str, Any]) -> None:
+    """A user or project named in a domain: only Default exists."""
+    domain = obj.get("domain")
+    if domain is None:
+        return
+    ref = _ref(domain, "domain")
+    if ref.value != (DOMAIN["id"] if ref.by_id else DOMAIN["name"]):
+        raise Unauthorized(f"Could not find domain: {ref.value}.")
+
+
+def _user(obj: Any, what: str) -> Ref:
+    ref = _ref(obj, what)
+    _domain_ok(obj)
+    return ref
+
+
+SYSTEM = Ref("system", True)
+"""What `_scope` returns for `{"system": {"all": true}}`."""
+
+
+def _scope(auth: dict[str, Any]) -> Ref | None:
+    scope = auth.get("scope")
+    if scope is None or scope == "unscoped":
+        return None
+    if isinstance(scope, dict) and scope.get("system") == {"all": True}:
+        return SYSTEM
+    if not isinstance(scope, dict) or not isinstance(scope.get("project"), dict):
+        raise BadRequest(
+            "Invalid input: Ferry issues project-scoped, system-scoped or unscoped tokens only; "
+            "give auth.scope.project or auth.scope.system."
+        )
+    ref = _ref(scope["project"], "project")
+    if not ref.by_id:
+        _domain_ok(scope["project"])
+    return ref
+
+
 def _credentials(body: dict[str, Any], address: str) -> Login:
     auth = body.get("auth")
     if not isinstance(auth, dict):
         raise BadRequest("Invalid input: missing 'auth' object.")
     identity = auth.get("identity")
     methods = identity.get("methods") if isinstance(identity, dict) else None
-    if not isinstance(identity, dict) or not isinstance(methods, list) or "password" not in methods:
-        raise BadRequest("Invalid input: only the password method is supported.")
-    method = identity.get("password")
-    user = method.get("user") if isinstance(method, dict) else None
-    if not isinstance(user, dict):
-        raise BadRequest("Invalid input: missing auth.identity.password.user.")
-    name = _str(user.get("name") or user.get("id"), "user name")
-    password = _str(user.get("password"), "password", MAX_PASSWORD)
-    scope = auth.get("scope")
-    project = scope.get("project") if isinstance(scope, dict) else None
-    if not isinstance(project, dict):
-        raise BadRequest("Invalid input: Ferry issues project-scoped tokens only; give auth.scope.project.")
-    if project.get("id"):
-        return Login(name, password, _str(project["id"], "project id"), True, address)
-    return Login(name, password, _str(project.get("name"), "project name"), False, address)
+    if not isinstance(identity, dict) or not isinstance(methods, list) or not methods:
+        raise BadRequest("Invalid input: auth.identity.methods must be a non-empty list.")
+    if len(set(map(str, methods))) != 1 or methods[0] not in set(Method):
+        raise BadRequest("Invalid input: give one method of password, token or application_credential.")
+    method = Method(methods[0])
+    part = identity.get(method.value)
+    if not isinstance(part, dict):
+        raise BadRequest(f"Invalid input: missing auth.identity.{method.value}.")
+    scope = _scope(auth)
+    system = scope is SYSTEM
+    scope = None if system else scope
+    if method is Method.TOKEN:
+        token = _str(part.get("id"), "token id", 256)
+        return Login(method, address, token=token, scope=scope, system=system)
+    if method is Method.APP_CREDENTIAL:
+        if auth.get("scope") is not None:
+            raise Unauthorized("An application credential login may not ask for a scope.")
+        secret = _str(part.get("secret"), "application credential secret", MAX_PASSWORD)
+        cred = _ref(part, "application credential")
+        user = None if cred.by_id else _user(part.get("user"), "application credential user")
+        return Login(method, address, user=user, secret=secret, credential=cred)
+    user = _user(part.get("user"), "user")
+    password = _str(part["user"].get("password"), "password", MAX_PASSWORD)
+    return Login(method, address, user=user, secret=password, scope=scope, system=system)
 
 
 @router.post(
@@ -180,4 +225,6 @@ def revoke_token(request: Request, identity: IdentityService = Identity) -> Resp
 @router.get("/auth/catalog")
 def catalog(request: Request) -> dict[str, Any]:
     ctx = deps.context(request)
-    return {"catalog": _catalog(request, ctx.project_id)}
+    if not ctx.project_id:
+        raise Forbidden("An unscoped token has no catalog.")
+    return {"catalog": catalog_for(request, ctx.project_id)}

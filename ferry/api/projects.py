@@ -1,5 +1,5 @@
-"""Keystone v3 projects and domains at /identity/v3: list domains (by name), list (by `name`,
-`domain_id`), create, show and delete projects. HTTP only: `ProjectService` decides."""
+"""Keystone v3 projects and domains at /identity/v3: list and show domains, list projects (by
+`name`, `domain_id`), create, show, update and delete them. HTTP only: `ProjectService` decides."""
 
 from __future__ import annotations
 
@@ -28,18 +28,41 @@ class ProjectCreateBody(Body):
     is_domain: StrictBool = False
 
 
-def _project(request: Request, p: ProjectRecord, description: str | None = None) -> dict[str, Any]:
+class ProjectUpdateBody(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    description: str | None = Field(default=None, max_length=255)
+    enabled: StrictBool | None = None
+
+
+def project_view(request: Request, p: ProjectRecord) -> dict[str, Any]:
     return {
         "id": p.id,
         "name": p.name,
         "domain_id": p.domain_id,
-        "description": description or "",
-        "enabled": True,
+        "description": p.description,
+        "enabled": p.enabled,
         "is_domain": False,
         "parent_id": p.domain_id,
         "tags": [],
         "links": {"self": f"{base_url(request)}/identity/v3/projects/{p.id}"},
     }
+
+
+def _domain(request: Request, i: str, n: str) -> dict[str, Any]:
+    base = f"{base_url(request)}/identity/v3/domains"
+    return {
+        "id": i,
+        "name": n,
+        "description": "",
+        "enabled": True,
+        "tags": [],
+        "links": {"self": f"{base}/{i}"},
+    }
+
+
+@router.get("/domains/{domain_id}")
+def show_domain(request: Request, domain_id: str, projects: ProjectService = Projects) -> dict[str, Any]:
+    return {"domain": _domain(request, *projects.domain(deps.context(request), domain_id))}
 
 
 @router.get("/domains")
@@ -49,17 +72,7 @@ def list_domains(
     found = projects.domains(deps.context(request), name)
     base = f"{base_url(request)}/identity/v3/domains"
     return {
-        "domains": [
-            {
-                "id": i,
-                "name": n,
-                "description": "",
-                "enabled": True,
-                "tags": [],
-                "links": {"self": f"{base}/{i}"},
-            }
-            for i, n in found
-        ],
+        "domains": [_domain(request, i, n) for i, n in found],
         "links": {"self": base, "next": None, "previous": None},
     }
 
@@ -68,22 +81,37 @@ def list_domains(
 async def create_project(request: Request, projects: ProjectService = Projects) -> JSONResponse:
     ctx = deps.context(request)  # who asks, before what is asked
     b = await body_part(request, "project", ProjectCreateBody)
-    p = projects.create(ctx, b.name, b.domain_id)
-    return JSONResponse({"project": _project(request, p, b.description)}, status_code=201)
+    p = projects.create(ctx, b.name, b.domain_id, b.description, b.enabled)
+    return JSONResponse({"project": project_view(request, p)}, status_code=201)
 
 
 @router.get("/projects")
 def list_projects(
-    request: Request, name: QueryText = None, domain_id: QueryText = None, projects: ProjectService = Projects
+    request: Request,
+    name: QueryText = None,
+    domain_id: QueryText = None,
+    enabled: QueryText = None,
+    projects: ProjectService = Projects,
 ) -> dict[str, Any]:
-    found = projects.find(deps.context(request), name, domain_id)
+    flag = None if enabled is None else enabled.lower() not in ("0", "false", "no", "off")
+    found = projects.find(deps.context(request), name, domain_id, flag)
     links = {"self": f"{base_url(request)}/identity/v3/projects", "previous": None, "next": None}
-    return {"projects": [_project(request, p) for p in found], "links": links}
+    return {"projects": [project_view(request, p) for p in found], "links": links}
 
 
 @router.get("/projects/{project}")
 def show_project(request: Request, project: str, projects: ProjectService = Projects) -> dict[str, Any]:
-    return {"project": _project(request, projects.get(deps.context(request), project))}
+    return {"project": project_view(request, projects.get(deps.context(request), project))}
+
+
+@router.patch("/projects/{project}", openapi_extra=body("project", ProjectUpdateBody))
+async def update_project(
+    request: Request, project: str, projects: ProjectService = Projects
+) -> dict[str, Any]:
+    ctx = deps.context(request)
+    b = await body_part(request, "project", ProjectUpdateBody)
+    p = projects.update(ctx, project, b.name, b.description, b.enabled)
+    return {"project": project_view(request, p)}
 
 
 @router.delete("/projects/{project}", status_code=204)

@@ -69,8 +69,9 @@ def _compute_version(request: Request) -> dict[str, Any]:
 
 @router.get("/identity", include_in_schema=False)
 @router.get("/identity/", include_in_schema=False)
-def identity_versions(request: Request) -> dict[str, Any]:
-    return {"versions": {"values": [_identity_version(request)]}}
+def identity_versions(request: Request) -> JSONResponse:
+    """300 Multiple Choices, as Keystone answers its root (tempest checks the code)."""
+    return JSONResponse({"versions": {"values": [_identity_version(request)]}}, status_code=300)
 
 
 @router.get("/identity/v3", include_in_schema=False)

@@ -50,6 +50,8 @@ class Project(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     domain_id: Mapped[str] = mapped_column(String(64), default="default")
+    description: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class User(Base):
@@ -59,6 +61,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     domain_id: Mapped[str] = mapped_column(String(64), default="default")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    email: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    default_project_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class RoleAssignment(Base):
@@ -68,14 +73,50 @@ class RoleAssignment(Base):
     role: Mapped[Role] = mapped_column(enum_type(Role, 32), primary_key=True)
 
 
+class SystemRoleAssignment(Base):
+    """A Keystone system grant: recorded and listed, but Ferry issues no system-scoped token, so
+    it grants nothing."""
+
+    __tablename__ = "system_role_assignments"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[Role] = mapped_column(enum_type(Role, 32), primary_key=True)
+
+
 class Token(Base):
     __tablename__ = "tokens"
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    """None: an unscoped token (identity calls and rescoping only)."""
     roles: Mapped[list[Any]] = mapped_column(JSON)
     issued_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    methods: Mapped[list[Any] | None] = mapped_column(JSON)
+    """The auth methods that made it (None: before 0014, password)."""
+    system_scope: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A system-scoped token: `roles` are the user's system grants, which give no authority in
+    Ferry (its requests are treated as an unscoped token's)."""
+    app_credential_id: Mapped[str | None] = mapped_column(
+        ForeignKey("application_credentials.id", ondelete="CASCADE")
+    )
+
+
+class AppCredential(Base):
+    """A Keystone application credential: a user's delegation of (some of) their roles on one
+    project to a secret, of which only the argon2 hash is kept."""
+
+    __tablename__ = "application_credentials"
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_application_credentials_user_id"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[list[Any]] = mapped_column(JSON)
+    unrestricted: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class QosSpecs(Base):

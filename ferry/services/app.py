@@ -11,6 +11,7 @@ from ferry import config as cfgmod
 from ferry.config import Config
 from ferry.db.engine import make_engine, session_factory, upgrade
 from ferry.drivers.hypervisor.base import HypervisorDriver
+from ferry.services.app_credentials import AppCredentialService
 from ferry.services.compute import ComputeService
 from ferry.services.compute_quotas import ComputeQuotas
 from ferry.services.doctor import Doctor
@@ -30,6 +31,7 @@ from ferry.services.projects import ProjectService
 from ferry.services.qos import QosService
 from ferry.services.quotas import QuotaService
 from ferry.services.recovery import VolumeRecovery
+from ferry.services.role_assignments import RoleAssignmentService
 from ferry.services.server_details import ServerDetailService
 from ferry.services.server_migration import LiveMigrationService
 from ferry.services.server_settling import ServerSettling
@@ -45,6 +47,7 @@ from ferry.services.tier import (
 )
 from ferry.services.type_access import TypeAccess
 from ferry.services.types import TypeService
+from ferry.services.users import UserService
 from ferry.services.volume_admin import VolumeAdmin
 from ferry.services.volume_images import VolumeUploads
 from ferry.services.volume_services import VolumeServices
@@ -101,6 +104,9 @@ class Ferry:
         self.type_access = TypeAccess(self.db)
         self.qos = QosService(self.db)
         self.projects = ProjectService(self.db)
+        self.users = UserService(self.db, self.identity.passwords)
+        self.role_assignments = RoleAssignmentService(self.db)
+        self.app_credentials = AppCredentialService(self.db, self.identity.passwords)
         self.quotas = QuotaService(self.db, config.quotas)
         self.compute_quotas = ComputeQuotas(self.db, config.quotas)
         self.keypairs = KeyPairs(self.db, self.compute_quotas)

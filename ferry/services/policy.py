@@ -105,6 +105,25 @@ RULES: dict[str, str] = {
     "identity:create_project": "admin",
     "identity:get_project": "reader",
     "identity:delete_project": "admin",
+    "identity:update_project": "admin",
+    "identity:get_domain": "reader",
+    # Keystone's defaults with Ferry's admin in the place of a system-scoped admin or reader;
+    # `admin_or_self` rules are checked with `enforce_self` (the target user's id).
+    "identity:list_users": "admin",
+    "identity:create_user": "admin",
+    "identity:update_user": "admin",
+    "identity:delete_user": "admin",
+    "identity:get_user": "admin_or_self",
+    # Keystone checks the original password, not who asks; Ferry wants a token of the user or an admin
+    "identity:change_password": "admin_or_self",
+    "identity:list_user_projects": "admin_or_self",
+    "identity:list_roles": "admin",
+    "identity:get_role": "admin",
+    "identity:manage_grants": "admin",
+    "identity:check_grant": "admin",
+    "identity:list_role_assignments": "admin_or_self",
+    "identity:application_credentials": "admin_or_self",
+    "identity:list_catalog": "admin",
     "token:check": "admin",
     "token:validate": "admin_or_service",
     "token:revoke": "admin",
@@ -119,8 +138,26 @@ _CHECKS: dict[str, Callable[[RequestContext], bool]] = {
 }
 
 
+_SELF_CHECKS: dict[str, Callable[[RequestContext, str], bool]] = {
+    "self": lambda c, user: c.user_id == user,
+    "admin_or_self": lambda c, user: c.is_admin or c.user_id == user,
+}
+
+
 def allowed(ctx: RequestContext, action: str) -> bool:
-    return bool(_CHECKS[RULES[action]](ctx))
+    rule = RULES[action]
+    if rule in _SELF_CHECKS:
+        return ctx.is_admin and rule == "admin_or_self"
+    return bool(_CHECKS[rule](ctx))
+
+
+def enforce_self(ctx: RequestContext, action: str, user_id: str) -> None:
+    """Enforce a rule that may name the target user (`self`, `admin_or_self`), as Keystone's
+    `user_id:%(target.user.id)s`."""
+    rule = RULES[action]
+    ok = _SELF_CHECKS[rule](ctx, user_id) if rule in _SELF_CHECKS else _CHECKS[rule](ctx)
+    if not ok:
+        raise Forbidden(f"Policy does not allow {action} to be performed.")
 
 
 def enforce(ctx: RequestContext, action: str) -> None:

@@ -1,21 +1,23 @@
 """Keystone's projects and domains, as far as OpenStack's tools need them: the one domain
 (`default`), and projects an admin creates and deletes (tempest makes throw-away projects).
 
-Deleting a project removes its role assignments and tokens (their foreign keys cascade), and its
-quota limits; its volumes stay, as Cinder's stay when Keystone forgets a project.
+Deleting a project removes its role assignments, tokens and application credentials (their
+foreign keys cascade) and its quota limits. A project that still owns volumes, snapshots or
+servers is not deleted (409 naming them): Keystone would, and orphan them in Cinder and Nova.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ferry.db.models import Project, QuotaLimit
+from ferry.db.models import Project, QuotaLimit, Server, Snapshot, Token, Volume
 from ferry.domain.errors import BadRequest, Conflict, NotFound
 from ferry.domain.ids import new_id
+from ferry.domain.servers import ServerStatus
 from ferry.services import policy
 from ferry.services.context import RequestContext
 
@@ -29,10 +31,15 @@ class ProjectRecord:
     id: str
     name: str
     domain_id: str
+    description: str = ""
+    enabled: bool = True
 
 
-def _record(p: Project) -> ProjectRecord:
-    return ProjectRecord(p.id, p.name, p.domain_id)
+def project_record(p: Project) -> ProjectRecord:
+    return ProjectRecord(p.id, p.name, p.domain_id, p.description or "", p.enabled)
+
+
+_record = project_record
 
 
 class ProjectService:
@@ -44,13 +51,32 @@ class ProjectService:
         policy.enforce(ctx, "identity:list_domains")
         return [] if name not in (None, DEFAULT_DOMAIN_NAME) else [(DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME)]
 
-    def create(self, ctx: RequestContext, name: str, domain_id: str | None) -> ProjectRecord:
+    def domain(self, ctx: RequestContext, domain_id: str) -> tuple[str, str]:
+        policy.enforce(ctx, "identity:get_domain")
+        if domain_id != DEFAULT_DOMAIN_ID:
+            raise NotFound(f"Could not find domain: {domain_id}.")
+        return DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME
+
+    def create(
+        self,
+        ctx: RequestContext,
+        name: str,
+        domain_id: str | None,
+        description: str | None = None,
+        enabled: bool = True,
+    ) -> ProjectRecord:
         policy.enforce(ctx, "identity:create_project")
         if not 1 <= len(name) <= MAX_NAME:
             raise BadRequest(f"Invalid input: a project name must be 1 to {MAX_NAME} characters.")
         if domain_id not in (None, DEFAULT_DOMAIN_ID):
             raise BadRequest(f"Domain {domain_id} does not exist (Ferry has the one domain 'default').")
-        project = Project(id=new_id().replace("-", ""), name=name, domain_id=DEFAULT_DOMAIN_ID)
+        project = Project(
+            id=new_id().replace("-", ""),
+            name=name,
+            domain_id=DEFAULT_DOMAIN_ID,
+            description=description,
+            enabled=enabled,
+        )
         try:
             with self.db.begin() as s:
                 s.add(project)
@@ -63,12 +89,49 @@ class ProjectService:
         with self.db.begin() as s:
             if s.get(Project, project_id) is None:
                 raise NotFound(f"Could not find project: {project_id}.")
+            owned = _owned(s, project_id)
+            if owned:
+                raise Conflict(
+                    f"Project {project_id} still owns {owned}: delete them first "
+                    "(Ferry does not orphan a project's resources)."
+                )
             s.execute(
                 delete(QuotaLimit).where(QuotaLimit.is_class.is_(False), QuotaLimit.scope == project_id)
             )
             s.execute(delete(Project).where(Project.id == project_id))
 
-    def find(self, ctx: RequestContext, name: str | None, domain_id: str | None) -> list[ProjectRecord]:
+    def update(
+        self,
+        ctx: RequestContext,
+        project_id: str,
+        name: str | None,
+        description: str | None,
+        enabled: bool | None,
+    ) -> ProjectRecord:
+        policy.enforce(ctx, "identity:update_project")
+        try:
+            with self.db.begin() as s:
+                project = s.get(Project, project_id)
+                if project is None:
+                    raise NotFound(f"Could not find project: {project_id}.")
+                if name is not None:
+                    if not 1 <= len(name) <= MAX_NAME:
+                        raise BadRequest(f"Invalid input: a project name must be 1 to {MAX_NAME} characters.")
+                    project.name = name
+                if description is not None:
+                    project.description = description
+                if enabled is not None:
+                    project.enabled = enabled
+                    if not enabled:  # Keystone revokes the project's tokens when it is disabled
+                        s.execute(delete(Token).where(Token.project_id == project_id))
+                s.flush()
+                return _record(project)
+        except IntegrityError:
+            raise Conflict(f"A project named {name!r} already exists.") from None
+
+    def find(
+        self, ctx: RequestContext, name: str | None, domain_id: str | None, enabled: bool | None = None
+    ) -> list[ProjectRecord]:
         """Projects by name and domain (what clients resolve `--project NAME` with): an admin
         finds any, others only their token's."""
         policy.enforce(ctx, "identity:get_project")
@@ -77,6 +140,8 @@ class ProjectService:
             stmt = stmt.where(Project.name == name)
         if domain_id is not None:
             stmt = stmt.where(Project.domain_id == domain_id)
+        if enabled is not None:
+            stmt = stmt.where(Project.enabled.is_(enabled))
         if not policy.allowed(ctx, "project:get_any"):
             stmt = stmt.where(Project.id == ctx.project_id)
         with self.db() as s:
@@ -90,3 +155,20 @@ class ProjectService:
         if project is None or (project.id != ctx.project_id and not ctx.is_admin):
             raise NotFound(f"Could not find project: {project_id}.")
         return _record(project)
+
+
+def _owned(s: Session, project_id: str) -> str:
+    """What a project still owns, as `2 volumes, 1 server` ("" if nothing)."""
+    counts = (
+        ("volume", s.scalar(select(func.count()).where(Volume.project_id == project_id))),
+        ("snapshot", s.scalar(select(func.count()).where(Snapshot.project_id == project_id))),
+        (
+            "server",
+            s.scalar(
+                select(func.count()).where(
+                    Server.project_id == project_id, Server.status != ServerStatus.DELETED
+                )
+            ),
+        ),
+    )
+    return ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for what, n in counts if n)

@@ -57,6 +57,11 @@ class Endpoint:
                 "alias",
                 "host_name",
                 "request_id",
+                "user_id",
+                "role_id",
+                "cred_id",
+                "domain_id",
+                "endpoint_id",
             )
             if "{" + p + "}" in self.path
         ]
@@ -74,6 +79,7 @@ class Endpoint:
 V = "/volume/v3/{project_id}"
 C = "/compute/v2.1"
 G = "/image/v2"
+K = "/identity/v3"
 ENDPOINTS = [
     Endpoint("GET", f"{V}/volumes"),
     Endpoint("GET", f"{V}/volumes/detail"),
@@ -287,6 +293,48 @@ ENDPOINTS = [
     Endpoint("HEAD", "/identity/v3/auth/tokens"),
     Endpoint("DELETE", "/identity/v3/auth/tokens"),
     Endpoint("POST", "/identity/v3/auth/tokens", {"auth": {}}, unknown=400),
+    Endpoint("PATCH", "/identity/v3/projects/{project}", {"project": {"description": "d"}}),
+    Endpoint("GET", "/identity/v3/domains/{domain_id}"),
+    Endpoint("POST", f"{K}/users", {"user": {"name": "x" * 256}}, unknown=400),
+    Endpoint("GET", f"{K}/users"),
+    Endpoint("GET", f"{K}/users/{{user_id}}"),
+    Endpoint("PATCH", f"{K}/users/{{user_id}}", {"user": {"description": "d"}}),
+    Endpoint("DELETE", f"{K}/users/{{user_id}}"),
+    Endpoint(
+        "POST",
+        f"{K}/users/{{user_id}}/password",
+        {"user": {"password": "a", "original_password": "b"}},
+    ),
+    Endpoint("GET", f"{K}/users/{{user_id}}/projects"),
+    Endpoint("GET", f"{K}/auth/projects"),
+    Endpoint("GET", f"{K}/roles"),
+    Endpoint("POST", f"{K}/roles", unknown=403),
+    Endpoint("GET", f"{K}/roles/{{role_id}}"),
+    Endpoint("PUT", f"{K}/projects/{{project}}/users/{{user_id}}/roles/{{role_id}}"),
+    Endpoint("HEAD", f"{K}/projects/{{project}}/users/{{user_id}}/roles/{{role_id}}"),
+    Endpoint("DELETE", f"{K}/projects/{{project}}/users/{{user_id}}/roles/{{role_id}}"),
+    Endpoint("GET", f"{K}/projects/{{project}}/users/{{user_id}}/roles"),
+    Endpoint("GET", f"{K}/role_assignments"),
+    Endpoint("PUT", f"{K}/system/users/{{user_id}}/roles/{{role_id}}"),
+    Endpoint("HEAD", f"{K}/system/users/{{user_id}}/roles/{{role_id}}"),
+    Endpoint("DELETE", f"{K}/system/users/{{user_id}}/roles/{{role_id}}"),
+    Endpoint("GET", f"{K}/system/users/{{user_id}}/roles"),
+    # only a user creates their own credentials: an admin is refused before the lookup
+    Endpoint(
+        "POST",
+        f"{K}/users/{{user_id}}/application_credentials",
+        {"application_credential": {"name": "x"}},
+        unknown=403,
+    ),
+    Endpoint("GET", f"{K}/users/{{user_id}}/application_credentials"),
+    Endpoint("GET", f"{K}/users/{{user_id}}/application_credentials/{{cred_id}}"),
+    Endpoint("DELETE", f"{K}/users/{{user_id}}/application_credentials/{{cred_id}}"),
+    Endpoint("GET", f"{K}/services"),
+    Endpoint("POST", f"{K}/services", unknown=403),
+    Endpoint("GET", f"{K}/services/{{service_id}}"),
+    Endpoint("GET", f"{K}/endpoints"),
+    Endpoint("POST", f"{K}/endpoints", unknown=403),
+    Endpoint("GET", f"{K}/endpoints/{{endpoint_id}}"),
     # Glance (flat bodies; PATCH and PUT …/file check their Content-Type before any lookup: 415)
     Endpoint("GET", f"{G}/images"),
     Endpoint("POST", f"{G}/images", {"visibility": "private", "name": "x"}),

@@ -25,7 +25,7 @@ from ferry.db.engine import make_engine, session_factory
 from ferry.db.models import User
 from ferry.domain.errors import BadRequest, TooManyRequests, Unauthorized
 from ferry.services import bootstrap
-from ferry.services.identity import IdentityService, Login
+from ferry.services.identity import IdentityService, Login, Method, Ref
 from ferry.services.passwords import Passwords
 
 LIGHT = replace(cfgmod.password_hashing("light"), refusal_delay_s=0.0)
@@ -87,7 +87,7 @@ def service(
 
 
 def login(user: str = "demo", password: str = PASSWORD, address: str = "10.0.0.1") -> Login:
-    return Login(user, password, "demo", False, address)
+    return Login(Method.PASSWORD, address, user=Ref(user, False), secret=password, scope=Ref("demo", False))
 
 
 def attempt(ident: IdentityService, what: Login) -> type[Exception] | None:
