@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -48,9 +49,11 @@ class ConductedRuns:
         """The leases held at the last tick: only a run whose lease was held and is no longer
         was taken by another (one launched since may not have taken its lease yet)."""
 
-    def launch(self, migration_id: str, work: Work) -> None:
-        if migration_id in self.tasks:  # already driven here (the keeper may have been first)
-            work.close()
+    def launch(self, migration_id: str, work: Callable[[], Work]) -> None:
+        """Drive `work()` unless a run of this migration is under way here already (the keeper
+        may have been first). `work` is made in the task: one cancelled before it starts leaves
+        no coroutine never awaited."""
+        if migration_id in self.tasks:
             return
         task = asyncio.get_running_loop().create_task(self._unless_away(migration_id, work))
         self.tasks[migration_id] = task
@@ -61,9 +64,9 @@ class ConductedRuns:
         if self.forget is not None:
             self.forget(migration_id)
 
-    async def _unless_away(self, migration_id: str, work: Work) -> None:
+    async def _unless_away(self, migration_id: str, work: Callable[[], Work]) -> None:
         try:
-            await work
+            await work()
         except Unavailable as e:
             log.warning("%s %s waits: %s", self.kind, migration_id, e.message)
         except (OperationalError, InterfaceError) as e:
@@ -101,11 +104,11 @@ class ConductedRuns:
                 log.warning("%s %s: lease lost to another conductor; it settles it", self.kind, mid)
                 task.cancel()
         for mid in held - set(self.tasks):  # ours, yet nothing drives it: it waited, or crashed
-            self.launch(mid, self.adopt(mid))
+            self.launch(mid, partial(self.adopt, mid))
         for mid in self.conductor.lapsed():
             if mid not in self.tasks:
                 log.info("%s %s: its conductor's lease lapsed; adopting it", self.kind, mid)
-                self.launch(mid, self.adopt(mid))
+                self.launch(mid, partial(self.adopt, mid))
 
     async def stop(self) -> None:
         if self._keeper is not None:

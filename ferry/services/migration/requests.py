@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select, update
@@ -98,7 +99,7 @@ class MigrationService:
         dest = self.backends.resolve(host)
         async with self.volumes.chain_lock(volume_id):  # no snapshot change while the plan is made
             mig = self._reserve(ctx, volume_id, dest, new_type_id, speed)
-        self.runs.launch(mig.id, self._run(mig.id))
+        self.runs.launch(mig.id, partial(self._run, mig.id))
         return mig
 
     def _reserve(
@@ -325,7 +326,7 @@ class MigrationService:
                 s.scalars(active_migrations().with_only_columns(Migration.id).order_by(Migration.created_at))
             )
         for mid in ids:
-            self.runs.launch(mid, self._recover(mid, force=exclusive))
+            self.runs.launch(mid, partial(self._recover, mid, force=exclusive))
         self.runs.keep_leases()
 
     async def _recover(self, migration_id: str, *, force: bool = False) -> None:

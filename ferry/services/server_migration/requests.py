@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -101,7 +102,7 @@ class LiveMigrationService:
                     f"Server {server.id}: volume {extending} is being extended; "
                     "live-migrate it when the extend is done."
                 )
-        self.runs.launch(row.id, self._run(row.id, restart=False))
+        self.runs.launch(row.id, partial(self._run, row.id, restart=False))
         return row
 
     def _check_server(self, s: Session, server: Server) -> None:
@@ -238,7 +239,7 @@ class LiveMigrationService:
                 s.scalars(select(ServerLiveMigration.id).where(ServerLiveMigration.status.in_(IN_PROGRESS)))
             )
         for mid in ids:
-            self.runs.launch(mid, self._run(mid, restart=True, force=exclusive))
+            self.runs.launch(mid, partial(self._run, mid, restart=True, force=exclusive))
         self.runs.keep_leases()
 
     async def stop(self) -> None:
