@@ -72,12 +72,13 @@ class Edge:
             await send(message)
 
         headers = Headers(scope=scope)
+        path = str(scope.get("path", ""))
         limit = self.max_body_bytes
         if headers.get("content-type", "").split(";")[0].strip().lower() == DATA_TYPE:
             limit = self.max_data_bytes
         refusal = self._refusal(headers, limit)
         if refusal is not None:
-            await error_response(*refusal)(scope, receive, send_with_id)
+            await error_response(*refusal, path=path)(scope, receive, send_with_id)
             return
         try:
             await self.app(
@@ -86,11 +87,11 @@ class Edge:
         except BodyTooLarge as e:
             if started:
                 raise
-            await error_response(e.code, e.message, e.kind)(scope, receive, send_with_id)
+            await error_response(e.code, e.message, e.kind, path=path)(scope, receive, send_with_id)
         except Exception:
             log.exception("unexpected error (request %s)", rid)
             if not started:  # else the client sees the connection close: nothing more can be said
-                await error_response(500, unexpected_message(rid))(scope, receive, send_with_id)
+                await error_response(500, unexpected_message(rid), path=path)(scope, receive, send_with_id)
 
     def _refusal(self, headers: Headers, limit: int) -> tuple[int, str] | None:
         """(code, message) of a request refused on its headers alone, or None."""

@@ -1,10 +1,12 @@
-"""The one place where errors become OpenStack-shaped bodies: `{"badRequest": {"code": 400, ...}}`,
-and where a request body is read and checked (`json_body`)."""
+"""The one place where errors become OpenStack-shaped bodies (`{"badRequest": {"code": 400, ...}}`,
+Keystone's `{"error": {...}}` under /identity), and where a request body is read and checked
+(`json_body`)."""
 
 from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -38,12 +40,28 @@ KIND_BY_CODE = {
 
 
 def error_response(
-    code: int, message: str, kind: str | None = None, headers: dict[str, str] | None = None
+    code: int,
+    message: str,
+    kind: str | None = None,
+    headers: dict[str, str] | None = None,
+    path: str = "",
 ) -> JSONBody:
-    kind = kind or KIND_BY_CODE.get(code, "computeFault")
+    """The error body for a request to `path`: Keystone's `{"error": {"code", "message",
+    "title"}}` under /identity, Cinder's and Nova's `{kind: {"code", "message"}}` elsewhere."""
     if code == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Keystone uri="/identity/v3"'}
+    if path == "/identity" or path.startswith("/identity/"):
+        body = {"error": {"code": code, "message": message, "title": _title(code)}}
+        return JSONBody(body, status_code=code, headers=headers)
+    kind = kind or KIND_BY_CODE.get(code, "computeFault")
     return JSONBody({kind: {"code": code, "message": message}}, status_code=code, headers=headers)
+
+
+def _title(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"
 
 
 def unexpected_message(request_id: str) -> str:
@@ -87,15 +105,15 @@ def install(app: FastAPI) -> None:
     async def ferry_error(request: Request, exc: FerryError) -> JSONBody:
         if exc.code == 503:  # a host or the database is away: the caller's news, not a bug
             log.warning("request %s: %s", request_id(request), exc.message)
-            return error_response(503, exc.message, exc.kind, headers={"Retry-After": "5"})
+            return error_response(503, exc.message, exc.kind, {"Retry-After": "5"}, request.url.path)
         if exc.code >= 500:
             rid = request_id(request)
             log.error("request failed (%s): %s", rid, exc.message, exc_info=exc)
-            return error_response(exc.code, unexpected_message(rid), exc.kind)
+            return error_response(exc.code, unexpected_message(rid), exc.kind, path=request.url.path)
         if isinstance(exc, OverLimit):  # a quota: Cinder's QuotaError answers "retry at once"
             body = {exc.kind: {"code": exc.code, "message": exc.message, "retryAfter": "0"}}
             return JSONBody(body, status_code=exc.code, headers={"Retry-After": "0"})
-        resp = error_response(exc.code, exc.message, exc.kind)
+        resp = error_response(exc.code, exc.message, exc.kind, path=request.url.path)
         if isinstance(exc, TooManyRequests):
             resp.headers["Retry-After"] = str(exc.retry_after_s)
         return resp
@@ -106,22 +124,22 @@ def install(app: FastAPI) -> None:
         """PostgreSQL restarting or out of reach: the pool reconnects on the next request."""
         log.warning("request %s: the database is unavailable: %s", request_id(request), type(exc).__name__)
         message = "The database is unavailable; retry shortly."
-        return error_response(503, message, "serviceUnavailable", headers={"Retry-After": "2"})
+        return error_response(503, message, "serviceUnavailable", {"Retry-After": "2"}, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONBody:
-        return error_response(400, _validation_message(list(exc.errors())))
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONBody:
+        return error_response(400, _validation_message(list(exc.errors())), path=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONBody:
+        path = request.url.path
         if exc.status_code == 404:
-            return error_response(404, "The resource could not be found.")
+            return error_response(404, "The resource could not be found.", path=path)
         if exc.status_code == 405:
             allow = allowed_methods(request)
-            return error_response(
-                405, f"{request.method} is not allowed here; allowed: {allow}.", headers={"Allow": allow}
-            )
-        return error_response(exc.status_code, str(exc.detail))
+            message = f"{request.method} is not allowed here; allowed: {allow}."
+            return error_response(405, message, headers={"Allow": allow}, path=path)
+        return error_response(exc.status_code, str(exc.detail), path=path)
 
 
 async def json_body(request: Request) -> dict[str, Any]:

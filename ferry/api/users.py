@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import Field, StrictBool
+from pydantic import ConfigDict, Field, StrictBool
 
 from ferry.api import deps
 from ferry.api.errors import body_part
@@ -17,6 +17,7 @@ from ferry.api.openapi import body
 from ferry.api.projects import project_view
 from ferry.api.schemas import Body, QueryText
 from ferry.api.versions import base_url
+from ferry.domain.errors import BadRequest
 from ferry.services.users import UserChanges, UserRecord, UserService
 
 router = APIRouter(prefix="/identity/v3")
@@ -27,7 +28,12 @@ Id = Field(default=None, min_length=1, max_length=64)
 Password = Field(default=None, max_length=MAX_PASSWORD)
 
 
+MAX_EXTRA = 16
+"""Extra attributes a user may carry (Keystone keeps any; Ferry bounds them)."""
+
+
 class UserUpdateBody(Body):
+    model_config = ConfigDict(extra="allow")  # Keystone keeps attributes it does not know
     name: str | None = Name
     password: str | None = Password
     enabled: StrictBool | None = None
@@ -56,6 +62,7 @@ def user_view(request: Request, u: UserRecord) -> dict[str, Any]:
         "options": {},
         "links": {"self": f"{base_url(request)}/identity/v3/users/{u.id}"},
     }
+    out = {**u.extra, **out}
     for key in ("email", "description", "default_project_id"):
         if getattr(u, key) is not None:  # Keystone shows these only when set
             out[key] = getattr(u, key)
@@ -63,7 +70,24 @@ def user_view(request: Request, u: UserRecord) -> dict[str, Any]:
 
 
 def _changes(b: UserUpdateBody) -> UserChanges:
-    return UserChanges(b.name, b.password, b.enabled, b.email, b.description, b.default_project_id)
+    extra = {k: v for k, v in (b.model_extra or {}).items() if k not in IGNORED}
+    if len(extra) > MAX_EXTRA:
+        raise BadRequest(f"Invalid input: a user holds at most {MAX_EXTRA} extra attributes.")
+    for key, value in extra.items():
+        if len(key) > 64 or not (value is None or isinstance(value, (bool, int)) or _short(value)):
+            raise BadRequest(
+                f"Invalid input: extra attribute {key[:64]!r}: a name of at most 64 characters and a "
+                "string of at most 255, a number, a boolean or null."
+            )
+    return UserChanges(b.name, b.password, b.enabled, b.email, b.description, b.default_project_id, extra)
+
+
+IGNORED = frozenset({"id", "links", "domain_id", "options", "password_expires_at"})
+"""Attributes a client may echo back that are Keystone's own, never extras."""
+
+
+def _short(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= 255
 
 
 def _links(request: Request, path: str) -> dict[str, Any]:

@@ -64,6 +64,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text)
     default_project_id: Mapped[str | None] = mapped_column(String(64))
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """Attributes Keystone keeps for a user beyond its own (a client's `project_id`, say)."""
 
 
 class RoleAssignment(Base):

@@ -104,6 +104,7 @@ RULES: dict[str, str] = {
     "identity:list_domains": "admin",
     "identity:create_project": "admin",
     "identity:get_project": "reader",
+    "identity:list_projects": "admin",  # Keystone's: others use GET /auth/projects, /users/{id}/projects
     "identity:delete_project": "admin",
     "identity:update_project": "admin",
     "identity:get_domain": "reader",

@@ -132,9 +132,9 @@ class ProjectService:
     def find(
         self, ctx: RequestContext, name: str | None, domain_id: str | None, enabled: bool | None = None
     ) -> list[ProjectRecord]:
-        """Projects by name and domain (what clients resolve `--project NAME` with): an admin
-        finds any, others only their token's."""
-        policy.enforce(ctx, "identity:get_project")
+        """Projects by name and domain (what clients resolve `--project NAME` with): for an
+        admin, as Keystone (others list theirs with `GET /auth/projects`)."""
+        policy.enforce(ctx, "identity:list_projects")
         stmt = select(Project).order_by(Project.name)
         if name is not None:
             stmt = stmt.where(Project.name == name)
@@ -142,8 +142,6 @@ class ProjectService:
             stmt = stmt.where(Project.domain_id == domain_id)
         if enabled is not None:
             stmt = stmt.where(Project.enabled.is_(enabled))
-        if not policy.allowed(ctx, "project:get_any"):
-            stmt = stmt.where(Project.id == ctx.project_id)
         with self.db() as s:
             return [_record(p) for p in s.scalars(stmt)]
 

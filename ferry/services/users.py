@@ -36,6 +36,7 @@ class UserRecord:
     email: str | None
     description: str | None
     default_project_id: str | None
+    extra: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,21 @@ class UserChanges:
     email: str | None = None
     description: str | None = None
     default_project_id: str | None = None
+    extra: dict[str, Any] | None = None
+    """Keystone's extra attributes: an update merges them into those held."""
 
 
 def _record(u: User) -> UserRecord:
-    return UserRecord(u.id, u.name, u.domain_id, u.enabled, u.email, u.description, u.default_project_id)
+    return UserRecord(
+        u.id,
+        u.name,
+        u.domain_id,
+        u.enabled,
+        u.email,
+        u.description,
+        u.default_project_id,
+        dict(u.extra or {}),
+    )
 
 
 def revoke_tokens(s: Session, user_id: str) -> None:
@@ -97,6 +109,7 @@ class UserService:
             email=c.email,
             description=c.description,
             default_project_id=c.default_project_id,
+            extra=c.extra or None,
         )
         try:
             with self.db.begin() as s:
@@ -117,6 +130,8 @@ class UserService:
                     f.name: getattr(c, f.name) for f in fields(c) if getattr(c, f.name) is not None
                 }
                 changes.pop("password", None)
+                if c.extra:
+                    changes["extra"] = {**(user.extra or {}), **c.extra}
                 for key, value in changes.items():
                     setattr(user, key, value)
                 if hashed is not None:

@@ -389,9 +389,10 @@ def error(resp: httpx.Response, code: int, what: object = "") -> str:
     if resp.request.method == "HEAD":
         return ""
     body = resp.json()
-    assert list(body) == [kinds[code]], f"{what}: {body}"
-    assert body[kinds[code]]["code"] == code
-    message = body[kinds[code]]["message"]
+    kind = "error" if resp.request.url.path.startswith("/identity") else kinds[code]  # Keystone's shape
+    assert list(body) == [kind], f"{what}: {body}"
+    assert body[kind]["code"] == code
+    message = body[kind]["message"]
     assert isinstance(message, str) and message, f"{what}: {body}"
     return message
 

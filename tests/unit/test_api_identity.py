@@ -8,6 +8,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -52,9 +53,13 @@ def admin(server: FerryServer) -> Api:
 
 
 def error(resp: httpx.Response, code: int, kind: str) -> str:
-    """Assert an OpenStack-shaped error body and return its message."""
+    """Assert an OpenStack-shaped error body and return its message: Keystone's `{"error":
+    {code, message, title}}` under /identity, `{kind: {code, message}}` elsewhere."""
     assert resp.status_code == code, resp.text
     body = resp.json()
+    if resp.request.url.path.startswith("/identity"):
+        kind = "error"
+        assert body[kind]["title"] == HTTPStatus(code).phrase, body
     assert list(body) == [kind], body
     assert body[kind]["code"] == code
     assert isinstance(body[kind]["message"], str) and body[kind]["message"]

@@ -111,6 +111,30 @@ def test_user_lifecycle(server: FerryServer, admin: Api) -> None:
     error(call(server, admin.token, "DELETE", f"/users/{user['id']}"), 404)
 
 
+def test_extra_attributes_are_kept_merged_and_bounded(server: FerryServer, admin: Api) -> None:
+    """Keystone keeps attributes it does not know (tempest updates a user's `project_id`)."""
+    user = make_user(server, admin, project_id="p1", tier=3)
+    assert (user["project_id"], user["tier"]) == ("p1", 3)
+    patch = {"user": {"project_id": "p2", "note": None, "id": "ignored", "links": {}}}
+    resp = call(server, admin.token, "PATCH", f"/users/{user['id']}", json=patch)
+    assert resp.status_code == 200, resp.text
+    shown = call(server, admin.token, "GET", f"/users/{user['id']}").json()["user"]
+    assert (shown["project_id"], shown["tier"], shown["note"], shown["id"]) == ("p2", 3, None, user["id"])
+    for bad in ({"nested": {"a": 1}}, {"x" * 65: "v"}, {"long": "v" * 256}, {f"k{i}": i for i in range(17)}):
+        error(call(server, admin.token, "PATCH", f"/users/{user['id']}", json={"user": bad}), 400)
+
+
+def test_only_admins_list_projects(server: FerryServer, admin: Api) -> None:
+    """As Keystone: a member lists theirs with GET /auth/projects; GET /projects is 403, in
+    Keystone's error shape."""
+    member = server.api("ferry-demo")
+    resp = call(server, member.token, "GET", "/projects")
+    assert resp.status_code == 403 and set(resp.json()) == {"error"}, resp.text
+    assert resp.json()["error"]["title"] == "Forbidden"
+    mine = call(server, member.token, "GET", "/auth/projects").json()["projects"]
+    assert [p["id"] for p in mine] == [member.project_id]
+
+
 def test_login_by_id_and_name_unscoped_default_project_and_rescope(server: FerryServer, admin: Api) -> None:
     project, other = make_project(server, admin), make_project(server, admin)
     user = make_user(server, admin)

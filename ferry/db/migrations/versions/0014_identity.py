@@ -32,6 +32,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("email", sa.String(255), nullable=True))
         batch.add_column(sa.Column("description", sa.Text(), nullable=True))
         batch.add_column(sa.Column("default_project_id", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("extra", sa.JSON(), nullable=True))
     op.create_table(
         "application_credentials",
         sa.Column("id", sa.String(36), primary_key=True),
@@ -89,6 +90,7 @@ def downgrade() -> None:
     op.drop_table("system_role_assignments")
     op.drop_table("application_credentials")
     with op.batch_alter_table("users") as batch:
+        batch.drop_column("extra")
         batch.drop_column("default_project_id")
         batch.drop_column("description")
         batch.drop_column("email")
