@@ -65,6 +65,8 @@ def error(resp: httpx.Response, code: int, kind: str) -> str:
         f"{resp.request.method} {resp.request.url}: {resp.status_code} {resp.text}"
     )
     body = resp.json()
+    if resp.request.url.path.startswith("/identity"):
+        kind = "error"  # Keystone's shape
     assert list(body) == [kind], body
     return str(body[kind]["message"])
 
