@@ -1,6 +1,8 @@
 """SQLAlchemy models. One table per concept; the schema is owned by Alembic (`migrations/`).
 
 Every state column holds members of a domain enum (`columns.enum_type`), never free strings.
+Keystone's tables are in `identity_models.py` and Nova's in `compute_models.py`; this module
+names them all, so that every model is imported (Alembic's metadata) and found in one place.
 """
 
 from __future__ import annotations
@@ -17,108 +19,35 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
-    UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
 
-from ferry.db.columns import NAMING, enum_type
+from ferry.db.base import ID, Base
+from ferry.db.columns import enum_type
+from ferry.db.compute_models import (
+    Flavor,
+    FlavorProject,
+    InstanceActionEvent,
+    InstanceActionRow,
+    KeyPair,
+    Server,
+)
+from ferry.db.identity_models import AppCredential, Project, RoleAssignment, SystemRoleAssignment, Token, User
 from ferry.domain.actions import ActionState
 from ferry.domain.images import ImageStatus, Visibility
-from ferry.domain.instance_actions import EventResult, InstanceAction
 from ferry.domain.messages import Level, Resource
 from ferry.domain.migration import CopyMode, EventKind, RunStatus, Step
 from ferry.domain.model import DiskFormat
 from ferry.domain.qos import QosConsumer
-from ferry.domain.roles import Role
 from ferry.domain.server_migration.plan import LiveStatus, LiveStep
-from ferry.domain.servers import ServerStatus, ServerTaskState
 from ferry.domain.volumes import AttachmentStatus, MigrationStatus, SnapshotStatus, VolumeStatus
 
-ID = String(36)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
-
-
-class Project(Base):
-    __tablename__ = "projects"
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    domain_id: Mapped[str] = mapped_column(String(64), default="default")
-    description: Mapped[str | None] = mapped_column(Text)
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-
-
-class User(Base):
-    __tablename__ = "users"
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
-    domain_id: Mapped[str] = mapped_column(String(64), default="default")
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    email: Mapped[str | None] = mapped_column(String(255))
-    description: Mapped[str | None] = mapped_column(Text)
-    default_project_id: Mapped[str | None] = mapped_column(String(64))
-    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    """Attributes Keystone keeps for a user beyond its own (a client's `project_id`, say)."""
-
-
-class RoleAssignment(Base):
-    __tablename__ = "role_assignments"
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
-    role: Mapped[Role] = mapped_column(enum_type(Role, 32), primary_key=True)
-
-
-class SystemRoleAssignment(Base):
-    """A Keystone system grant: recorded and listed, but Ferry issues no system-scoped token, so
-    it grants nothing."""
-
-    __tablename__ = "system_role_assignments"
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    role: Mapped[Role] = mapped_column(enum_type(Role, 32), primary_key=True)
-
-
-class Token(Base):
-    __tablename__ = "tokens"
-    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    """None: an unscoped token (identity calls and rescoping only)."""
-    roles: Mapped[list[Any]] = mapped_column(JSON)
-    issued_at: Mapped[datetime] = mapped_column(DateTime)
-    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
-    methods: Mapped[list[Any] | None] = mapped_column(JSON)
-    """The auth methods that made it (None: before 0014, password)."""
-    system_scope: Mapped[bool] = mapped_column(Boolean, default=False)
-    """A system-scoped token: `roles` are the user's system grants, which give no authority in
-    Ferry (its requests are treated as an unscoped token's)."""
-    app_credential_id: Mapped[str | None] = mapped_column(
-        ForeignKey("application_credentials.id", ondelete="CASCADE")
-    )
-
-
-class AppCredential(Base):
-    """A Keystone application credential: a user's delegation of (some of) their roles on one
-    project to a secret, of which only the argon2 hash is kept."""
-
-    __tablename__ = "application_credentials"
-    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_application_credentials_user_id"),)
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(255))
-    description: Mapped[str | None] = mapped_column(Text)
-    secret_hash: Mapped[str] = mapped_column(String(255))
-    roles: Mapped[list[Any]] = mapped_column(JSON)
-    unrestricted: Mapped[bool] = mapped_column(Boolean, default=False)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
+__all__ = [  # the models defined elsewhere, named here too
+    "ID", "AppCredential", "Base", "Flavor", "FlavorProject", "InstanceActionEvent", "InstanceActionRow",
+    "KeyPair", "Project", "RoleAssignment", "Server", "SystemRoleAssignment", "Token", "User",
+]  # fmt: skip
 
 
 class QosSpecs(Base):
@@ -282,69 +211,6 @@ class Image(Base):
     properties: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     tags: Mapped[list[Any] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime)
-
-
-class Flavor(Base):
-    __tablename__ = "flavors"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
-    vcpus: Mapped[int] = mapped_column(Integer)
-    ram_mb: Mapped[int] = mapped_column(Integer)
-    disk_gib: Mapped[int] = mapped_column(Integer, default=0)
-    ephemeral_gib: Mapped[int] = mapped_column(Integer, default=0)
-    swap_mb: Mapped[int] = mapped_column(Integer, default=0)
-    rxtx_factor: Mapped[float] = mapped_column(Float, default=1.0)
-    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
-    """A private flavor is seen (and booted) only by the projects in `flavor_projects` and admins."""
-    description: Mapped[str | None] = mapped_column(Text)
-    extra_specs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-
-
-class FlavorProject(Base):
-    """A project granted a private flavor (Nova's os-flavor-access)."""
-
-    __tablename__ = "flavor_projects"
-    flavor_id: Mapped[str] = mapped_column(ForeignKey("flavors.id", ondelete="CASCADE"), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-
-
-class KeyPair(Base):
-    """Nova's key pair: a public key a user registered (or had made) under a name of theirs."""
-
-    __tablename__ = "key_pairs"
-    __table_args__ = (UniqueConstraint("user_id", "name"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(ID)
-    name: Mapped[str] = mapped_column(String(255))
-    key_type: Mapped[str] = mapped_column(String(8))
-    public_key: Mapped[str] = mapped_column(Text)
-    fingerprint: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-class Server(Base):
-    __tablename__ = "servers"
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    project_id: Mapped[str] = mapped_column(ID, index=True)
-    user_id: Mapped[str] = mapped_column(ID)
-    name: Mapped[str] = mapped_column(String(255))
-    status: Mapped[ServerStatus] = mapped_column(enum_type(ServerStatus, 16), index=True)
-    task_state: Mapped[ServerTaskState | None] = mapped_column(enum_type(ServerTaskState, 32))
-    image_id: Mapped[str] = mapped_column(ForeignKey("images.id"))
-    flavor_id: Mapped[str] = mapped_column(ForeignKey("flavors.id"))
-    host: Mapped[str] = mapped_column(String(255), index=True)
-    """The hypervisor host the server runs on (`hosts.name`; no foreign key: a server's row
-    outlives a host that has not registered again yet)."""
-    fault: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime)
-    key_name: Mapped[str | None] = mapped_column(String(255))
-    """The key pair named at create (shown; the guest ignores it: it has no metadata service)."""
-    description: Mapped[str | None] = mapped_column(Text)
-    access_ipv4: Mapped[str | None] = mapped_column(String(64))
-    access_ipv6: Mapped[str | None] = mapped_column(String(64))
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
-    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
 class Host(Base):
@@ -526,36 +392,3 @@ class QuotaClaimLock(Base):
     __tablename__ = "quota_claim_locks"
     project_id: Mapped[str] = mapped_column(ID, primary_key=True)
     claims: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class InstanceActionRow(Base):
-    """Nova's instance action: one server action a request started. No foreign key to the server:
-    a deleted server's actions stay readable (Nova's 2.21)."""
-
-    __tablename__ = "instance_actions"
-    __table_args__ = (Index("ix_instance_actions_server_start", "server_id", "start_time", "id"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    server_id: Mapped[str] = mapped_column(ID)
-    project_id: Mapped[str] = mapped_column(ID)
-    """The server's project (who may read the record, even once the server is gone)."""
-    user_id: Mapped[str] = mapped_column(String(64))
-    request_id: Mapped[str] = mapped_column(String(64), index=True)
-    action: Mapped[InstanceAction] = mapped_column(enum_type(InstanceAction, 32))
-    message: Mapped[str | None] = mapped_column(Text)
-    start_time: Mapped[datetime] = mapped_column(DateTime)
-    updated_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-class InstanceActionEvent(Base):
-    """One step of an instance action, with its outcome once it is done."""
-
-    __tablename__ = "instance_action_events"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    action_id: Mapped[int] = mapped_column(ForeignKey("instance_actions.id", ondelete="CASCADE"), index=True)
-    event: Mapped[str] = mapped_column(String(64))
-    host: Mapped[str | None] = mapped_column(String(255))
-    start_time: Mapped[datetime] = mapped_column(DateTime)
-    finish_time: Mapped[datetime | None] = mapped_column(DateTime)
-    result: Mapped[EventResult | None] = mapped_column(enum_type(EventResult, 16))
-    traceback: Mapped[str | None] = mapped_column(Text)
-    """Why it failed (admins only; a short reason, never a Python traceback)."""
