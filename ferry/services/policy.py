@@ -57,7 +57,6 @@ RULES: dict[str, str] = {
     "snapshot:update_status": "member",
     "type:get": "reader",
     "type:manage": "admin",
-    "project:get_any": "admin",
     "qos:get": "admin",
     "qos:manage": "admin",
     "backend:get_pools": "admin",
