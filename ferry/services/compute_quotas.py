@@ -29,11 +29,11 @@ from ferry.domain.compute_quotas import (
     parse_compute_quota_set,
     server_deltas,
 )
-from ferry.domain.errors import BadRequest, Forbidden, NotFound
+from ferry.domain.errors import Forbidden, NotFound
 from ferry.domain.quotas import DEFAULT_CLASS, UNLIMITED, ResourceSet, effective_limits
 from ferry.services import policy
 from ferry.services.context import RequestContext
-from ferry.services.quotas import MAX_CLASS_NAME, forget_limits, lock_project, overrides, store_limits
+from ferry.services.quotas import forget_limits, lock_project, overrides, quota_class_name, store_limits
 
 
 @dataclass(frozen=True)
@@ -139,22 +139,16 @@ class ComputeQuotas:
             forget_limits(s, target, compute=True)
 
     # -- os-quota-class-sets -----------------------------------------------------------------------
-    @staticmethod
-    def _class_name(name: str) -> str:
-        if not 1 <= len(name) <= MAX_CLASS_NAME:
-            raise BadRequest(f"Invalid input: quota_class_name must be 1 to {MAX_CLASS_NAME} characters.")
-        return name
-
     def show_class(self, ctx: RequestContext, name: str, shown: Shown) -> dict[str, int]:
         policy.enforce(ctx, "quota_class:get")
         with self.db() as s:
-            return effective_limits(self.resources(shown), overrides(s, True, self._class_name(name)), {})
+            return effective_limits(self.resources(shown), overrides(s, True, quota_class_name(name)), {})
 
     def update_class(
         self, ctx: RequestContext, name: str, body: Mapping[str, object], shown: Shown
     ) -> dict[str, int]:
         policy.enforce(ctx, "quota_class:update")
-        name = self._class_name(name)
+        name = quota_class_name(name)
         with self.db.begin() as s:
             wanted, _ = parse_compute_quota_set(body, self.resources(shown))
             store_limits(s, True, name, wanted)

@@ -52,6 +52,13 @@ from ferry.services.context import RequestContext
 MAX_CLASS_NAME = 255
 
 
+def quota_class_name(name: str) -> str:
+    """A quota class's name as both APIs take it (Cinder's and Nova's os-quota-class-sets)."""
+    if not 1 <= len(name) <= MAX_CLASS_NAME:
+        raise BadRequest(f"Invalid input: quota_class_name must be 1 to {MAX_CLASS_NAME} characters.")
+    return name
+
+
 def lock_project(s: Session, project_id: str) -> None:
     """Serialize this transaction's quota claim with every other one of the project (see above)."""
     bump = (
@@ -250,20 +257,14 @@ class QuotaService:
             forget_limits(s, target, compute=False)
 
     # -- os-quota-class-sets -----------------------------------------------------------------------
-    @staticmethod
-    def _class_name(name: str) -> str:
-        if not 1 <= len(name) <= MAX_CLASS_NAME:
-            raise BadRequest(f"Invalid input: quota_class_name must be 1 to {MAX_CLASS_NAME} characters.")
-        return name
-
     def show_class(self, ctx: RequestContext, name: str) -> dict[str, int]:
         policy.enforce(ctx, "quota_class:get")
         with self.db() as s:
-            return effective_limits(self.resources(s), overrides(s, True, self._class_name(name)), {})
+            return effective_limits(self.resources(s), overrides(s, True, quota_class_name(name)), {})
 
     def update_class(self, ctx: RequestContext, name: str, body: Mapping[str, object]) -> dict[str, int]:
         policy.enforce(ctx, "quota_class:update")
-        name = self._class_name(name)
+        name = quota_class_name(name)
         with self.db.begin() as s:
             store_limits(s, True, name, parse_quota_set(body, self.resources(s), what="quota class set"))
         with self.db() as s:
